@@ -1,0 +1,50 @@
+export type { DType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
+export {
+  allocate,
+  bfloat16BitsToFloat32,
+  bfloat16ToFloat32,
+  bytesPerElement,
+  castHost,
+  FLOAT_DTYPES,
+  float16BitsToFloat32,
+  float16ToFloat32,
+  float32ToBfloat16,
+  float32ToBfloat16Bits,
+  float32ToFloat16,
+  float32ToFloat16Bits,
+  isFloat,
+  scalar,
+  sizeOf,
+  tensor,
+  toFloat32Data,
+  zeros,
+} from './dtype.js';
+export { Rng } from './rng.js';
+export {
+  AbortError,
+  BackendUnavailableError,
+  InputError,
+  MoreauError,
+  ShapeError,
+  throwIfAborted,
+  UnsupportedPrimitiveError,
+} from './errors.js';
+export type { Attr, Graph, Node, ValueInfo } from './ir.js';
+export { graphHash, graphToJSON, graphToText, inputInfos, opsUsed, outputInfos } from './ir.js';
+export type {
+  Backend,
+  BackendFactory,
+  CompileOptions,
+  DeviceTensor,
+  Executable,
+  MemoryReport,
+  TensorInput,
+} from './backend.js';
+export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
+export { Tensor } from './tensor.js';
+export * as ops from './ops.js';
+export { gradients } from './autodiff.js';
+export type { Jitted, JitOptions, TensorSpec, Traced, ValueAndGradOptions } from './transforms.js';
+export { jit, trace, valueAndGrad } from './transforms.js';
+export { evaluateReference, ReferenceBackend } from './reference-backend.js';
+export { PRIMITIVES } from './primitive-list.js';

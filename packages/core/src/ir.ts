@@ -1,0 +1,139 @@
+/**
+ * The graph IR: what tracing produces, what autodiff extends, what a backend compiles.
+ *
+ * A graph is a list of nodes in topological order. Every node has exactly one output with a
+ * static shape and dtype. Compute dtypes are float32, int32 and bool; float16 may appear only as
+ * a graph input and as a `cast` source or target (weights stored in half precision).
+ *
+ * Primitive semantics (the contract every backend lowering must honour). Broadcasting is numpy's.
+ *   input        attrs {name, index}: the index-th graph input
+ *   constant     attrs {constant}: key into graph.constants (a HostTensor)
+ *   neg exp log sqrt abs sign sin cos reciprocal sigmoid tanh
+ *                elementwise on float32; log/sqrt of negatives give NaN, log(0) = -inf
+ *   add sub mul div maximum minimum pow
+ *                elementwise, broadcasting, same dtype (add/sub/mul/maximum/minimum also int32)
+ *   less greater equal
+ *                broadcasting compare of two same-dtype inputs -> bool
+ *   where        (cond: bool, a, b) broadcasting -> a where cond else b
+ *   matmul       (a [..., m, k], b [..., k, n]) same rank >= 2, batch dims broadcast -> [..., m, n]
+ *   sum max      attrs {axes: sorted non-negative ints, keepDims}; sum of an empty axis is 0
+ *   reshape      attrs {shape}
+ *   transpose    attrs {perm}
+ *   slice        attrs {starts, ends}: one entry per axis, step 1, 0 <= start <= end <= dim
+ *   pad          attrs {before, after}: one entry per axis, non-negative, zero padding
+ *   concat       attrs {axis}: two or more inputs
+ *   broadcastTo  attrs {shape}: numpy broadcast of the input to shape
+ *   gather       (x [n, ...rest], indices: int32 [...idx]) -> [...idx, ...rest]; rows of axis 0
+ *   scatterAdd   (updates [...idx, ...rest], indices: int32 [...idx]) attrs {size}
+ *                -> zeros [size, ...rest] with updates added at their rows (duplicates add up)
+ *   cast         attrs {to: DType}; float -> int truncates toward zero; to bool is != 0
+ *   stopGradient identity forward, no gradient
+ */
+import type { DType, HostTensor } from './dtype.js';
+
+export type Attr = number | boolean | string | readonly number[];
+
+export interface Node {
+  readonly id: number;
+  readonly op: string;
+  readonly inputs: readonly number[];
+  readonly attrs: Readonly<Record<string, Attr>>;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+export interface ValueInfo {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+export interface Graph {
+  readonly nodes: readonly Node[];
+  /** Node ids of the graph inputs, in call order (each is an `input` node). */
+  readonly inputs: readonly number[];
+  /** Node ids of the graph outputs, in order (a node may appear more than once). */
+  readonly outputs: readonly number[];
+  /** Output names, parallel to `outputs`. */
+  readonly outputNames: readonly string[];
+  readonly constants: ReadonlyMap<string, HostTensor>;
+}
+
+export function inputInfos(graph: Graph): ValueInfo[] {
+  return graph.inputs.map((id) => {
+    const n = graph.nodes[id]!;
+    return { name: String(n.attrs.name), shape: n.shape, dtype: n.dtype };
+  });
+}
+
+export function outputInfos(graph: Graph): ValueInfo[] {
+  return graph.outputs.map((id, i) => {
+    const n = graph.nodes[id]!;
+    return { name: graph.outputNames[i]!, shape: n.shape, dtype: n.dtype };
+  });
+}
+
+/** The set of primitive names used by a graph (for lowering checks). */
+export function opsUsed(graph: Graph): Set<string> {
+  return new Set(graph.nodes.map((n) => n.op));
+}
+
+/** Readable JSON: one line per node with op, inputs, attrs, shape and dtype; constants by shape only. */
+export function graphToJSON(graph: Graph): object {
+  return {
+    inputs: inputInfos(graph),
+    outputs: outputInfos(graph),
+    nodes: graph.nodes.map((n) => ({
+      id: n.id,
+      op: n.op,
+      ...(n.inputs.length ? { inputs: n.inputs } : {}),
+      ...(Object.keys(n.attrs).length ? { attrs: n.attrs } : {}),
+      shape: n.shape,
+      dtype: n.dtype,
+    })),
+    constants: Object.fromEntries(
+      [...graph.constants].map(([k, t]) => [
+        k,
+        t.data.length <= 8
+          ? { dtype: t.dtype, shape: t.shape, values: Array.from(t.data) }
+          : { dtype: t.dtype, shape: t.shape },
+      ]),
+    ),
+  };
+}
+
+/** Pretty text dump: `%12 = matmul(%10, %11) [4,8] float32`. */
+export function graphToText(graph: Graph): string {
+  const lines = graph.nodes.map((n) => {
+    const attrs = Object.entries(n.attrs)
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.join(',')}]` : String(v)}`)
+      .join(' ');
+    const args = n.inputs.map((i) => `%${i}`).join(', ');
+    return `%${n.id} = ${n.op}(${args})${attrs ? ` {${attrs}}` : ''} : [${n.shape.join(',')}] ${n.dtype}`;
+  });
+  lines.push(`return ${graph.outputs.map((o, i) => `${graph.outputNames[i]}=%${o}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+/** A stable structural hash of a graph (FNV-1a over its JSON and constant bytes). */
+export function graphHash(graph: Graph): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ 0x5bd1e995;
+  const feed = (s: string) => {
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+      h2 = Math.imul(h2 ^ c, 0x5bd1e995) >>> 0;
+    }
+  };
+  feed(JSON.stringify({ n: graph.nodes, i: graph.inputs, o: graph.outputs, names: graph.outputNames }));
+  for (const [k, t] of graph.constants) {
+    feed(`${k}:${t.dtype}:${t.shape.join('x')}`);
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    for (let i = 0; i < bytes.length; i++) {
+      h1 = Math.imul(h1 ^ bytes[i]!, 0x01000193) >>> 0;
+      h2 = Math.imul(h2 ^ bytes[i]!, 0x5bd1e995) >>> 0;
+    }
+  }
+  return h1.toString(16).padStart(8, '0') + h2.toString(16).padStart(8, '0');
+}

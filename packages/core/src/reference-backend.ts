@@ -1,0 +1,148 @@
+/**
+ * The reference backend: a plain TypeScript interpreter of the IR computing in float64. It is the
+ * oracle the conformance suite compares real backends against, and the engine of
+ * finite-difference checks. It is slow by design and never chosen as a product backend.
+ */
+import type { Backend, DeviceTensor, Executable, MemoryReport, TensorInput } from './backend.js';
+import { isDeviceTensor } from './backend.js';
+import {
+  bfloat16ToFloat32,
+  type DType,
+  float16ToFloat32,
+  float32ToFloat16,
+  type HostTensor,
+} from './dtype.js';
+import { MoreauError, ShapeError } from './errors.js';
+import { type Graph, inputInfos, outputInfos } from './ir.js';
+import { primitiveRule, type RefValue } from './internal/registry.js';
+import './primitives.js';
+
+function toRef(t: HostTensor, expected: DType): RefValue {
+  let data: RefValue['data'];
+  switch (t.dtype) {
+    case 'float32':
+      data = Float64Array.from(t.data as Float32Array);
+      break;
+    case 'float16':
+      data = Float64Array.from(float16ToFloat32(t.data as Uint16Array));
+      break;
+    case 'bfloat16':
+      data = Float64Array.from(bfloat16ToFloat32(t.data as Uint16Array));
+      break;
+    default:
+      data = t.data as Int32Array | Uint8Array;
+  }
+  // bfloat16 host data feeds a float32 input (no backend computes in bfloat16).
+  const dtype = t.dtype === 'bfloat16' ? 'float32' : t.dtype;
+  if (dtype !== expected) throw new ShapeError(`reference: input dtype ${t.dtype} does not match the graph's ${expected}`);
+  return { shape: t.shape, dtype, data };
+}
+
+function fromRef(v: RefValue): HostTensor {
+  switch (v.dtype) {
+    case 'float32':
+      return { dtype: 'float32', shape: v.shape, data: Float32Array.from(v.data as Float64Array) };
+    case 'float16':
+      return { dtype: 'float16', shape: v.shape, data: float32ToFloat16(Float32Array.from(v.data as Float64Array)) };
+    case 'int32':
+      return { dtype: 'int32', shape: v.shape, data: Int32Array.from(v.data) };
+    case 'bool':
+      return { dtype: 'bool', shape: v.shape, data: Uint8Array.from(v.data) };
+    default:
+      throw new MoreauError(`reference: cannot output dtype ${v.dtype}`);
+  }
+}
+
+/** Runs a graph in float64 and returns every output (floats rounded to float32 at the end). */
+export function evaluateReference(graph: Graph, inputs: readonly HostTensor[]): HostTensor[] {
+  if (inputs.length !== graph.inputs.length) {
+    throw new ShapeError(`reference: graph takes ${graph.inputs.length} inputs, got ${inputs.length}`);
+  }
+  const values = new Array<RefValue | undefined>(graph.nodes.length);
+  // Free each value after its last use to bound memory on bigger graphs.
+  const lastUse = new Array<number>(graph.nodes.length).fill(-1);
+  for (const n of graph.nodes) for (const i of n.inputs) lastUse[i] = n.id;
+  for (const o of graph.outputs) lastUse[o] = graph.nodes.length;
+  for (const n of graph.nodes) {
+    if (n.op === 'input') {
+      const t = inputs[n.attrs.index as number]!;
+      if (t.shape.length !== n.shape.length || t.shape.some((d, i) => d !== n.shape[i])) {
+        throw new ShapeError(`reference: input '${n.attrs.name}' has shape [${t.shape}], expected [${n.shape}]`);
+      }
+      values[n.id] = toRef(t, n.dtype);
+    } else if (n.op === 'constant') {
+      values[n.id] = toRef(graph.constants.get(n.attrs.constant as string)!, n.dtype);
+    } else {
+      const args = n.inputs.map((i) => values[i]!);
+      values[n.id] = primitiveRule(n.op).reference(args, n.attrs, n);
+    }
+    for (const i of n.inputs) if (lastUse[i] === n.id) values[i] = undefined;
+  }
+  return graph.outputs.map((o) => fromRef(values[o]!));
+}
+
+class ReferenceDeviceTensor implements DeviceTensor {
+  readonly kind = 'device' as const;
+  readonly backend = 'reference';
+  constructor(
+    readonly host: HostTensor,
+    private readonly owner: ReferenceBackend,
+  ) {}
+  get shape() {
+    return this.host.shape;
+  }
+  get dtype() {
+    return this.host.dtype;
+  }
+  async download() {
+    return this.host;
+  }
+  dispose() {
+    this.owner.release(this);
+  }
+}
+
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference';
+  readonly device = 'cpu (float64 interpreter)';
+  private readonly held = new Set<ReferenceDeviceTensor>();
+  private executables = 0;
+
+  async compile(graph: Graph): Promise<Executable> {
+    this.executables++;
+    let disposed = false;
+    return {
+      inputs: inputInfos(graph),
+      outputs: outputInfos(graph),
+      run: async (inputs: readonly TensorInput[]) => {
+        if (disposed) throw new MoreauError('reference: executable used after dispose()');
+        const hosts = await Promise.all(inputs.map((t) => (isDeviceTensor(t) ? t.download() : t)));
+        return evaluateReference(graph, hosts);
+      },
+      dispose: () => {
+        if (!disposed) this.executables--;
+        disposed = true;
+      },
+    };
+  }
+
+  async upload(t: HostTensor): Promise<DeviceTensor> {
+    const d = new ReferenceDeviceTensor(t, this);
+    this.held.add(d);
+    return d;
+  }
+
+  release(t: ReferenceDeviceTensor): void {
+    this.held.delete(t);
+  }
+
+  memory(): MemoryReport {
+    let bytes = 0;
+    for (const t of this.held) bytes += t.host.data.byteLength;
+    return { tensors: this.held.size, bytes, executables: this.executables };
+  }
+
+  async dispose(): Promise<void> {
+    this.held.clear();
+  }
+}
