@@ -1,3 +1,14 @@
+export { gradients } from './autodiff.js';
+export type {
+  Backend,
+  BackendFactory,
+  CompileOptions,
+  DeviceTensor,
+  Executable,
+  MemoryReport,
+  TensorInput,
+} from './backend.js';
+export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
 export type { DType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
 export {
   allocate,
@@ -19,7 +30,6 @@ export {
   toFloat32Data,
   zeros,
 } from './dtype.js';
-export { Rng } from './rng.js';
 export {
   AbortError,
   BackendUnavailableError,
@@ -31,20 +41,11 @@ export {
 } from './errors.js';
 export type { Attr, Graph, Node, ValueInfo } from './ir.js';
 export { graphHash, graphToJSON, graphToText, inputInfos, opsUsed, outputInfos } from './ir.js';
-export type {
-  Backend,
-  BackendFactory,
-  CompileOptions,
-  DeviceTensor,
-  Executable,
-  MemoryReport,
-  TensorInput,
-} from './backend.js';
-export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
-export { Tensor } from './tensor.js';
 export * as ops from './ops.js';
-export { gradients } from './autodiff.js';
-export type { Jitted, JitOptions, TensorSpec, Traced, ValueAndGradOptions } from './transforms.js';
-export { jit, trace, valueAndGrad } from './transforms.js';
-export { evaluateReference, ReferenceBackend } from './reference-backend.js';
 export { PRIMITIVES } from './primitive-list.js';
+export * from './pruning/index.js';
+export { evaluateReference, ReferenceBackend } from './reference-backend.js';
+export { Rng } from './rng.js';
+export { Tensor } from './tensor.js';
+export type { JitOptions, Jitted, TensorSpec, Traced, ValueAndGradOptions } from './transforms.js';
+export { jit, trace, valueAndGrad } from './transforms.js';

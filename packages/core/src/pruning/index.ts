@@ -1,0 +1,30 @@
+export type { CalibrationOptions, CalibrationSet } from './calibration.js';
+export { calibrationToJSON, parseCalibration, sampleCalibration, windowsAt } from './calibration.js';
+export type {
+  Criterion,
+  CriterionContext,
+  CriterionResult,
+  GradientResult,
+  OptionSpec,
+  OptionValues,
+  Progress,
+} from './criterion.js';
+export { getCriterion, listCriteria, registerCriterion, resolveOptions } from './criterion.js';
+export type { GroupKind, GroupMember, PrunableGroup } from './groups.js';
+export { memberIndices } from './groups.js';
+export type { KeptUnits, PrunableModel } from './model.js';
+export { countParams, cutModel, selectIndices } from './model.js';
+export type { LayerDecision, LayerPlan, PruningPlan } from './plan.js';
+export { applyPlan, keptFromPlan, PLAN_FORMAT, PLAN_VERSION, parsePlan, planToJSON } from './plan.js';
+export type { PlanOptions, PruneResult } from './prune.js';
+export { groupKey, prune } from './prune.js';
+export type { ChannelMode, Reduction } from './scoring.js';
+export {
+  channelScores,
+  foldSubUnits,
+  groupScores,
+  REDUCTIONS,
+  reduceMembers,
+  sumChannelsIntoUnits,
+} from './scoring.js';
+export { keptCount, selectGlobal, selectLocal, topK } from './selection.js';

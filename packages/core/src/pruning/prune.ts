@@ -1,0 +1,294 @@
+/**
+ * The pruning driver: builds the criterion's context (weights, seeded RNG, calibration windows,
+ * a compiled forward+backward), turns its salience into unit scores, selects, and records a plan.
+ */
+import type { Backend } from '../backend.js';
+import { type HostTensor, tensor as hostTensor, toFloat32Data } from '../dtype.js';
+import { InputError, throwIfAborted } from '../errors.js';
+import { Rng } from '../rng.js';
+import type { Tensor } from '../tensor.js';
+import { jit, valueAndGrad } from '../transforms.js';
+import type { CalibrationSet } from './calibration.js';
+import {
+  type Criterion,
+  type CriterionContext,
+  type GradientResult,
+  getCriterion,
+  type Progress,
+  resolveOptions,
+} from './criterion.js';
+import type { GroupKind, PrunableGroup } from './groups.js';
+import { cutModel, type PrunableModel } from './model.js';
+import { type LayerDecision, type LayerPlan, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
+import { groupScores, REDUCTIONS, type Reduction } from './scoring.js';
+import { keptCount, selectGlobal, topK } from './selection.js';
+
+export interface PlanOptions {
+  readonly criterion: string | Criterion;
+  /** Criterion options by their documented names (strings are converted). */
+  readonly options?: Readonly<Record<string, unknown>>;
+  readonly ratio: number;
+  readonly seed?: number;
+  readonly scope?: 'local' | 'global';
+  /** Half-open layer ranges; default all layers. */
+  readonly attnLayers?: readonly [number, number];
+  readonly mlpLayers?: readonly [number, number];
+  /** Reduction across group members; default the criterion's. */
+  readonly reduction?: Reduction;
+  readonly calibration?: CalibrationSet;
+  readonly backend?: Backend | string;
+  /** Iterative pruning: reach the ratio in this many score-and-cut steps (default 1). */
+  readonly steps?: number;
+  /** Write unit scores into the plan (they differ in the last bits between backends). */
+  readonly includeScores?: boolean;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: Progress) => void;
+}
+
+export interface PruneResult {
+  readonly plan: PruningPlan;
+  readonly model: PrunableModel;
+  /** Unit scores of the last scoring step by group key `${kind}@${layer}`, original unit order. */
+  readonly scores: ReadonlyMap<string, Float64Array>;
+}
+
+export function groupKey(kind: GroupKind, layer: number): string {
+  return `${kind}@${layer}`;
+}
+
+function checkRange(
+  r: readonly [number, number] | undefined,
+  n: number,
+  name: string,
+): readonly [number, number] {
+  const range = r ?? [0, n];
+  const [a, b] = range;
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || a > b || b > n) {
+    throw new InputError(
+      `${name} must be a half-open range A:B with 0 <= A <= B <= ${n}, got ${a}:${b}`,
+      undefined,
+      name,
+    );
+  }
+  return [a, b];
+}
+
+/** A compiled loss-and-gradient over the group members' weights (other parameters are fixed). */
+function gradientOracle(
+  model: PrunableModel,
+  members: readonly string[],
+  backend: Backend | string | undefined,
+) {
+  const memberSet = new Set(members);
+  const fixed: Record<string, HostTensor> = {};
+  for (const [k, t] of model.params) {
+    if (!memberSet.has(k))
+      fixed[k] = t.dtype === 'float32' ? t : hostTensor(toFloat32Data(t), t.shape, 'float32');
+  }
+  const loss = (diff: Record<string, Tensor>, rest: Record<string, Tensor>, ids: Tensor) =>
+    model.loss({ ...rest, ...diff }, ids);
+  const f = jit<[HostTensor, Record<string, HostTensor>]>(valueAndGrad(loss), { backend });
+  const shapes = new Map(members.map((m) => [m, model.params.get(m)!.shape]));
+  return {
+    async gradient(
+      batch: readonly (readonly number[])[],
+      weights: ReadonlyMap<string, Float32Array>,
+    ): Promise<GradientResult> {
+      const len = batch[0]?.length ?? 0;
+      if (batch.length === 0 || batch.some((w) => w.length !== len))
+        throw new InputError('gradient: the batch needs equal-length windows');
+      const ids = hostTensor(Int32Array.from(batch.flat()), [batch.length, len], 'int32');
+      const diff: Record<string, HostTensor> = {};
+      for (const m of members) diff[m] = { dtype: 'float32', shape: shapes.get(m)!, data: weights.get(m)! };
+      const [value, grads] = await f(diff, fixed, ids);
+      const out = new Map<string, Float32Array>();
+      for (const m of members) out.set(m, grads[m]!.data as Float32Array);
+      return { loss: (value.data as Float32Array)[0]!, grads: out };
+    },
+    dispose: () => f.dispose(),
+  };
+}
+
+/** Scores one model state with the criterion: unit scores per group. */
+async function scoreGroups(
+  model: PrunableModel,
+  groups: readonly PrunableGroup[],
+  criterion: Criterion,
+  options: Readonly<Record<string, number | boolean | string>>,
+  reduction: Reduction,
+  rng: Rng,
+  opts: PlanOptions,
+): Promise<Float64Array[]> {
+  const members = [...new Set(groups.flatMap((g) => g.members.map((m) => m.param)))];
+  const weights = new Map<string, Float32Array>();
+  const shapes = new Map<string, readonly number[]>();
+  for (const m of members) {
+    const t = model.params.get(m);
+    if (!t) throw new InputError(`the model has no parameter '${m}' named by its groups`);
+    weights.set(m, toFloat32Data(t));
+    shapes.set(m, t.shape);
+  }
+  const oracle = criterion.requires.gradients ? gradientOracle(model, members, opts.backend) : undefined;
+  const ctx: CriterionContext = {
+    weights,
+    shapes,
+    groups,
+    rng,
+    calibration: opts.calibration,
+    gradient: async (batch, w) => {
+      if (!oracle)
+        throw new InputError(
+          `criterion '${criterion.name}' asked for gradients but does not declare requires.gradients`,
+        );
+      throwIfAborted(opts.signal);
+      return oracle.gradient(batch, w ?? weights);
+    },
+    backend: typeof opts.backend === 'object' ? opts.backend : undefined,
+    signal: opts.signal,
+    progress: (p) => opts.onProgress?.(p),
+  };
+  try {
+    const result = await criterion.score(ctx, options);
+    throwIfAborted(opts.signal);
+    if (result.unitScores) {
+      if (
+        result.unitScores.length !== groups.length ||
+        result.unitScores.some((s, i) => s.length !== groups[i]!.units)
+      ) {
+        throw new InputError(
+          `criterion '${criterion.name}' returned unit scores that do not match the model's groups`,
+        );
+      }
+      return [...result.unitScores];
+    }
+    if (!result.salience)
+      throw new InputError(`criterion '${criterion.name}' returned neither salience nor unit scores`);
+    const mode = criterion.channelMode(options);
+    return groups.map((g) => groupScores(g, result.salience!, shapes, mode, reduction));
+  } finally {
+    oracle?.dispose();
+  }
+}
+
+/**
+ * Scores the model with a criterion and prunes it to the ratio, in one or more steps.
+ * Returns the plan (original indices), the pruned model and the last step's unit scores.
+ */
+export async function prune(model: PrunableModel, opts: PlanOptions): Promise<PruneResult> {
+  const criterion = typeof opts.criterion === 'string' ? getCriterion(opts.criterion) : opts.criterion;
+  const options = resolveOptions(criterion, opts.options);
+  const reduction = opts.reduction ?? criterion.defaultReduction;
+  if (!REDUCTIONS.includes(reduction)) {
+    throw new InputError(
+      `unknown reduction '${reduction}'; valid: ${REDUCTIONS.join(', ')}`,
+      undefined,
+      'reduction',
+    );
+  }
+  keptCount(1, opts.ratio); // validates the ratio
+  const seed = opts.seed ?? 1;
+  if (!Number.isInteger(seed))
+    throw new InputError(`seed must be an integer, got ${seed}`, undefined, 'seed');
+  const steps = opts.steps ?? 1;
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
+  const scope = opts.scope ?? 'local';
+  const attnLayers = checkRange(opts.attnLayers, model.numLayers, 'attnLayers');
+  const mlpLayers = checkRange(opts.mlpLayers, model.numLayers, 'mlpLayers');
+  if (criterion.requires.calibration && !opts.calibration) {
+    throw new InputError(
+      `criterion '${criterion.name}' needs calibration windows (pass calibration text or tokens)`,
+      undefined,
+      'calibration',
+    );
+  }
+  const inRange = (g: PrunableGroup) => {
+    const [a, b] = g.kind === 'attention' ? attnLayers : mlpLayers;
+    return g.layer >= a && g.layer < b;
+  };
+
+  const original = model.groups().filter(inRange);
+  // current index -> original index, per group
+  const origIndex = new Map(
+    original.map((g) => [groupKey(g.kind, g.layer), Array.from({ length: g.units }, (_, i) => i)]),
+  );
+  const lastScores = new Map<string, Float64Array>();
+  const master = new Rng(seed);
+  let current = model;
+
+  for (let step = 1; step <= steps; step++) {
+    throwIfAborted(opts.signal);
+    const stepRatio = (opts.ratio * step) / steps;
+    const groups = current.groups().filter(inRange);
+    const scores = await scoreGroups(current, groups, criterion, options, reduction, master.fork(), opts);
+    const keep = { attention: new Map<number, number[]>(), mlp: new Map<number, number[]>() };
+    const target = (g: PrunableGroup) =>
+      keptCount(original.find((o) => o.kind === g.kind && o.layer === g.layer)!.units, stepRatio);
+    if (scope === 'local') {
+      groups.forEach((g, i) => keep[g.kind].set(g.layer, topK(scores[i]!, Math.min(target(g), g.units))));
+    } else {
+      for (const kind of ['attention', 'mlp'] as const) {
+        const idx = groups.map((g, i) => (g.kind === kind ? i : -1)).filter((i) => i >= 0);
+        if (!idx.length) continue;
+        const total = idx.reduce(
+          (s, i) => s + original.find((o) => o.kind === kind && o.layer === groups[i]!.layer)!.units,
+          0,
+        );
+        const chosen = selectGlobal(
+          idx.map((i) => scores[i]!),
+          keptCount(total, stepRatio),
+        );
+        idx.forEach((gi, k) => keep[kind].set(groups[gi]!.layer, chosen[k]!));
+      }
+    }
+    groups.forEach((g, i) => {
+      const key = groupKey(g.kind, g.layer);
+      const map = origIndex.get(key)!;
+      const full = new Float64Array(
+        original.find((o) => o.kind === g.kind && o.layer === g.layer)!.units,
+      ).fill(Number.NaN);
+      scores[i]!.forEach((s, u) => {
+        full[map[u]!] = s;
+      });
+      lastScores.set(key, full);
+      origIndex.set(
+        key,
+        keep[g.kind].get(g.layer)!.map((u) => map[u]!),
+      );
+    });
+    current = cutModel(current, keep);
+    opts.onProgress?.({ phase: 'prune', done: step, total: steps });
+  }
+
+  const layers: LayerPlan[] = [];
+  for (let l = 0; l < model.numLayers; l++) {
+    const decision = (kind: GroupKind): LayerDecision | undefined => {
+      const g = original.find((o) => o.kind === kind && o.layer === l);
+      if (!g) return undefined;
+      const key = groupKey(kind, l);
+      const scores = opts.includeScores
+        ? Array.from(lastScores.get(key)!, (v) => (Number.isNaN(v) ? null : v))
+        : undefined;
+      return { total: g.units, kept: origIndex.get(key)!, ...(scores ? { scores: scores as number[] } : {}) };
+    };
+    const attention = decision('attention');
+    const mlp = decision('mlp');
+    if (attention || mlp)
+      layers.push({ layer: l, ...(attention ? { attention } : {}), ...(mlp ? { mlp } : {}) });
+  }
+  const plan: PruningPlan = {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    criterion: { name: criterion.name, options },
+    reduction,
+    ratio: opts.ratio,
+    seed,
+    scope,
+    attnLayers,
+    mlpLayers,
+    steps,
+    numLayers: model.numLayers,
+    layers,
+  };
+  return { plan, model: current, scores: lastScores };
+}

@@ -1,0 +1,12 @@
+import { registerCriterion } from '@moreau/core';
+import { magnitude } from './magnitude.js';
+import { moreau, moreauGs, shrinkRows } from './moreau.js';
+import { random } from './random.js';
+import { taylor } from './taylor.js';
+
+/** The built-in criteria, registered by name on import. */
+export const builtinCriteria = [magnitude, random, taylor, moreau, moreauGs] as const;
+for (const c of builtinCriteria) registerCriterion(c);
+
+export type { TaylorVariant } from './taylor.js';
+export { magnitude, moreau, moreauGs, random, shrinkRows, taylor };

@@ -1,0 +1,28 @@
+import type { Criterion } from '@moreau/core';
+
+/** LLM-Pruner's l1 / l2 magnitude: channel score = sum over the slice of |w|^p, members averaged. */
+export const magnitude: Criterion = {
+  name: 'magnitude',
+  description: 'weight magnitude: sum of |w|^p over each channel slice (p = 1 or 2)',
+  requires: { gradients: false, calibration: false },
+  options: {
+    p: {
+      type: 'number',
+      default: 2,
+      min: 1,
+      max: 2,
+      integer: true,
+      description: 'exponent: 1 (l1) or 2 (l2)',
+    },
+  },
+  channelMode: () => 'abs-then-sum',
+  defaultReduction: 'mean',
+  async score(ctx, options) {
+    const p = options.p as number;
+    const salience = new Map<string, Float32Array>();
+    for (const [name, w] of ctx.weights) {
+      salience.set(name, p === 1 ? w.map(Math.abs) : w.map((v) => v * v));
+    }
+    return { salience };
+  },
+};
