@@ -16,7 +16,9 @@ import { type GraphBuilder, Tensor } from './tensor.js';
  */
 export function gradients(y: Tensor, xs: readonly Tensor[]): (Tensor | null)[] {
   if (y.rank !== 0 || !isFloat(y.dtype)) {
-    throw new ShapeError(`gradients: the output must be a float scalar, got shape [${y.shape.join(',')}] ${y.dtype}`);
+    throw new ShapeError(
+      `gradients: the output must be a float scalar, got shape [${y.shape.join(',')}] ${y.dtype}`,
+    );
   }
   const b: GraphBuilder = y.builder;
   const nodes = b.nodes;

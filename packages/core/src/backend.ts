@@ -81,10 +81,14 @@ const NAME_RE = /^[a-z][a-z0-9-]*$/;
  */
 export function registerBackend(name: string, factory: BackendFactory, priority = 0): void {
   if (!NAME_RE.test(name)) {
-    throw new MoreauError(`registerBackend: name '${name}' must match ${NAME_RE} (lowercase, digits, dashes)`);
+    throw new MoreauError(
+      `registerBackend: name '${name}' must match ${NAME_RE} (lowercase, digits, dashes)`,
+    );
   }
-  if (typeof factory !== 'function') throw new MoreauError(`registerBackend('${name}'): factory must be a function`);
-  if (!Number.isFinite(priority)) throw new MoreauError(`registerBackend('${name}'): priority must be finite`);
+  if (typeof factory !== 'function')
+    throw new MoreauError(`registerBackend('${name}'): factory must be a function`);
+  if (!Number.isFinite(priority))
+    throw new MoreauError(`registerBackend('${name}'): priority must be finite`);
   const existing = registry.get(name);
   if (existing) {
     if (existing.factory === factory && existing.priority === priority) return;

@@ -3,7 +3,7 @@
  * node or is a composite of primitives (mean, softmax, logSoftmax, rmsNorm, silu, ...), so the
  * single autodiff in core differentiates all of them.
  */
-import { type DType, type HostTensor, scalar as hostScalar, isFloat, tensor as hostTensor } from './dtype.js';
+import { type DType, type HostTensor, scalar as hostScalar, tensor as hostTensor, isFloat } from './dtype.js';
 import { ShapeError } from './errors.js';
 import { currentBuilder, type GraphBuilder, Tensor } from './tensor.js';
 
@@ -28,10 +28,16 @@ function binary(op: string, a: TensorOrNumber, b: TensorOrNumber): Tensor {
 }
 
 function normAxes(rank: number, axes: number | readonly number[] | undefined, what: string): number[] {
-  const list = axes === undefined ? Array.from({ length: rank }, (_, i) => i) : typeof axes === 'number' ? [axes] : [...axes];
+  const list =
+    axes === undefined
+      ? Array.from({ length: rank }, (_, i) => i)
+      : typeof axes === 'number'
+        ? [axes]
+        : [...axes];
   const out = list.map((a) => {
     const n = a < 0 ? a + rank : a;
-    if (!Number.isInteger(n) || n < 0 || n >= rank) throw new ShapeError(`${what}: axis ${a} out of range for rank ${rank}`);
+    if (!Number.isInteger(n) || n < 0 || n >= rank)
+      throw new ShapeError(`${what}: axis ${a} out of range for rank ${rank}`);
     return n;
   });
   return [...new Set(out)].sort((x, y) => x - y);
@@ -58,7 +64,13 @@ export function zerosLike(x: Tensor): Tensor {
 
 /** 0, 1, ..., n-1 as an int32 (or float32) constant. */
 export function arange(n: number, dtype: DType = 'int32'): Tensor {
-  return constant(hostTensor(Array.from({ length: n }, (_, i) => i), [n], dtype));
+  return constant(
+    hostTensor(
+      Array.from({ length: n }, (_, i) => i),
+      [n],
+      dtype,
+    ),
+  );
 }
 
 // ----- elementwise ----------------------------------------------------------------------------
@@ -120,7 +132,9 @@ export function mT(x: Tensor): Tensor {
 export function linear(x: Tensor, weight: Tensor): Tensor {
   const [out, inDim] = weight.shape as [number, number];
   if (x.shape[x.rank - 1] !== inDim) {
-    throw new ShapeError(`linear: input last dim ${x.shape[x.rank - 1]} does not match weight [${out}, ${inDim}]`);
+    throw new ShapeError(
+      `linear: input last dim ${x.shape[x.rank - 1]} does not match weight [${out}, ${inDim}]`,
+    );
   }
   const lead = x.shape.slice(0, -1);
   const flat = reshape(x, [lead.reduce((p, d) => p * d, 1), inDim]);

@@ -2,4 +2,6 @@ import { primitives } from './internal/registry.js';
 import './primitives.js';
 
 /** Names of every primitive a backend must lower (input and constant are graph plumbing). */
-export const PRIMITIVES: readonly string[] = [...primitives.keys()].filter((n) => n !== 'input' && n !== 'constant');
+export const PRIMITIVES: readonly string[] = [...primitives.keys()].filter(
+  (n) => n !== 'input' && n !== 'constant',
+);

@@ -4,12 +4,7 @@
  */
 import { type DType, float16BitsToFloat32, float32ToFloat16Bits, isFloat, sizeOf } from './dtype.js';
 import { ShapeError } from './errors.js';
-import {
-  type AbstractValue,
-  type Attrs,
-  definePrimitive,
-  type RefValue,
-} from './internal/registry.js';
+import { type AbstractValue, type Attrs, definePrimitive, type RefValue } from './internal/registry.js';
 import { broadcastShapes, broadcastStrides, fmt, sameShape, stridesOf } from './internal/shapes.js';
 import * as ops from './ops.js';
 import type { Tensor } from './tensor.js';
@@ -34,7 +29,11 @@ export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
 }
 
 /** Iterates the broadcast output, calling f(outIndex, idxA, idxB, ...). */
-function forEachBroadcast(outShape: readonly number[], inShapes: readonly (readonly number[])[], f: (o: number, idx: number[]) => void) {
+function forEachBroadcast(
+  outShape: readonly number[],
+  inShapes: readonly (readonly number[])[],
+  f: (o: number, idx: number[]) => void,
+) {
   const n = sizeOf(outShape);
   const rank = outShape.length;
   const strides = inShapes.map((s) => broadcastStrides(s, outShape));
@@ -58,7 +57,11 @@ function requireFloat(what: string, v: AbstractValue): void {
 
 // ----- unary ----------------------------------------------------------------------------------
 
-function defineUnary(name: string, f: (x: number) => number, vjp?: (g: Tensor, x: Tensor, y: Tensor) => Tensor) {
+function defineUnary(
+  name: string,
+  f: (x: number) => number,
+  vjp?: (g: Tensor, x: Tensor, y: Tensor) => Tensor,
+) {
   definePrimitive({
     name,
     infer([x]) {
@@ -75,16 +78,32 @@ function defineUnary(name: string, f: (x: number) => number, vjp?: (g: Tensor, x
   });
 }
 
-defineUnary('neg', (x) => -x, (g) => ops.neg(g));
+defineUnary(
+  'neg',
+  (x) => -x,
+  (g) => ops.neg(g),
+);
 defineUnary('exp', Math.exp, (g, _x, y) => ops.mul(g, y));
 defineUnary('log', Math.log, (g, x) => ops.div(g, x));
 defineUnary('sqrt', Math.sqrt, (g, _x, y) => ops.div(ops.mul(g, 0.5), y));
 defineUnary('abs', Math.abs, (g, x) => ops.mul(g, ops.sign(x)));
-defineUnary('sign', (x) => (Number.isNaN(x) ? x : Math.sign(x) + 0), (g) => ops.zerosLike(g));
+defineUnary(
+  'sign',
+  (x) => (Number.isNaN(x) ? x : Math.sign(x) + 0),
+  (g) => ops.zerosLike(g),
+);
 defineUnary('sin', Math.sin, (g, x) => ops.mul(g, ops.cos(x)));
 defineUnary('cos', Math.cos, (g, x) => ops.neg(ops.mul(g, ops.sin(x))));
-defineUnary('reciprocal', (x) => 1 / x, (g, _x, y) => ops.neg(ops.mul(g, ops.mul(y, y))));
-defineUnary('sigmoid', (x) => 1 / (1 + Math.exp(-x)), (g, _x, y) => ops.mul(g, ops.mul(y, ops.sub(1, y))));
+defineUnary(
+  'reciprocal',
+  (x) => 1 / x,
+  (g, _x, y) => ops.neg(ops.mul(g, ops.mul(y, y))),
+);
+defineUnary(
+  'sigmoid',
+  (x) => 1 / (1 + Math.exp(-x)),
+  (g, _x, y) => ops.mul(g, ops.mul(y, ops.sub(1, y))),
+);
 defineUnary('tanh', Math.tanh, (g, _x, y) => ops.mul(g, ops.sub(1, ops.mul(y, y))));
 definePrimitive({
   name: 'stopGradient',
@@ -105,7 +124,10 @@ function defineBinary(
     name,
     infer([a, b]) {
       if (a!.dtype !== b!.dtype) throw new ShapeError(`${name}: dtypes differ (${a!.dtype} vs ${b!.dtype})`);
-      const ok = a!.dtype === 'float32' || (allowInt && a!.dtype === 'int32') || (outDtype === 'bool' && a!.dtype !== 'float16');
+      const ok =
+        a!.dtype === 'float32' ||
+        (allowInt && a!.dtype === 'int32') ||
+        (outDtype === 'bool' && a!.dtype !== 'float16');
       if (!ok) throw new ShapeError(`${name}: unsupported dtype ${a!.dtype}`);
       return { shape: broadcastShapes(name, a!.shape, b!.shape), dtype: outDtype ?? a!.dtype };
     },
@@ -130,19 +152,50 @@ function defineBinary(
   });
 }
 
-defineBinary('add', true, (a, b) => a + b, (g) => [g, g]);
-defineBinary('sub', true, (a, b) => a - b, (g) => [g, ops.neg(g)]);
-defineBinary('mul', true, (a, b) => a * b, (g, a, b) => [ops.mul(g, b), ops.mul(g, a)]);
-defineBinary('div', false, (a, b) => a / b, (g, a, b) => [ops.div(g, b), ops.neg(ops.div(ops.mul(g, a), ops.mul(b, b)))]);
+defineBinary(
+  'add',
+  true,
+  (a, b) => a + b,
+  (g) => [g, g],
+);
+defineBinary(
+  'sub',
+  true,
+  (a, b) => a - b,
+  (g) => [g, ops.neg(g)],
+);
+defineBinary(
+  'mul',
+  true,
+  (a, b) => a * b,
+  (g, a, b) => [ops.mul(g, b), ops.mul(g, a)],
+);
+defineBinary(
+  'div',
+  false,
+  (a, b) => a / b,
+  (g, a, b) => [ops.div(g, b), ops.neg(ops.div(ops.mul(g, a), ops.mul(b, b)))],
+);
 // Ties split the gradient evenly, as JAX does.
 const tieShare = (x: Tensor, other: Tensor, cmp: 'greater' | 'less') =>
-  ops.add(ops.cast(ops[cmp](x, other), 'float32'), ops.mul(ops.cast(ops.equal(x, other), 'float32'), 0.5));
-defineBinary('maximum', true, Math.max, (g, a, b) => [ops.mul(g, tieShare(a, b, 'greater')), ops.mul(g, tieShare(b, a, 'greater'))]);
-defineBinary('minimum', true, Math.min, (g, a, b) => [ops.mul(g, tieShare(a, b, 'less')), ops.mul(g, tieShare(b, a, 'less'))]);
-defineBinary('pow', false, (a, b) => a ** b, (g, a, b, y) => [
-  ops.mul(g, ops.mul(b, ops.pow(a, ops.sub(b, 1)))),
-  ops.mul(g, ops.mul(ops.log(a), y)),
+  ops.add(
+    ops.cast(cmp === 'greater' ? ops.greater(x, other) : ops.less(x, other), 'float32'),
+    ops.mul(ops.cast(ops.equal(x, other), 'float32'), 0.5),
+  );
+defineBinary('maximum', true, Math.max, (g, a, b) => [
+  ops.mul(g, tieShare(a, b, 'greater')),
+  ops.mul(g, tieShare(b, a, 'greater')),
 ]);
+defineBinary('minimum', true, Math.min, (g, a, b) => [
+  ops.mul(g, tieShare(a, b, 'less')),
+  ops.mul(g, tieShare(b, a, 'less')),
+]);
+defineBinary(
+  'pow',
+  false,
+  (a, b) => a ** b,
+  (g, a, b, y) => [ops.mul(g, ops.mul(b, ops.pow(a, ops.sub(b, 1)))), ops.mul(g, ops.mul(ops.log(a), y))],
+);
 defineBinary('less', true, (a, b) => (a < b ? 1 : 0), undefined, 'bool');
 defineBinary('greater', true, (a, b) => (a > b ? 1 : 0), undefined, 'bool');
 defineBinary('equal', true, (a, b) => (a === b ? 1 : 0), undefined, 'bool');
@@ -151,12 +204,17 @@ definePrimitive({
   name: 'where',
   infer([c, a, b]) {
     if (c!.dtype !== 'bool') throw new ShapeError(`where: condition must be bool, got ${c!.dtype}`);
-    if (a!.dtype !== b!.dtype) throw new ShapeError(`where: branch dtypes differ (${a!.dtype} vs ${b!.dtype})`);
+    if (a!.dtype !== b!.dtype)
+      throw new ShapeError(`where: branch dtypes differ (${a!.dtype} vs ${b!.dtype})`);
     return { shape: broadcastShapes('where', c!.shape, a!.shape, b!.shape), dtype: a!.dtype };
   },
   vjp(g, [c, a, b]) {
     const zero = ops.zerosLike(g);
-    return [null, unbroadcast(ops.where(c!, g, zero), a!.shape), unbroadcast(ops.where(c!, zero, g), b!.shape)];
+    return [
+      null,
+      unbroadcast(ops.where(c!, g, zero), a!.shape),
+      unbroadcast(ops.where(c!, zero, g), b!.shape),
+    ];
   },
   reference([c, a, b], _attrs, out) {
     const data = refAlloc(out.dtype, sizeOf(out.shape));
@@ -176,7 +234,9 @@ definePrimitive({
     requireFloat('matmul', b!);
     const ra = a!.shape.length;
     if (ra < 2 || ra !== b!.shape.length) {
-      throw new ShapeError(`matmul: operands need the same rank >= 2, got ${fmt(a!.shape)} and ${fmt(b!.shape)}`);
+      throw new ShapeError(
+        `matmul: operands need the same rank >= 2, got ${fmt(a!.shape)} and ${fmt(b!.shape)}`,
+      );
     }
     const [m, k] = a!.shape.slice(-2) as [number, number];
     const [k2, n] = b!.shape.slice(-2) as [number, number];
@@ -185,7 +245,10 @@ definePrimitive({
     return { shape: [...batch, m, n], dtype: 'float32' };
   },
   vjp(g, [a, b]) {
-    return [unbroadcast(ops.matmul(g, ops.mT(b!)), a!.shape), unbroadcast(ops.matmul(ops.mT(a!), g), b!.shape)];
+    return [
+      unbroadcast(ops.matmul(g, ops.mT(b!)), a!.shape),
+      unbroadcast(ops.matmul(ops.mT(a!), g), b!.shape),
+    ];
   },
   reference([a, b], _attrs, out) {
     const r = out.shape.length;
@@ -228,13 +291,21 @@ function checkAxes(name: string, x: AbstractValue, attrs: Attrs): readonly numbe
   for (let i = 0; i < axes.length; i++) {
     const a = axes[i]!;
     if (!Number.isInteger(a) || a < 0 || a >= x.shape.length || (i > 0 && a <= axes[i - 1]!)) {
-      throw new ShapeError(`${name}: axes ${fmt(axes)} must be sorted, unique and within rank ${x.shape.length}`);
+      throw new ShapeError(
+        `${name}: axes ${fmt(axes)} must be sorted, unique and within rank ${x.shape.length}`,
+      );
     }
   }
   return axes;
 }
 
-function reduceRef(x: RefValue, attrs: Attrs, out: AbstractValue, init: number, f: (acc: number, v: number) => number): RefValue {
+function reduceRef(
+  x: RefValue,
+  attrs: Attrs,
+  out: AbstractValue,
+  init: number,
+  f: (acc: number, v: number) => number,
+): RefValue {
   const axes = attrs.axes as readonly number[];
   const data = new Float64Array(sizeOf(out.shape)).fill(init);
   const keptShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
@@ -248,7 +319,10 @@ definePrimitive({
   name: 'sum',
   infer([x], attrs) {
     requireFloat('sum', x!);
-    return { shape: reducedShape(x!.shape, checkAxes('sum', x!, attrs), Boolean(attrs.keepDims)), dtype: x!.dtype };
+    return {
+      shape: reducedShape(x!.shape, checkAxes('sum', x!, attrs), Boolean(attrs.keepDims)),
+      dtype: x!.dtype,
+    };
   },
   vjp(g, [x], _y, attrs) {
     const keep = reducedShape(x!.shape, attrs.axes as readonly number[], true);
@@ -261,7 +335,10 @@ definePrimitive({
   name: 'max',
   infer([x], attrs) {
     requireFloat('max', x!);
-    return { shape: reducedShape(x!.shape, checkAxes('max', x!, attrs), Boolean(attrs.keepDims)), dtype: x!.dtype };
+    return {
+      shape: reducedShape(x!.shape, checkAxes('max', x!, attrs), Boolean(attrs.keepDims)),
+      dtype: x!.dtype,
+    };
   },
   vjp(g, [x], y, attrs) {
     const axes = attrs.axes as readonly number[];
@@ -271,7 +348,9 @@ definePrimitive({
     return [ops.mul(ops.div(mask, count), ops.reshape(g, keep))];
   },
   reference: ([x], attrs, out) =>
-    reduceRef(x!, attrs, out, Number.NEGATIVE_INFINITY, (a, v) => (Number.isNaN(a) || Number.isNaN(v) ? Number.NaN : Math.max(a, v))),
+    reduceRef(x!, attrs, out, Number.NEGATIVE_INFINITY, (a, v) =>
+      Number.isNaN(a) || Number.isNaN(v) ? Number.NaN : Math.max(a, v),
+    ),
 });
 
 // ----- shape manipulation ---------------------------------------------------------------------
@@ -363,7 +442,8 @@ definePrimitive({
     const starts = attrs.starts as readonly number[];
     const ends = attrs.ends as readonly number[];
     const r = x!.shape.length;
-    if (starts.length !== r || ends.length !== r) throw new ShapeError(`slice: starts/ends need ${r} entries`);
+    if (starts.length !== r || ends.length !== r)
+      throw new ShapeError(`slice: starts/ends need ${r} entries`);
     for (let i = 0; i < r; i++) {
       if (!(starts[i]! >= 0 && starts[i]! <= ends[i]! && ends[i]! <= x!.shape[i]!)) {
         throw new ShapeError(`slice: axis ${i}: [${starts[i]}, ${ends[i]}) is outside ${fmt(x!.shape)}`);
@@ -374,11 +454,24 @@ definePrimitive({
   vjp(g, [x], _y, attrs) {
     const starts = attrs.starts as readonly number[];
     const ends = attrs.ends as readonly number[];
-    return [ops.pad(g, starts, ends.map((e, i) => x!.shape[i]! - e))];
+    return [
+      ops.pad(
+        g,
+        starts,
+        ends.map((e, i) => x!.shape[i]! - e),
+      ),
+    ];
   },
   reference([x], attrs, out) {
     const data = refAlloc(out.dtype, sizeOf(out.shape));
-    copyBox(x!, attrs.starts as readonly number[], data, out.shape, out.shape.map(() => 0), out.shape);
+    copyBox(
+      x!,
+      attrs.starts as readonly number[],
+      data,
+      out.shape,
+      out.shape.map(() => 0),
+      out.shape,
+    );
     return { shape: out.shape, dtype: out.dtype, data };
   },
 });
@@ -389,18 +482,35 @@ definePrimitive({
     const before = attrs.before as readonly number[];
     const after = attrs.after as readonly number[];
     const r = x!.shape.length;
-    if (before.length !== r || after.length !== r || [...before, ...after].some((v) => !Number.isInteger(v) || v < 0)) {
+    if (
+      before.length !== r ||
+      after.length !== r ||
+      [...before, ...after].some((v) => !Number.isInteger(v) || v < 0)
+    ) {
       throw new ShapeError(`pad: before/after need ${r} non-negative entries`);
     }
     return { shape: x!.shape.map((d, i) => d + before[i]! + after[i]!), dtype: x!.dtype };
   },
   vjp(g, [x], _y, attrs) {
     const before = attrs.before as readonly number[];
-    return [ops.slice(g, before, before.map((b, i) => b + x!.shape[i]!))];
+    return [
+      ops.slice(
+        g,
+        before,
+        before.map((b, i) => b + x!.shape[i]!),
+      ),
+    ];
   },
   reference([x], attrs, out) {
     const data = refAlloc(out.dtype, sizeOf(out.shape));
-    copyBox(x!, x!.shape.map(() => 0), data, out.shape, attrs.before as readonly number[], x!.shape);
+    copyBox(
+      x!,
+      x!.shape.map(() => 0),
+      data,
+      out.shape,
+      attrs.before as readonly number[],
+      x!.shape,
+    );
     return { shape: out.shape, dtype: out.dtype, data };
   },
 });
@@ -414,8 +524,14 @@ definePrimitive({
     if (!(axis >= 0 && axis < first.shape.length)) throw new ShapeError(`concat: axis ${axis} out of range`);
     let total = 0;
     for (const x of xs) {
-      if (x.dtype !== first.dtype || x.shape.length !== first.shape.length || x.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
-        throw new ShapeError(`concat: ${fmt(x.shape)} ${x.dtype} does not match ${fmt(first.shape)} ${first.dtype} off axis ${axis}`);
+      if (
+        x.dtype !== first.dtype ||
+        x.shape.length !== first.shape.length ||
+        x.shape.some((d, i) => i !== axis && d !== first.shape[i])
+      ) {
+        throw new ShapeError(
+          `concat: ${fmt(x.shape)} ${x.dtype} does not match ${fmt(first.shape)} ${first.dtype} off axis ${axis}`,
+        );
       }
       total += x.shape[axis]!;
     }
@@ -438,7 +554,14 @@ definePrimitive({
     let off = 0;
     for (const x of xs) {
       const at = out.shape.map((_, i) => (i === axis ? off : 0));
-      copyBox(x, x.shape.map(() => 0), data, out.shape, at, x.shape);
+      copyBox(
+        x,
+        x.shape.map(() => 0),
+        data,
+        out.shape,
+        at,
+        x.shape,
+      );
       off += x.shape[axis]!;
     }
     return { shape: out.shape, dtype: out.dtype, data };
@@ -450,7 +573,8 @@ definePrimitive({
   infer([x], attrs) {
     const shape = attrs.shape as readonly number[];
     const b = broadcastShapes('broadcastTo', x!.shape, shape);
-    if (!sameShape(b, shape)) throw new ShapeError(`broadcastTo: ${fmt(x!.shape)} cannot broadcast to ${fmt(shape)}`);
+    if (!sameShape(b, shape))
+      throw new ShapeError(`broadcastTo: ${fmt(x!.shape)} cannot broadcast to ${fmt(shape)}`);
     return { shape, dtype: x!.dtype };
   },
   vjp: (g, [x]) => [unbroadcast(g, x!.shape)],
@@ -478,7 +602,8 @@ definePrimitive({
     const data = refAlloc(out.dtype, sizeOf(out.shape));
     for (let i = 0; i < idx!.data.length; i++) {
       const r = idx!.data[i]!;
-      if (r < 0 || r >= x!.shape[0]!) throw new RangeError(`gather: index ${r} out of range [0, ${x!.shape[0]})`);
+      if (r < 0 || r >= x!.shape[0]!)
+        throw new RangeError(`gather: index ${r} out of range [0, ${x!.shape[0]})`);
       for (let j = 0; j < row; j++) data[i * row + j] = x!.data[r * row + j]!;
     }
     return { shape: out.shape, dtype: out.dtype, data };
@@ -492,7 +617,9 @@ definePrimitive({
     if (idx!.dtype !== 'int32') throw new ShapeError(`scatterAdd: indices must be int32, got ${idx!.dtype}`);
     const k = idx!.shape.length;
     if (!sameShape(u!.shape.slice(0, k), idx!.shape)) {
-      throw new ShapeError(`scatterAdd: updates ${fmt(u!.shape)} must start with the indices' shape ${fmt(idx!.shape)}`);
+      throw new ShapeError(
+        `scatterAdd: updates ${fmt(u!.shape)} must start with the indices' shape ${fmt(idx!.shape)}`,
+      );
     }
     return { shape: [attrs.size as number, ...u!.shape.slice(k)], dtype: u!.dtype };
   },
@@ -502,7 +629,8 @@ definePrimitive({
     const data = new Float64Array(sizeOf(out.shape));
     for (let i = 0; i < idx!.data.length; i++) {
       const r = idx!.data[i]!;
-      if (r < 0 || r >= out.shape[0]!) throw new RangeError(`scatterAdd: index ${r} out of range [0, ${out.shape[0]})`);
+      if (r < 0 || r >= out.shape[0]!)
+        throw new RangeError(`scatterAdd: index ${r} out of range [0, ${out.shape[0]})`);
       for (let j = 0; j < row; j++) data[r * row + j]! += u!.data[i * row + j]!;
     }
     return { shape: out.shape, dtype: out.dtype, data };
@@ -517,7 +645,11 @@ definePrimitive({
     return { shape: x!.shape, dtype: attrs.to as DType };
   },
   vjp(g, [x]) {
-    return [isFloat(x!.dtype) && isFloat(g.dtype) ? ops.cast(g, x!.dtype === 'float16' ? 'float32' : x!.dtype) : null];
+    return [
+      isFloat(x!.dtype) && isFloat(g.dtype)
+        ? ops.cast(g, x!.dtype === 'float16' ? 'float32' : x!.dtype)
+        : null,
+    ];
   },
   reference([x], attrs, out) {
     const to = attrs.to as DType;

@@ -13,8 +13,8 @@ import {
   type HostTensor,
 } from './dtype.js';
 import { MoreauError, ShapeError } from './errors.js';
-import { type Graph, inputInfos, outputInfos } from './ir.js';
 import { primitiveRule, type RefValue } from './internal/registry.js';
+import { type Graph, inputInfos, outputInfos } from './ir.js';
 import './primitives.js';
 
 function toRef(t: HostTensor, expected: DType): RefValue {
@@ -34,7 +34,8 @@ function toRef(t: HostTensor, expected: DType): RefValue {
   }
   // bfloat16 host data feeds a float32 input (no backend computes in bfloat16).
   const dtype = t.dtype === 'bfloat16' ? 'float32' : t.dtype;
-  if (dtype !== expected) throw new ShapeError(`reference: input dtype ${t.dtype} does not match the graph's ${expected}`);
+  if (dtype !== expected)
+    throw new ShapeError(`reference: input dtype ${t.dtype} does not match the graph's ${expected}`);
   return { shape: t.shape, dtype, data };
 }
 
@@ -43,7 +44,11 @@ function fromRef(v: RefValue): HostTensor {
     case 'float32':
       return { dtype: 'float32', shape: v.shape, data: Float32Array.from(v.data as Float64Array) };
     case 'float16':
-      return { dtype: 'float16', shape: v.shape, data: float32ToFloat16(Float32Array.from(v.data as Float64Array)) };
+      return {
+        dtype: 'float16',
+        shape: v.shape,
+        data: float32ToFloat16(Float32Array.from(v.data as Float64Array)),
+      };
     case 'int32':
       return { dtype: 'int32', shape: v.shape, data: Int32Array.from(v.data) };
     case 'bool':
@@ -67,7 +72,9 @@ export function evaluateReference(graph: Graph, inputs: readonly HostTensor[]): 
     if (n.op === 'input') {
       const t = inputs[n.attrs.index as number]!;
       if (t.shape.length !== n.shape.length || t.shape.some((d, i) => d !== n.shape[i])) {
-        throw new ShapeError(`reference: input '${n.attrs.name}' has shape [${t.shape}], expected [${n.shape}]`);
+        throw new ShapeError(
+          `reference: input '${n.attrs.name}' has shape [${t.shape}], expected [${n.shape}]`,
+        );
       }
       values[n.id] = toRef(t, n.dtype);
     } else if (n.op === 'constant') {

@@ -4,8 +4,8 @@
  */
 import type { DType, HostTensor } from './dtype.js';
 import { ShapeError } from './errors.js';
-import type { Attr, Graph, Node } from './ir.js';
 import { type Attrs, primitiveRule } from './internal/registry.js';
+import type { Attr, Graph, Node } from './ir.js';
 import * as ops from './ops.js';
 
 export class GraphBuilder {
@@ -21,19 +21,34 @@ export class GraphBuilder {
     const rule = primitiveRule(op);
     const out = rule.infer(inputs, attrs);
     const id = this.nodes.length;
-    this.nodes.push({ id, op, inputs: inputs.map((t) => t.id), attrs, shape: [...out.shape], dtype: out.dtype });
+    this.nodes.push({
+      id,
+      op,
+      inputs: inputs.map((t) => t.id),
+      attrs,
+      shape: [...out.shape],
+      dtype: out.dtype,
+    });
     return new Tensor(this, id);
   }
 
   input(name: string, shape: readonly number[], dtype: DType): Tensor {
     const id = this.nodes.length;
-    this.nodes.push({ id, op: 'input', inputs: [], attrs: { name, index: this.inputs.length }, shape: [...shape], dtype });
+    this.nodes.push({
+      id,
+      op: 'input',
+      inputs: [],
+      attrs: { name, index: this.inputs.length },
+      shape: [...shape],
+      dtype,
+    });
     this.inputs.push(id);
     return new Tensor(this, id);
   }
 
   constant(value: HostTensor): Tensor {
-    const scalarKey = value.data.length === 1 && value.shape.length === 0 ? `${value.dtype}:${value.data[0]}` : '';
+    const scalarKey =
+      value.data.length === 1 && value.shape.length === 0 ? `${value.dtype}:${value.data[0]}` : '';
     if (scalarKey) {
       const cached = this.scalarCache.get(scalarKey);
       if (cached !== undefined) return new Tensor(this, cached);

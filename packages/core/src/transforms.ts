@@ -7,8 +7,8 @@ import { gradients } from './autodiff.js';
 import { type Backend, type Executable, getBackend, isDeviceTensor, type TensorInput } from './backend.js';
 import type { DType, HostTensor } from './dtype.js';
 import { MoreauError, ShapeError } from './errors.js';
-import type { Graph } from './ir.js';
 import { flatten, specKey, type TreeSpec, unflatten } from './internal/pytree.js';
+import type { Graph } from './ir.js';
 import { GraphBuilder, isTensor, Tensor, withBuilder } from './tensor.js';
 
 export interface TensorSpec {
@@ -33,7 +33,11 @@ export interface Traced {
  * {shape, dtype} specs, nested in arrays / objects). Input and output names come from their
  * paths in the trees, e.g. `0.layers.3.q_proj` or a top-level object's keys.
  */
-export function trace(fn: (...args: any[]) => unknown, args: readonly unknown[], names?: readonly string[]): Traced {
+export function trace(
+  fn: (...args: any[]) => unknown,
+  args: readonly unknown[],
+  names?: readonly string[],
+): Traced {
   const builder = new GraphBuilder();
   const flat = flatten(args as unknown[], isTensorLike);
   const paths = flat.paths.map((p, i) => names?.[i] ?? p);
@@ -42,9 +46,14 @@ export function trace(fn: (...args: any[]) => unknown, args: readonly unknown[],
   const outFlat = flatten(out, isTensor);
   if (outFlat.leaves.length === 0) throw new ShapeError('trace: the function returned no tensor');
   for (const t of outFlat.leaves) {
-    if (t.builder !== builder) throw new ShapeError('trace: the function returned a tensor from another trace');
+    if (t.builder !== builder)
+      throw new ShapeError('trace: the function returned a tensor from another trace');
   }
-  return { graph: builder.finish(outFlat.leaves, outFlat.paths), outputSpec: outFlat.spec, inputPaths: paths };
+  return {
+    graph: builder.finish(outFlat.leaves, outFlat.paths),
+    outputSpec: outFlat.spec,
+    inputPaths: paths,
+  };
 }
 
 export interface ValueAndGradOptions {
@@ -70,12 +79,21 @@ export function valueAndGrad<A extends unknown[]>(
     const [value, aux] = options.hasAux ? (result as [Tensor, unknown]) : [result as Tensor, undefined];
     if (!isTensor(value)) throw new ShapeError('valueAndGrad: the function must return a scalar tensor');
     const trees = list.map((i) => {
-      if (i < 0 || i >= args.length) throw new MoreauError(`valueAndGrad: argnum ${i} out of range (${args.length} args)`);
+      if (i < 0 || i >= args.length)
+        throw new MoreauError(`valueAndGrad: argnum ${i} out of range (${args.length} args)`);
       return flatten(args[i], isTensor);
     });
-    const grads = gradients(value, trees.flatMap((t) => t.leaves));
+    const grads = gradients(
+      value,
+      trees.flatMap((t) => t.leaves),
+    );
     let k = 0;
-    const gradTrees = trees.map((t) => unflatten(t.spec, t.leaves.map(() => grads[k++])));
+    const gradTrees = trees.map((t) =>
+      unflatten(
+        t.spec,
+        t.leaves.map(() => grads[k++]),
+      ),
+    );
     const g = typeof argnums === 'number' ? gradTrees[0] : gradTrees;
     return [options.hasAux ? [value, aux] : value, g];
   };
@@ -115,8 +133,7 @@ export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOption
 
   const call = async (...args: unknown[]): Promise<R> => {
     const flat = flatten(args, isTensorLike);
-    const key =
-      specKey(flat.spec) + flat.leaves.map((l) => `|${l.dtype}[${l.shape.join(',')}]`).join('');
+    const key = specKey(flat.spec) + flat.leaves.map((l) => `|${l.dtype}[${l.shape.join(',')}]`).join('');
     let entry = cache.get(key);
     if (!entry) {
       entry = (async () => {

@@ -24,10 +24,15 @@ export function flatten<L>(tree: unknown, isLeaf: (x: unknown) => x is L, path =
       paths.push(p || 'value');
       return { kind: 'leaf' };
     }
-    if (Array.isArray(x)) return { kind: 'array', items: x.map((v, i) => walk(v, p ? `${p}.${i}` : String(i))) };
+    if (Array.isArray(x))
+      return { kind: 'array', items: x.map((v, i) => walk(v, p ? `${p}.${i}` : String(i))) };
     if (x !== null && typeof x === 'object' && Object.getPrototypeOf(x) === Object.prototype) {
       const keys = Object.keys(x).sort();
-      return { kind: 'object', keys, items: keys.map((k) => walk((x as Record<string, unknown>)[k], p ? `${p}.${k}` : k)) };
+      return {
+        kind: 'object',
+        keys,
+        items: keys.map((k) => walk((x as Record<string, unknown>)[k], p ? `${p}.${k}` : k)),
+      };
     }
     if (x === null || x === undefined || ['number', 'string', 'boolean'].includes(typeof x)) {
       return { kind: 'static', value: x };

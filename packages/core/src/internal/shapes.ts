@@ -9,7 +9,9 @@ export function broadcastShapes(what: string, ...shapes: (readonly number[])[]):
       const v = s[s.length - rank + i] ?? 1;
       if (v === 1) continue;
       if (d !== 1 && d !== v) {
-        throw new ShapeError(`${what}: shapes ${shapes.map((x) => `[${x.join(',')}]`).join(' and ')} do not broadcast`);
+        throw new ShapeError(
+          `${what}: shapes ${shapes.map((x) => `[${x.join(',')}]`).join(' and ')} do not broadcast`,
+        );
       }
       d = v;
     }
@@ -34,7 +36,7 @@ export function stridesOf(shape: readonly number[]): number[] {
 export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
   const st = stridesOf(shape);
   const off = outShape.length - shape.length;
-  return outShape.map((d, i) => (i < off || shape[i - off] === 1 ? 0 : st[i - off]!));
+  return outShape.map((_d, i) => (i < off || shape[i - off] === 1 ? 0 : st[i - off]!));
 }
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {

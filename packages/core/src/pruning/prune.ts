@@ -225,7 +225,9 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     const target = (g: PrunableGroup) =>
       keptCount(original.find((o) => o.kind === g.kind && o.layer === g.layer)!.units, stepRatio);
     if (scope === 'local') {
-      groups.forEach((g, i) => keep[g.kind].set(g.layer, topK(scores[i]!, Math.min(target(g), g.units))));
+      groups.forEach((g, i) => {
+        keep[g.kind].set(g.layer, topK(scores[i]!, Math.min(target(g), g.units)));
+      });
     } else {
       for (const kind of ['attention', 'mlp'] as const) {
         const idx = groups.map((g, i) => (g.kind === kind ? i : -1)).filter((i) => i >= 0);
@@ -238,7 +240,9 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
           idx.map((i) => scores[i]!),
           keptCount(total, stepRatio),
         );
-        idx.forEach((gi, k) => keep[kind].set(groups[gi]!.layer, chosen[k]!));
+        idx.forEach((gi, k) => {
+          keep[kind].set(groups[gi]!.layer, chosen[k]!);
+        });
       }
     }
     groups.forEach((g, i) => {
