@@ -1,0 +1,26 @@
+/**
+ * @moreau/backend-ort: Moreau IR graphs compiled to ONNX and run on onnxruntime-node.
+ *
+ * Importing this package registers the backend as 'ort' (priority 100); onnxruntime-node itself
+ * is loaded only when the backend is first created.
+ */
+
+import { createOrtBackend } from './internal/backend.js';
+import { registerBackend } from './internal/core.js';
+
+export type {
+  OrtBackend,
+  OrtBackendOptions,
+  OrtExecutionProvider,
+  OrtGraphOptimizationLevel,
+} from './internal/backend.js';
+export { createOrtBackend, ortAvailableProviders } from './internal/backend.js';
+export type { ExportOnnxOptions, ExportOnnxResult } from './internal/export.js';
+export { exportOnnx } from './internal/export.js';
+export {
+  OPSET as ORT_ONNX_OPSET,
+  SUPPORTED_PRIMITIVES as ORT_SUPPORTED_PRIMITIVES,
+} from './internal/lower.js';
+
+const factory = () => createOrtBackend();
+registerBackend('ort', factory, 100);

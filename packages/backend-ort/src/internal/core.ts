@@ -1,0 +1,31 @@
+/** Everything this package takes from @moreau/core, imported in one place. */
+export type {
+  Backend,
+  CompileOptions,
+  DeviceTensor,
+  DType,
+  Executable,
+  Graph,
+  HostData,
+  HostTensor,
+  MemoryReport,
+  Node,
+  TensorInput,
+  ValueInfo,
+} from '@moreau/core';
+export {
+  bfloat16ToFloat32,
+  bytesPerElement,
+  float32ToBfloat16,
+  float32ToFloat16Bits,
+  graphHash,
+  InputError,
+  inputInfos,
+  isDeviceTensor,
+  MoreauError,
+  outputInfos,
+  registerBackend,
+  ShapeError,
+  sizeOf,
+  UnsupportedPrimitiveError,
+} from '@moreau/core';
