@@ -4,11 +4,11 @@
  * VJP rule and summing cotangents where a value fans out. The backward nodes are appended to the
  * same graph, so forward and backward compile and run as one executable.
  */
-import { isFloat } from './dtype.js';
+import { scalar as hostScalar, isFloat } from './dtype.js';
 import { ShapeError } from './errors.js';
 import { primitiveRule } from './internal/registry.js';
 import * as ops from './ops.js';
-import { type GraphBuilder, Tensor } from './tensor.js';
+import { type GraphBuilder, Tensor, withBuilder } from './tensor.js';
 
 /**
  * Gradients of the scalar `y` with respect to each of `xs`. Integer and bool tensors get null;
@@ -32,7 +32,7 @@ export function gradients(y: Tensor, xs: readonly Tensor[]): (Tensor | null)[] {
   }
 
   const cot = new Map<number, Tensor>();
-  cot.set(y.id, ops.scalar(1, 'float32'));
+  cot.set(y.id, b.constant(hostScalar(1, 'float32')));
   for (let i = y.id; i >= 0; i--) {
     const g = cot.get(i);
     if (!g || !live.has(i)) continue;
@@ -41,10 +41,18 @@ export function gradients(y: Tensor, xs: readonly Tensor[]): (Tensor | null)[] {
     const rule = primitiveRule(n.op);
     if (!rule.vjp) continue;
     const inputs = n.inputs.map((j) => new Tensor(b, j));
-    const grads = rule.vjp(g, inputs, new Tensor(b, i), n.attrs);
+    // VJP rules may create constants: make y's graph the active trace while they run.
+    const grads = withBuilder(b, () => rule.vjp!(g, inputs, new Tensor(b, i), n.attrs));
     n.inputs.forEach((j, k) => {
       const gj = grads[k];
       if (!gj || !live.has(j) || !isFloat(nodes[j]!.dtype)) return;
+      const want = nodes[j]!.shape;
+      if (gj.rank !== want.length || gj.shape.some((d, a) => d !== want[a])) {
+        throw new ShapeError(
+          `gradients: the VJP of '${n.op}' returned a cotangent of shape [${gj.shape.join(',')}] ` +
+            `for input ${k} of shape [${want.join(',')}]`,
+        );
+      }
       const prev = cot.get(j);
       cot.set(j, prev ? ops.add(prev, gj) : gj);
     });
@@ -54,6 +62,6 @@ export function gradients(y: Tensor, xs: readonly Tensor[]): (Tensor | null)[] {
     const g = cot.get(x.id);
     // Gradients of half-precision inputs are reported in float32.
     if (g) return g;
-    return ops.broadcastTo(ops.scalar(0, 'float32'), x.shape);
+    return ops.broadcastTo(b.constant(hostScalar(0, 'float32')), x.shape);
   });
 }

@@ -93,7 +93,7 @@ export function registerBackend(name: string, factory: BackendFactory, priority 
   if (existing) {
     if (existing.factory === factory && existing.priority === priority) return;
     throw new MoreauError(
-      `registerBackend: a different backend is already registered as '${name}'; call unregisterBackend('${name}') first`,
+      `registerBackend: '${name}' is already registered with a different factory or priority; call unregisterBackend('${name}') first`,
     );
   }
   registry.set(name, { name, factory, priority });
@@ -132,7 +132,9 @@ export async function getBackend(name?: string): Promise<Backend> {
   for (const c of candidates) {
     let p = instances.get(c);
     if (!p) {
-      p = registry.get(c)!.factory();
+      // Promise.resolve().then: a factory that throws synchronously fails like a rejected one.
+      const factory = registry.get(c)!.factory;
+      p = Promise.resolve().then(factory);
       instances.set(c, p);
     }
     try {

@@ -100,6 +100,8 @@ export function tensor(
     if (dtype === 'float16' || dtype === 'bfloat16') {
       const f = Float32Array.from(src, Number);
       typed = dtype === 'float16' ? float32ToFloat16(f) : float32ToBfloat16(f);
+    } else if (dtype === 'bool') {
+      for (let i = 0; i < n; i++) typed[i] = Number(src[i]) !== 0 ? 1 : 0; // as castHost: NaN is true
     } else {
       for (let i = 0; i < n; i++) (typed as Float32Array)[i] = Number(src[i]);
     }
@@ -122,10 +124,28 @@ export function zeros(shape: readonly number[], dtype: DType = 'float32'): HostT
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-/** float32 -> IEEE binary16 bits, round-to-nearest-even; overflow -> inf; NaN stays NaN. */
-export function float32ToFloat16Bits(value: number): number {
+/**
+ * The float32 bits of `value`, rounded to odd when `value` (a float64) is not a float32: a second
+ * rounding to a format with fewer than 22 fraction bits is then correctly rounded, with no double
+ * rounding (1 + 2^-11 + 2^-40 must round up to float16, not tie to even through float32).
+ */
+function f32BitsRoundToOdd(value: number): number {
   f32[0] = value;
-  const x = u32[0]!;
+  let x = u32[0]!;
+  const r = f32[0]!;
+  if (r !== value && Number.isFinite(r) && !Number.isNaN(value)) {
+    if (Math.abs(r) > Math.abs(value)) x = (x - 1) >>> 0; // truncate toward zero
+    x = (x | 1) >>> 0; // sticky bit
+  }
+  return x;
+}
+
+/**
+ * A number (float32 or float64) -> IEEE binary16 bits, round-to-nearest-even; overflow -> inf;
+ * NaN stays NaN (quiet).
+ */
+export function float32ToFloat16Bits(value: number): number {
+  const x = f32BitsRoundToOdd(value);
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -158,10 +178,9 @@ export function float16BitsToFloat32(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
-/** float32 -> bfloat16 bits, round-to-nearest-even; NaN stays NaN. */
+/** A number (float32 or float64) -> bfloat16 bits, round-to-nearest-even; NaN stays NaN (quiet). */
 export function float32ToBfloat16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
+  const x = f32BitsRoundToOdd(value);
   if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return ((x >>> 16) | 0x40) & 0xffff;
   const lsb = (x >>> 16) & 1;
   return ((x + 0x7fff + lsb) >>> 16) & 0xffff;

@@ -3,7 +3,9 @@
  *
  * A graph is a list of nodes in topological order. Every node has exactly one output with a
  * static shape and dtype. Compute dtypes are float32, int32 and bool; float16 may appear only as
- * a graph input and as a `cast` source or target (weights stored in half precision).
+ * a graph input and as a `cast` source or target (weights stored in half precision). bfloat16
+ * never appears: `trace` turns bfloat16 leaves into float32 inputs and `jit` converts their data
+ * on the host.
  *
  * Primitive semantics (the contract every backend lowering must honour). Broadcasting is numpy's.
  *   input        attrs {name, index}: the index-th graph input
@@ -16,7 +18,8 @@
  *                broadcasting compare of two same-dtype inputs -> bool
  *   where        (cond: bool, a, b) broadcasting -> a where cond else b
  *   matmul       (a [..., m, k], b [..., k, n]) same rank >= 2, batch dims broadcast -> [..., m, n]
- *   sum max      attrs {axes: sorted non-negative ints, keepDims}; sum of an empty axis is 0
+ *   sum max      attrs {axes: sorted non-negative ints, keepDims}; sum of an empty axis is 0,
+ *                max of an empty axis is -inf; empty `axes` reduces nothing (the identity)
  *   reshape      attrs {shape}
  *   transpose    attrs {perm}
  *   slice        attrs {starts, ends}: one entry per axis, step 1, 0 <= start <= end <= dim

@@ -143,8 +143,10 @@ function defineBinary(
       const data = refAlloc(out.dtype, sizeOf(out.shape));
       const ad = a!.data;
       const bd = b!.data;
+      // int32 products wrap like the hardware; in float64 they would lose their low bits past 2^53.
+      const op = name === 'mul' && out.dtype === 'int32' ? Math.imul : f;
       forEachBroadcast(out.shape, [a!.shape, b!.shape], (o, [i, j]) => {
-        data[o] = f(ad[i!]!, bd[j!]!);
+        data[o] = op(ad[i!]!, bd[j!]!);
       });
       if (out.dtype === 'int32') for (let i = 0; i < data.length; i++) data[i] = data[i]! | 0;
       return { shape: out.shape, dtype: out.dtype, data };
@@ -642,6 +644,9 @@ definePrimitive({
 definePrimitive({
   name: 'cast',
   infer([x], attrs) {
+    if (x!.dtype === 'bfloat16' || attrs.to === 'bfloat16') {
+      throw new ShapeError('cast: bfloat16 is a host storage type; convert on the host with castHost()');
+    }
     return { shape: x!.shape, dtype: attrs.to as DType };
   },
   vjp(g, [x]) {

@@ -47,8 +47,12 @@ export class GraphBuilder {
   }
 
   constant(value: HostTensor): Tensor {
+    // Object.is keeps -0 apart from 0 (String(-0) is '0'; 1 / -0 is -inf).
+    const v = value.data[0]!;
     const scalarKey =
-      value.data.length === 1 && value.shape.length === 0 ? `${value.dtype}:${value.data[0]}` : '';
+      value.data.length === 1 && value.shape.length === 0
+        ? `${value.dtype}:${Object.is(v, -0) ? '-0' : String(v)}`
+        : '';
     if (scalarKey) {
       const cached = this.scalarCache.get(scalarKey);
       if (cached !== undefined) return new Tensor(this, cached);

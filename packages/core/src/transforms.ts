@@ -5,7 +5,7 @@
  */
 import { gradients } from './autodiff.js';
 import { type Backend, type Executable, getBackend, isDeviceTensor, type TensorInput } from './backend.js';
-import type { DType, HostTensor } from './dtype.js';
+import { castHost, type DType, type HostTensor } from './dtype.js';
 import { MoreauError, ShapeError } from './errors.js';
 import { flatten, specKey, type TreeSpec, unflatten } from './internal/pytree.js';
 import type { Graph } from './ir.js';
@@ -41,7 +41,10 @@ export function trace(
   const builder = new GraphBuilder();
   const flat = flatten(args as unknown[], isTensorLike);
   const paths = flat.paths.map((p, i) => names?.[i] ?? p);
-  const symbolic = flat.leaves.map((leaf, i) => builder.input(paths[i]!, leaf.shape, leaf.dtype));
+  // bfloat16 is a host storage type: such leaves become float32 inputs (jit converts the data).
+  const symbolic = flat.leaves.map((leaf, i) =>
+    builder.input(paths[i]!, leaf.shape, leaf.dtype === 'bfloat16' ? 'float32' : leaf.dtype),
+  );
   const out = withBuilder(builder, () => fn(...(unflatten(flat.spec, symbolic) as unknown[])));
   const outFlat = flatten(out, isTensor);
   if (outFlat.leaves.length === 0) throw new ShapeError('trace: the function returned no tensor');
@@ -133,7 +136,12 @@ export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOption
 
   const call = async (...args: unknown[]): Promise<R> => {
     const flat = flatten(args, isTensorLike);
-    const key = specKey(flat.spec) + flat.leaves.map((l) => `|${l.dtype}[${l.shape.join(',')}]`).join('');
+    // bfloat16 host data runs the float32 graph (converted below), so it shares the float32 entry.
+    const key =
+      specKey(flat.spec) +
+      flat.leaves
+        .map((l) => `|${l.dtype === 'bfloat16' ? 'float32' : l.dtype}[${l.shape.join(',')}]`)
+        .join('');
     let entry = cache.get(key);
     if (!entry) {
       entry = (async () => {
@@ -151,7 +159,10 @@ export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOption
         throw new MoreauError('jit: arguments must be host or device tensors, not bare {shape, dtype} specs');
       }
     }
-    const outs = await exe.run(flat.leaves as TensorInput[]);
+    const inputs = (flat.leaves as TensorInput[]).map((t) =>
+      !isDeviceTensor(t) && t.dtype === 'bfloat16' ? castHost(t, 'float32') : t,
+    );
+    const outs = await exe.run(inputs);
     return unflatten(outputSpec, outs) as R;
   };
   const jitted = call as Jitted<R>;
