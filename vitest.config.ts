@@ -15,6 +15,7 @@ export default defineConfig({
       { find: /^@moreau\/backend-tfjs$/, replacement: src('backend-tfjs') },
       { find: /^@moreau\/criteria$/, replacement: src('criteria') },
       { find: /^@moreau\/models$/, replacement: src('models') },
+      { find: /^@moreau\/eval$/, replacement: src('eval') },
     ],
   },
   test: {

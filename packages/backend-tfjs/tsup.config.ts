@@ -7,4 +7,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // The CJS build gets an import.meta.url shim (used to resolve the wasm binaries).
+  shims: true,
 });

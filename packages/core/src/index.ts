@@ -42,6 +42,8 @@ export {
 export type { Attr, Graph, Node, ValueInfo } from './ir.js';
 export { graphHash, graphToJSON, graphToText, inputInfos, opsUsed, outputInfos } from './ir.js';
 export * as ops from './ops.js';
+export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
+export { AdamW, clipGradNorm, globalNorm, warmupCosine } from './optim.js';
 export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
 export { evaluateReference, ReferenceBackend } from './reference-backend.js';

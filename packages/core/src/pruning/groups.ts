@@ -1,42 +1,135 @@
 /**
  * What core needs to know about a prunable model's structure. A model package describes its
  * coupled slices as groups; core scores, selects and cuts them without knowing the architecture.
+ *
+ * A group has `units` units. Member m covers, for unit u, the contiguous index range
+ * [m.offset + u * m.span, m.offset + (u + 1) * m.span) along axis m.axis of parameter m.param.
  */
+import type { HostTensor } from '../dtype.js';
+import { allocate, sizeOf } from '../dtype.js';
+import { InputError, ShapeError } from '../errors.js';
 
 export interface GroupMember {
   /** Parameter name, e.g. 'model.layers.3.self_attn.q_proj.weight'. */
   readonly param: string;
-  /** Axis of the parameter along which the unit slices lie (0 = rows of [out, in], 1 = columns). */
+  /** Axis of the parameter along which the units lie (0 = rows of [out, in], 1 = columns). */
   readonly axis: number;
   /** Role within the group, e.g. 'q', 'k', 'v', 'o', 'gate', 'up', 'down'. */
   readonly role: string;
   /**
-   * Sub-units per unit on this member (default 1). For grouped-query attention a KV group owns
-   * `heads / kvHeads` query heads on q_proj / o_proj: their channel scores are summed onto the
-   * KV head's channels. Unit u, sub-unit j, channel c sits at index (u * subUnits + j) * unitSize + c.
+   * Indices along `axis` per unit. A multiple of the group's unitSize: for grouped-query
+   * attention a KV group spans its query heads on q_proj / o_proj (span = heads/kv * head_dim),
+   * and their channel scores are summed onto the KV head's head_dim channels.
    */
-  readonly subUnits?: number;
+  readonly span: number;
+  /** Where unit 0 starts along `axis` (0 unless several groups share one fused parameter). */
+  readonly offset: number;
 }
 
-export type GroupKind = 'attention' | 'mlp';
+/** attention and mlp groups are pruned by the engine; hidden and layer groups are described only. */
+export type GroupKind = 'attention' | 'mlp' | 'hidden' | 'layer';
 
 export interface PrunableGroup {
+  /** Stable id, e.g. 'layer.3.attention', 'layer.3.mlp', 'hidden'. */
+  readonly id: string;
   readonly kind: GroupKind;
+  /** Decoder layer; -1 for model-wide groups. */
   readonly layer: number;
-  /** Number of units (KV groups / heads for attention, channels for MLP). */
+  /** Number of units (KV groups for attention, channels for MLP). */
   readonly units: number;
-  /** Channels per unit and sub-unit (head_dim for attention, 1 for MLP). */
+  /** Channels per unit sub-slice (head_dim for attention, 1 for MLP). */
   readonly unitSize: number;
   readonly members: readonly GroupMember[];
 }
 
-/** Indices along the member's axis that belong to the given units, ascending. */
-export function memberIndices(group: PrunableGroup, member: GroupMember, units: readonly number[]): number[] {
-  const sub = member.subUnits ?? 1;
-  const span = sub * group.unitSize;
+/** Sorted, de-duplicated unit indices, checked against `units` when given. */
+export function normalizeUnits(keptUnits: Iterable<number>, units?: number, what = 'units'): number[] {
+  const list = [...new Set(keptUnits)].sort((a, b) => a - b);
+  for (const u of list) {
+    if (!Number.isInteger(u) || u < 0 || (units !== undefined && u >= units)) {
+      throw new InputError(
+        `${what}: unit index ${u} is out of range${units !== undefined ? ` [0, ${units})` : ' (must be >= 0)'}`,
+      );
+    }
+  }
+  return list;
+}
+
+/** Indices along the member's axis covered by the given units, ascending. */
+export function memberIndices(member: GroupMember, units: Iterable<number>): number[] {
   const out: number[] = [];
-  for (const u of [...units].sort((a, b) => a - b)) {
-    for (let i = 0; i < span; i++) out.push(u * span + i);
+  for (const u of normalizeUnits(units, undefined, `memberIndices(${member.param})`)) {
+    const start = member.offset + u * member.span;
+    for (let j = 0; j < member.span; j++) out.push(start + j);
+  }
+  return out;
+}
+
+/**
+ * Index-select along one axis of a host tensor (any rank, any dtype): keeps `indices` (in the
+ * given order) along `axis`. The dtype is preserved.
+ */
+export function selectIndices(t: HostTensor, axis: number, indices: readonly number[]): HostTensor {
+  const rank = t.shape.length;
+  if (!Number.isInteger(axis) || axis < 0 || axis >= rank) {
+    throw new ShapeError(`selectIndices: axis ${axis} out of range for shape [${t.shape.join(', ')}]`);
+  }
+  const dim = t.shape[axis]!;
+  for (const i of indices) {
+    if (!Number.isInteger(i) || i < 0 || i >= dim) {
+      throw new ShapeError(`selectIndices: index ${i} out of range [0, ${dim}) on axis ${axis}`);
+    }
+  }
+  const outer = sizeOf(t.shape.slice(0, axis));
+  const inner = sizeOf(t.shape.slice(axis + 1));
+  const shape = [...t.shape];
+  shape[axis] = indices.length;
+  const data = allocate(t.dtype, sizeOf(shape));
+  const src = t.data;
+  let o = 0;
+  for (let a = 0; a < outer; a++) {
+    const base = a * dim * inner;
+    for (const i of indices) {
+      const from = base + i * inner;
+      if (inner === 1) data[o++] = src[from]!;
+      else {
+        data.set(src.subarray(from, from + inner) as never, o);
+        o += inner;
+      }
+    }
+  }
+  return { dtype: t.dtype, shape, data };
+}
+
+/**
+ * The generic cut: for every group id in `kept`, index-selects the kept units' slices of each
+ * member. Parameters of groups not listed pass through unchanged.
+ */
+export function cutGroups(
+  params: ReadonlyMap<string, HostTensor>,
+  groups: readonly PrunableGroup[],
+  kept: ReadonlyMap<string, Iterable<number>>,
+): Map<string, HostTensor> {
+  const out = new Map(params);
+  const byId = new Map(groups.map((g) => [g.id, g]));
+  for (const [id, units] of kept) {
+    const g = byId.get(id);
+    if (!g)
+      throw new InputError(`cut: no group '${id}'; groups: ${[...byId.keys()].slice(0, 8).join(', ')}, ...`);
+    const list = normalizeUnits(units, g.units, `group ${id}`);
+    if (list.length === 0)
+      throw new InputError(`cut: group ${id} would keep no unit (at least 1 is required)`);
+    for (const m of g.members) {
+      const t = out.get(m.param);
+      if (!t) throw new InputError(`cut: parameter ${m.param} (member of ${id}) is missing`);
+      const needed = m.offset + g.units * m.span;
+      if (t.shape[m.axis]! < needed) {
+        throw new ShapeError(
+          `cut: ${m.param} has ${t.shape[m.axis]} entries on axis ${m.axis}, group ${id} needs ${needed}`,
+        );
+      }
+      out.set(m.param, selectIndices(t, m.axis, memberIndices(m, list)));
+    }
   }
   return out;
 }

@@ -11,13 +11,13 @@ export type {
 } from './criterion.js';
 export { getCriterion, listCriteria, registerCriterion, resolveOptions } from './criterion.js';
 export type { GroupKind, GroupMember, PrunableGroup } from './groups.js';
-export { memberIndices } from './groups.js';
-export type { KeptUnits, PrunableModel } from './model.js';
-export { countParams, cutModel, selectIndices } from './model.js';
+export { cutGroups, memberIndices, normalizeUnits, selectIndices } from './groups.js';
+export type { PrunableModel } from './model.js';
+export { countParams, cutModel } from './model.js';
 export type { LayerDecision, LayerPlan, PruningPlan } from './plan.js';
 export { applyPlan, keptFromPlan, PLAN_FORMAT, PLAN_VERSION, parsePlan, planToJSON } from './plan.js';
 export type { PlanOptions, PruneResult } from './prune.js';
-export { groupKey, prune } from './prune.js';
+export { prune } from './prune.js';
 export type { ChannelMode, Reduction } from './scoring.js';
 export {
   channelScores,

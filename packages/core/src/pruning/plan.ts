@@ -4,7 +4,6 @@
  * (scores, which differ in the last bits between engines, are only written on request).
  */
 import { InputError } from '../errors.js';
-import type { GroupKind } from './groups.js';
 import { cutModel, type PrunableModel } from './model.js';
 
 export const PLAN_FORMAT = 'moreau-pruning-plan';
@@ -126,11 +125,14 @@ export function parsePlan(text: string, file = '<plan>'): PruningPlan {
   return p as unknown as PruningPlan;
 }
 
-export function keptFromPlan(plan: PruningPlan, kind: GroupKind): Map<number, readonly number[]> {
-  const out = new Map<number, readonly number[]>();
+/** Kept units by group id ('layer.<i>.attention' / 'layer.<i>.mlp'). */
+export function keptFromPlan(plan: PruningPlan): Map<string, readonly number[]> {
+  const out = new Map<string, readonly number[]>();
   for (const l of plan.layers) {
-    const d = l[kind];
-    if (d) out.set(l.layer, d.kept);
+    for (const kind of ['attention', 'mlp'] as const) {
+      const d = l[kind];
+      if (d) out.set(`layer.${l.layer}.${kind}`, d.kept);
+    }
   }
   return out;
 }
@@ -152,7 +154,7 @@ export function applyPlan(model: PrunableModel, plan: PruningPlan): PrunableMode
     for (const kind of ['attention', 'mlp'] as const) {
       const d = l[kind];
       if (!d) continue;
-      const g = groups.find((x) => x.kind === kind && x.layer === l.layer);
+      const g = groups.find((x) => x.id === `layer.${l.layer}.${kind}`);
       if (!g || g.units !== d.total) {
         throw new InputError(
           `layer ${l.layer} ${kind}: the plan expects ${d.total} units but the model has ${g?.units ?? 0}` +
@@ -163,5 +165,5 @@ export function applyPlan(model: PrunableModel, plan: PruningPlan): PrunableMode
       }
     }
   }
-  return cutModel(model, { attention: keptFromPlan(plan, 'attention'), mlp: keptFromPlan(plan, 'mlp') });
+  return cutModel(model, keptFromPlan(plan));
 }

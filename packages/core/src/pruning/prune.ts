@@ -17,7 +17,7 @@ import {
   type Progress,
   resolveOptions,
 } from './criterion.js';
-import type { GroupKind, PrunableGroup } from './groups.js';
+import type { PrunableGroup } from './groups.js';
 import { cutModel, type PrunableModel } from './model.js';
 import { type LayerDecision, type LayerPlan, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
 import { groupScores, REDUCTIONS, type Reduction } from './scoring.js';
@@ -48,12 +48,8 @@ export interface PlanOptions {
 export interface PruneResult {
   readonly plan: PruningPlan;
   readonly model: PrunableModel;
-  /** Unit scores of the last scoring step by group key `${kind}@${layer}`, original unit order. */
+  /** Unit scores of the last scoring step by group id, original unit order (NaN: cut earlier). */
   readonly scores: ReadonlyMap<string, Float64Array>;
-}
-
-export function groupKey(kind: GroupKind, layer: number): string {
-  return `${kind}@${layer}`;
 }
 
 function checkRange(
@@ -203,15 +199,15 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     );
   }
   const inRange = (g: PrunableGroup) => {
+    if (g.kind !== 'attention' && g.kind !== 'mlp') return false;
     const [a, b] = g.kind === 'attention' ? attnLayers : mlpLayers;
     return g.layer >= a && g.layer < b;
   };
 
   const original = model.groups().filter(inRange);
-  // current index -> original index, per group
-  const origIndex = new Map(
-    original.map((g) => [groupKey(g.kind, g.layer), Array.from({ length: g.units }, (_, i) => i)]),
-  );
+  const origUnits = new Map(original.map((g) => [g.id, g.units]));
+  // Per group id: current unit index -> original unit index.
+  const origIndex = new Map(original.map((g) => [g.id, Array.from({ length: g.units }, (_, i) => i)]));
   const lastScores = new Map<string, Float64Array>();
   const master = new Rng(seed);
   let current = model;
@@ -221,43 +217,35 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     const stepRatio = (opts.ratio * step) / steps;
     const groups = current.groups().filter(inRange);
     const scores = await scoreGroups(current, groups, criterion, options, reduction, master.fork(), opts);
-    const keep = { attention: new Map<number, number[]>(), mlp: new Map<number, number[]>() };
-    const target = (g: PrunableGroup) =>
-      keptCount(original.find((o) => o.kind === g.kind && o.layer === g.layer)!.units, stepRatio);
+    const keep = new Map<string, number[]>();
     if (scope === 'local') {
       groups.forEach((g, i) => {
-        keep[g.kind].set(g.layer, topK(scores[i]!, Math.min(target(g), g.units)));
+        keep.set(g.id, topK(scores[i]!, Math.min(keptCount(origUnits.get(g.id)!, stepRatio), g.units)));
       });
     } else {
       for (const kind of ['attention', 'mlp'] as const) {
         const idx = groups.map((g, i) => (g.kind === kind ? i : -1)).filter((i) => i >= 0);
         if (!idx.length) continue;
-        const total = idx.reduce(
-          (s, i) => s + original.find((o) => o.kind === kind && o.layer === groups[i]!.layer)!.units,
-          0,
-        );
+        const total = idx.reduce((sum, i) => sum + origUnits.get(groups[i]!.id)!, 0);
         const chosen = selectGlobal(
           idx.map((i) => scores[i]!),
           keptCount(total, stepRatio),
         );
         idx.forEach((gi, k) => {
-          keep[kind].set(groups[gi]!.layer, chosen[k]!);
+          keep.set(groups[gi]!.id, chosen[k]!);
         });
       }
     }
     groups.forEach((g, i) => {
-      const key = groupKey(g.kind, g.layer);
-      const map = origIndex.get(key)!;
-      const full = new Float64Array(
-        original.find((o) => o.kind === g.kind && o.layer === g.layer)!.units,
-      ).fill(Number.NaN);
-      scores[i]!.forEach((s, u) => {
-        full[map[u]!] = s;
+      const map = origIndex.get(g.id)!;
+      const full = new Float64Array(origUnits.get(g.id)!).fill(Number.NaN);
+      scores[i]!.forEach((v, u) => {
+        full[map[u]!] = v;
       });
-      lastScores.set(key, full);
+      lastScores.set(g.id, full);
       origIndex.set(
-        key,
-        keep[g.kind].get(g.layer)!.map((u) => map[u]!),
+        g.id,
+        keep.get(g.id)!.map((u) => map[u]!),
       );
     });
     current = cutModel(current, keep);
@@ -266,14 +254,14 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
 
   const layers: LayerPlan[] = [];
   for (let l = 0; l < model.numLayers; l++) {
-    const decision = (kind: GroupKind): LayerDecision | undefined => {
-      const g = original.find((o) => o.kind === kind && o.layer === l);
-      if (!g) return undefined;
-      const key = groupKey(kind, l);
+    const decision = (kind: 'attention' | 'mlp'): LayerDecision | undefined => {
+      const id = `layer.${l}.${kind}`;
+      const total = origUnits.get(id);
+      if (total === undefined) return undefined;
       const scores = opts.includeScores
-        ? Array.from(lastScores.get(key)!, (v) => (Number.isNaN(v) ? null : v))
+        ? Array.from(lastScores.get(id)!, (v) => (Number.isNaN(v) ? null : v))
         : undefined;
-      return { total: g.units, kept: origIndex.get(key)!, ...(scores ? { scores: scores as number[] } : {}) };
+      return { total, kept: origIndex.get(id)!, ...(scores ? { scores: scores as number[] } : {}) };
     };
     const attention = decision('attention');
     const mlp = decision('mlp');

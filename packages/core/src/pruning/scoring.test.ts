@@ -33,19 +33,20 @@ describe('member reductions', () => {
 describe('grouped-query attention unit scores', () => {
   // 4 query heads, 2 KV heads, head_dim 2: KV group g owns query heads 2g, 2g+1.
   const group: PrunableGroup = {
+    id: 'layer.0.attention',
     kind: 'attention',
     layer: 0,
     units: 2,
     unitSize: 2,
     members: [
-      { param: 'q', axis: 0, role: 'q', subUnits: 2 },
-      { param: 'k', axis: 0, role: 'k' },
-      { param: 'o', axis: 1, role: 'o', subUnits: 2 },
+      { param: 'q', axis: 0, role: 'q', span: 4, offset: 0 },
+      { param: 'k', axis: 0, role: 'k', span: 2, offset: 0 },
+      { param: 'o', axis: 1, role: 'o', span: 4, offset: 0 },
     ],
   };
   it('maps units to member indices', () => {
-    expect(memberIndices(group, group.members[0]!, [1])).toEqual([4, 5, 6, 7]);
-    expect(memberIndices(group, group.members[1]!, [1])).toEqual([2, 3]);
+    expect(memberIndices(group.members[0]!, [1])).toEqual([4, 5, 6, 7]);
+    expect(memberIndices(group.members[1]!, [1])).toEqual([2, 3]);
   });
   it('folds query heads onto KV channels, reduces members, sums head_dim', () => {
     // q rows (8 rows x 1 col) channel scores 1..8; k rows (4 x 1) 10,20,30,40; o columns (1 x 8) all 1.

@@ -46,23 +46,23 @@ export function channelScores(
 }
 
 /**
- * Folds a member's channel scores onto [units * unitSize]: sub-units of a unit (the query heads
- * of a KV group) are summed channel by channel.
+ * Folds a member's channel scores onto [units * unitSize]: the span / unitSize sub-slices of a
+ * unit (the query heads of a KV group) are summed channel by channel.
  */
 export function foldSubUnits(scores: Float64Array, group: PrunableGroup, member: GroupMember): Float64Array {
-  const sub = member.subUnits ?? 1;
   const s = group.unitSize;
-  const expected = group.units * sub * s;
-  if (scores.length !== expected) {
+  const sub = member.span / s;
+  const expected = member.offset + group.units * member.span;
+  if (!Number.isInteger(sub) || scores.length < expected) {
     throw new InputError(
       `group ${group.kind}@${group.layer}: member ${member.param} has ${scores.length} channels along axis ${member.axis}, expected ${expected}`,
     );
   }
-  if (sub === 1) return scores;
+  if (sub === 1 && member.offset === 0) return scores;
   const out = new Float64Array(group.units * s);
   for (let u = 0; u < group.units; u++) {
     for (let j = 0; j < sub; j++) {
-      for (let c = 0; c < s; c++) out[u * s + c]! += scores[(u * sub + j) * s + c]!;
+      for (let c = 0; c < s; c++) out[u * s + c]! += scores[member.offset + (u * sub + j) * s + c]!;
     }
   }
   return out;

@@ -1,0 +1,100 @@
+/**
+ * The same traced function (core's LLaMA-like block: loss and gradients as one valueAndGrad
+ * graph) on tfjs (wasm and cpu), onnxruntime and the float64 reference backend.
+ */
+import {
+  type Backend,
+  type HostTensor,
+  jit,
+  ReferenceBackend,
+  toFloat32Data,
+  valueAndGrad,
+} from '@moreau/core';
+import { llamaLikeBlock, relativeError } from '@moreau/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTfjsBackend } from './index.js';
+
+const LOSS_RTOL = 1e-5;
+const GRAD_RTOL = 1e-4;
+
+type Result = [HostTensor, unknown];
+
+function leaves(tree: unknown, path = ''): [string, HostTensor][] {
+  if (tree && typeof tree === 'object' && 'dtype' in tree && 'shape' in tree)
+    return [[path, tree as HostTensor]];
+  if (Array.isArray(tree)) return tree.flatMap((v, i) => leaves(v, `${path}.${i}`));
+  if (tree && typeof tree === 'object') {
+    return Object.keys(tree)
+      .sort()
+      .flatMap((k) => leaves((tree as Record<string, unknown>)[k], `${path}.${k}`));
+  }
+  return [];
+}
+
+function compare(a: Result, b: Result, what: string): void {
+  const la = toFloat32Data(a[0])[0]!;
+  const lb = toFloat32Data(b[0])[0]!;
+  expect(Math.abs(la - lb) / Math.abs(lb), `${what}: loss ${la} vs ${lb}`).toBeLessThanOrEqual(LOSS_RTOL);
+  const ga = leaves(a[1]);
+  const gb = leaves(b[1]);
+  expect(ga.map(([p]) => p)).toEqual(gb.map(([p]) => p));
+  const bad = ga
+    .map(([p, t], i) => [p, relativeError(t, gb[i]![1])] as const)
+    .filter(([, rel]) => !(rel <= GRAD_RTOL))
+    .map(([p, rel]) => `${p}: ${rel.toExponential(2)}`);
+  expect(bad, `${what}: gradients over rel ${GRAD_RTOL}`).toEqual([]);
+}
+
+describe('cross-backend: llama-like block loss and gradients', () => {
+  const block = llamaLikeBlock({ layers: 2, seqLen: 8 });
+  const fn = valueAndGrad(block.fn);
+  const results = new Map<string, Result>();
+  const backends: [string, Backend][] = [];
+
+  async function run(name: string, backend: Backend): Promise<Result> {
+    const f = jit<Result>(fn, { backend });
+    try {
+      const r = await f(block.params, ...block.inputs);
+      results.set(name, r);
+      return r;
+    } finally {
+      f.dispose();
+    }
+  }
+
+  beforeAll(async () => {
+    backends.push(
+      ['wasm', await createTfjsBackend({ engine: 'wasm' })],
+      ['cpu', await createTfjsBackend({ engine: 'cpu' })],
+    );
+    await run('reference', new ReferenceBackend());
+  });
+  afterAll(async () => {
+    for (const [, b] of backends) await b.dispose();
+  });
+
+  it.each(['wasm', 'cpu'])('tfjs %s matches the reference backend', async (engine) => {
+    const be = backends.find(([n]) => n === engine)![1];
+    compare(await run(engine, be), results.get('reference')!, `tfjs ${engine} vs reference`);
+  });
+
+  it('tfjs matches onnxruntime', async (ctx) => {
+    let ort: Backend;
+    try {
+      const mod = await import('@moreau/backend-ort');
+      ort = await mod.createOrtBackend();
+    } catch (err) {
+      ctx.skip(`@moreau/backend-ort unavailable: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    try {
+      const r = await run('ort', ort);
+      for (const engine of ['wasm', 'cpu']) {
+        const ours = results.get(engine) ?? (await run(engine, backends.find(([n]) => n === engine)![1]));
+        compare(ours, r, `tfjs ${engine} vs ort`);
+      }
+    } finally {
+      await ort.dispose();
+    }
+  });
+});
