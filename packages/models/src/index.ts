@@ -1,0 +1,129 @@
+// Readers and writers of model files (formats/) and tokenizers (tokenizers/).
+export {
+  type Checkpoint,
+  type CheckpointFormat,
+  expectedTensorShapes,
+  isPruned,
+  type LayerDims,
+  type Llama3RopeScaling,
+  type LlamaConfig,
+  layerDims,
+  validateCheckpointTensors,
+  validateLlamaConfig,
+} from './formats/checkpoint.js';
+export { FormatError } from './formats/errors.js';
+export {
+  GGML_TYPES,
+  type GgufFile,
+  type GgufTensorInfo,
+  type GgufTokenizerData,
+  type GgufValue,
+  type GgufWriteTensor,
+  type GgufWriteValue,
+  ggufLlamaConfig,
+  ggufToHfName,
+  ggufTokenizerData,
+  hfToGgufName,
+  type LoadGgufOptions,
+  loadGguf,
+  openGguf,
+  readGgufInfo,
+  type SaveGgufOptions,
+  saveGguf,
+  writeGguf,
+} from './formats/gguf.js';
+export {
+  bfloat16ArrayToFloat32,
+  bfloat16BitsToFloat32,
+  float16ArrayToFloat32,
+  float16BitsToFloat32,
+  float32ArrayToBfloat16,
+  float32ArrayToFloat16,
+  float32ToBfloat16Bits,
+  float32ToFloat16Bits,
+} from './formats/halfprecision.js';
+export {
+  type HfConfigJsonOptions,
+  hfConfigToJson,
+  hfFieldName,
+  parseHfConfig,
+  readHfConfig,
+} from './formats/hf-config.js';
+export {
+  type LoadHfOptions,
+  loadHfDirectory,
+  type SaveHfOptions,
+  saveHfDirectory,
+} from './formats/hf-dir.js';
+export {
+  type Llama2cHeader,
+  type LoadLlama2cOptions,
+  loadLlama2c,
+  permuteRopeRows,
+  readLlama2cHeader,
+  saveLlama2c,
+} from './formats/llama2c.js';
+export { type LoadCheckpointOptions, loadCheckpoint } from './formats/load.js';
+export {
+  openSafetensors,
+  readSafetensors,
+  readShardedSafetensors,
+  type SafetensorsContents,
+  type SafetensorsDType,
+  type SafetensorsFile,
+  type SafetensorsReadOptions,
+  type SafetensorsTensorInfo,
+  type SafetensorsWriteOptions,
+  type ShardedWriteOptions,
+  writeSafetensors,
+  writeSafetensorsDir,
+} from './formats/safetensors.js';
+export {
+  castFloatTensor,
+  type FloatDType,
+  type HostData,
+  type HostDType,
+  type HostTensor,
+  hostTensorsEqual,
+  toFloat32Data,
+} from './formats/tensor.js';
+// The LLaMA graph (llama/): model functions in core ops, prunable groups and cutting, presets.
+export {
+  cutLlama,
+  type LayerSizes,
+  type LlamaGroupsOptions,
+  type LlamaKeep,
+  llamaAttentionGroup,
+  llamaConfigAfterCut,
+  llamaGroups,
+  llamaHiddenGroup,
+  llamaLayerGroup,
+  llamaMlpGroup,
+  type MemberRole,
+  pruneConfig,
+} from './llama/groups.js';
+export {
+  type LlamaParams,
+  llamaForward,
+  llamaLogits,
+  llamaLoss,
+  llamaMaskedLoss,
+  llamaTargetNll,
+  llamaTokenNll,
+} from './llama/model.js';
+export {
+  LLAMA_PRESET_NAMES,
+  LLAMA_PRESETS,
+  type LlamaPresetName,
+  llamaPreset,
+  paramCount,
+  type RandomInitOptions,
+  randomInit,
+} from './llama/presets.js';
+export { LlamaModel } from './llama/prunable.js';
+export { type RopeTables, ropeInvFreq, ropeTables } from './llama/rope.js';
+export { HfTokenizer } from './tokenizers/hf.js';
+export { Llama2cTokenizer } from './tokenizers/llama2c.js';
+export { type LoadTokenizerOptions, loadTokenizer } from './tokenizers/load.js';
+export { PieceType, SentencePieceTokenizer, type SentencePieceVocab } from './tokenizers/sentencepiece.js';
+export type { EncodeOptions, Tokenizer, TokenizerKind } from './tokenizers/types.js';
