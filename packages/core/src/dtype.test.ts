@@ -9,6 +9,7 @@ import {
   float32ToBfloat16Bits,
   float32ToFloat16,
   float32ToFloat16Bits,
+  hostTensorsEqual,
   tensor,
 } from './index.js';
 
@@ -67,6 +68,13 @@ describe('float16 conversions', () => {
       expect(h & 0x0200).toBe(0x0200);
       expect(Number.isNaN(float16BitsToFloat32(h))).toBe(true);
     }
+  });
+
+  it('keeps the sign and top payload bits of a NaN in the array forms', () => {
+    const narrow = float32ToFloat16(new Float32Array(Uint32Array.from([0x7fa00001, 0xffc00000]).buffer));
+    expect(Array.from(narrow, hex)).toEqual(['0x7f00', '0xfe00']); // quiet bit + payload 0x100; sign kept
+    const wide = new Uint32Array(float16ToFloat32(Uint16Array.from([0x7f00, 0xfe01, 0x7c01])).buffer);
+    expect(Array.from(wide, (b) => b.toString(16))).toEqual(['7fe00000', 'ffc02000', '7f802000']);
   });
 
   it('round-trips all 65536 bit patterns through float32 exactly (NaNs stay NaN)', () => {
@@ -214,5 +222,17 @@ describe('host tensors', () => {
     expect(Array.from(castHost(h, 'float32').data)).toEqual(
       Array.from(float16ToFloat32(h.data as Uint16Array)),
     );
+  });
+
+  it('hostTensorsEqual compares dtype, shape and every bit', () => {
+    const a = tensor([1, -0, Number.NaN, 2], [2, 2]);
+    expect(hostTensorsEqual(a, tensor([1, -0, Number.NaN, 2], [2, 2]))).toBe(true);
+    expect(hostTensorsEqual(a, tensor([1, 0, Number.NaN, 2], [2, 2]))).toBe(false); // -0 is not +0
+    expect(hostTensorsEqual(a, tensor([1, -0, Number.NaN, 2], [4]))).toBe(false);
+    expect(hostTensorsEqual(a, castHost(a, 'int32'))).toBe(false);
+    const u = tensor(new Uint16Array([1, 2]), [2], 'float16');
+    expect(hostTensorsEqual(u, tensor(new Uint16Array([1, 2]), [2], 'bfloat16'))).toBe(false);
+    const view = new Uint16Array(new Uint16Array([9, 1, 2]).buffer, 2, 2); // a view at an offset
+    expect(hostTensorsEqual(u, tensor(view, [2], 'float16'))).toBe(true);
   });
 });

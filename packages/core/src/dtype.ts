@@ -7,6 +7,9 @@
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'int32' | 'bool';
 
+/** The floating-point dtypes (float16 and bfloat16 are storage types; compute is float32). */
+export type FloatDType = 'float32' | 'float16' | 'bfloat16';
+
 export type TypedArrayFor<D extends DType> = D extends 'float32'
   ? Float32Array
   : D extends 'float16' | 'bfloat16'
@@ -26,7 +29,7 @@ export interface HostTensor {
 
 export const FLOAT_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 
-export function isFloat(dtype: DType): boolean {
+export function isFloat(dtype: DType): dtype is FloatDType {
   return dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';
 }
 
@@ -169,13 +172,27 @@ export function float32ToFloat16Bits(value: number): number {
   return sign | h;
 }
 
-export function float16BitsToFloat32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
+/** float16 bits -> float32 bits (exact; a NaN keeps its sign and payload). */
+function float16BitsToFloat32Bits(h: number): number {
+  const sign = (h & 0x8000) << 16;
   const exp = (h >>> 10) & 0x1f;
   const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  if (exp === 0x1f) return (sign | 0x7f800000 | (mant << 13)) >>> 0; // inf / NaN
+  if (exp !== 0) return (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0;
+  if (mant === 0) return sign >>> 0;
+  // Subnormal half: normalise (value = mant * 2^-24).
+  let e = 113;
+  let m = mant;
+  while ((m & 0x400) === 0) {
+    m <<= 1;
+    e--;
+  }
+  return (sign | (e << 23) | ((m & 0x3ff) << 13)) >>> 0;
+}
+
+export function float16BitsToFloat32(h: number): number {
+  u32[0] = float16BitsToFloat32Bits(h & 0xffff);
+  return f32[0]!;
 }
 
 /** A number (float32 or float64) -> bfloat16 bits, round-to-nearest-even; NaN stays NaN (quiet). */
@@ -197,9 +214,16 @@ export function float32ToFloat16(src: Float32Array): Uint16Array {
   return out;
 }
 
+/** float16 bits -> float32 bits for all 65536 patterns, built on first use (256 KiB). */
+let f16Table: Uint32Array | undefined;
+
+/** Exact, by table lookup on the bits (so NaN payloads survive); fast enough for whole checkpoints. */
 export function float16ToFloat32(src: Uint16Array): Float32Array {
+  f16Table ??= Uint32Array.from({ length: 65536 }, (_, h) => float16BitsToFloat32Bits(h));
+  const table = f16Table;
   const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = float16BitsToFloat32(src[i]!);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < src.length; i++) bits[i] = table[src[i]!]!;
   return out;
 }
 
@@ -258,4 +282,15 @@ export function toFloat32Data(t: HostTensor): Float32Array {
     default:
       return Float32Array.from(t.data as Int32Array | Uint8Array);
   }
+}
+
+/** Bitwise equality of two host tensors: dtype, shape and every data bit (so NaN payloads and -0 count). */
+export function hostTensorsEqual(a: HostTensor, b: HostTensor): boolean {
+  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length) return false;
+  for (let i = 0; i < a.shape.length; i++) if (a.shape[i] !== b.shape[i]) return false;
+  if (a.data.byteLength !== b.data.byteLength) return false;
+  const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+  const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }

@@ -38,8 +38,9 @@ export class InputError extends MoreauError {
     message: string,
     readonly file?: string,
     readonly field?: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -9,7 +9,7 @@ export type {
   TensorInput,
 } from './backend.js';
 export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
-export type { DType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
+export type { DType, FloatDType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
 export {
   allocate,
   bfloat16BitsToFloat32,
@@ -23,6 +23,7 @@ export {
   float32ToBfloat16Bits,
   float32ToFloat16,
   float32ToFloat16Bits,
+  hostTensorsEqual,
   isFloat,
   scalar,
   sizeOf,

@@ -33,16 +33,6 @@ export {
   writeGguf,
 } from './formats/gguf.js';
 export {
-  bfloat16ArrayToFloat32,
-  bfloat16BitsToFloat32,
-  float16ArrayToFloat32,
-  float16BitsToFloat32,
-  float32ArrayToBfloat16,
-  float32ArrayToFloat16,
-  float32ToBfloat16Bits,
-  float32ToFloat16Bits,
-} from './formats/halfprecision.js';
-export {
   type HfConfigJsonOptions,
   hfConfigToJson,
   hfFieldName,
@@ -78,15 +68,6 @@ export {
   writeSafetensors,
   writeSafetensorsDir,
 } from './formats/safetensors.js';
-export {
-  castFloatTensor,
-  type FloatDType,
-  type HostData,
-  type HostDType,
-  type HostTensor,
-  hostTensorsEqual,
-  toFloat32Data,
-} from './formats/tensor.js';
 // The LLaMA graph (llama/): model functions in core ops, prunable groups and cutting, presets.
 export {
   cutLlama,
@@ -122,6 +103,13 @@ export {
 } from './llama/presets.js';
 export { LlamaModel } from './llama/prunable.js';
 export { type RopeTables, ropeInvFreq, ropeTables } from './llama/rope.js';
+export {
+  type LoadedModel,
+  type LoadModelOptions,
+  loadModel,
+  SHIPPED_MODELS,
+  shippedModelDir,
+} from './load-model.js';
 export { HfTokenizer } from './tokenizers/hf.js';
 export { Llama2cTokenizer } from './tokenizers/llama2c.js';
 export { type LoadTokenizerOptions, loadTokenizer } from './tokenizers/load.js';

@@ -3,8 +3,9 @@
  * tensors under Hugging Face names, weights laid out [out, in] row-major as in HF, RoPE in HF's
  * rotate_half convention.
  */
+import type { HostTensor } from '@moreau/core';
 import { FormatError } from './errors.js';
-import { type HostTensor, hostTensorProblem } from './tensor.js';
+import { hostTensorProblem } from './tensor.js';
 
 /** Llama-3 style RoPE frequency scaling (HF rope_scaling with rope_type "llama3"). */
 export interface Llama3RopeScaling {

@@ -1,8 +1,8 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HostTensor, hostTensorsEqual } from '@moreau/core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Checkpoint } from './checkpoint.js';
-import { FormatError } from './errors.js';
 import {
   ggufToHfName,
   ggufTokenizerData,
@@ -14,27 +14,19 @@ import {
   writeGguf,
 } from './gguf.js';
 import { loadLlama2c } from './llama2c.js';
-import { type HostTensor, hostTensorsEqual } from './tensor.js';
-import { haveShared, STORIES_BIN, scratchDir, sharedPath, TINY_GGUF } from './test-fixtures.js';
+import {
+  formatError,
+  haveShared,
+  STORIES_BIN,
+  sharedPath,
+  TINY_GGUF,
+  useScratchDir,
+} from './test-fixtures.js';
 
 const HAVE = haveShared(TINY_GGUF);
 const GGUF = sharedPath(TINY_GGUF);
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  ({ dir, cleanup } = await scratchDir());
-});
-afterAll(() => cleanup());
-
-async function formatError(p: Promise<unknown>): Promise<FormatError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(FormatError);
-  return e as FormatError;
-}
+const dir = useScratchDir();
 
 const llamaMeta = [
   ['general.architecture', { type: 'STRING', value: 'llama' }],
@@ -138,7 +130,7 @@ describe.skipIf(!HAVE)('GGUF reader on llama-2-tiny-random.gguf', () => {
   });
 
   it('saveGguf -> loadGguf round-trips tensors, config and vocabulary exactly', async () => {
-    const out = join(dir, 'again.gguf');
+    const out = join(dir(), 'again.gguf');
     const tokenizer = ggufTokenizerData(await readGgufInfo(GGUF));
     await saveGguf(out, ckpt, { tokenizer });
     const back = await loadGguf(out);
@@ -172,7 +164,7 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('reads every metadata value type, including nested arrays and 64-bit values', async () => {
-    const file = join(dir, 'types.gguf');
+    const file = join(dir(), 'types.gguf');
     await writeGguf(
       file,
       [
@@ -218,7 +210,7 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('honours general.alignment and F32 / F16 / BF16 tensors', async () => {
-    const file = join(dir, 'align.gguf');
+    const file = join(dir(), 'align.gguf');
     const t32: HostTensor = { dtype: 'float32', shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) };
     const t16: HostTensor = {
       dtype: 'float16',
@@ -251,7 +243,7 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('rejects a wrong magic', async () => {
-    const file = join(dir, 'magic.gguf');
+    const file = join(dir(), 'magic.gguf');
     await writeFile(file, new TextEncoder().encode('GGML\x03\x00\x00\x00 and then some bytes'));
     const e = await formatError(openGguf(file));
     expect(e.file).toBe(file);
@@ -259,7 +251,7 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('rejects GGUF v1', async () => {
-    const file = join(dir, 'v1.gguf');
+    const file = join(dir(), 'v1.gguf');
     const b = new Uint8Array(24);
     new DataView(b.buffer).setUint32(0, 0x46554747, true);
     new DataView(b.buffer).setUint32(4, 1, true);
@@ -268,7 +260,7 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('rejects quantized tensors naming the ggml type and the tensor', async () => {
-    const file = join(dir, 'q4.gguf');
+    const file = join(dir(), 'q4.gguf');
     const f32 = (n: number): HostTensor => ({
       dtype: 'float32',
       shape: [n],
@@ -295,21 +287,21 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('rejects truncated files and misaligned offsets', async () => {
-    const file = join(dir, 'ok.gguf');
+    const file = join(dir(), 'ok.gguf');
     await writeGguf(
       file,
       [['k', { type: 'STRING', value: 'v' }]],
       [{ name: 'w', tensor: { dtype: 'float32', shape: [16], data: new Float32Array(16) } }],
     );
     const bytes = await readFile(file);
-    const cut = join(dir, 'cut.gguf');
+    const cut = join(dir(), 'cut.gguf');
     await writeFile(cut, bytes.subarray(0, bytes.length - 4));
     expect((await formatError(openGguf(cut))).detail).toMatch(
       /truncated: tensor w \(F32 \[16\]\) needs bytes \d+\.\.\d+ but the file has/,
     );
     await writeFile(cut, bytes.subarray(0, 30));
     expect((await formatError(openGguf(cut))).detail).toMatch(/truncated: .*metadata k/);
-    const mis = join(dir, 'mis.gguf');
+    const mis = join(dir(), 'mis.gguf');
     await writeGguf(mis, [], [{ name: 'w', raw: { type: 0, dims: [1], data: new Uint8Array(4) } }]);
     const mb = await readFile(mis);
     // The offset field is the last 8 bytes of the tensor info, just before the padding.
@@ -322,12 +314,12 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 
   it('rejects non-llama architectures and unknown tensors', async () => {
-    const file = join(dir, 'arch.gguf');
+    const file = join(dir(), 'arch.gguf');
     await writeGguf(file, [['general.architecture', { type: 'STRING', value: 'qwen2' }]], []);
     expect((await formatError(loadGguf(file))).detail).toMatch(
       /general.architecture is "qwen2"; only "llama"/,
     );
-    const file2 = join(dir, 'unknown.gguf');
+    const file2 = join(dir(), 'unknown.gguf');
     await writeGguf(
       file2,
       [...llamaMeta],
@@ -336,14 +328,14 @@ describe('GGUF writer / reader on constructed files', () => {
     expect((await formatError(loadGguf(file2))).detail).toMatch(
       /tensor blk.0.attn_qkv.weight is not a LLaMA tensor/,
     );
-    expect((await readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect((await readdir(dir())).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 });
 
 describe.skipIf(!haveShared(STORIES_BIN))('GGUF export of stories260K (GQA, tied embeddings)', () => {
   it('saveGguf -> loadGguf gives identical tensors and config, also for pruned per-layer sizes', async () => {
     const ckpt = await loadLlama2c(sharedPath(STORIES_BIN));
-    const out = join(dir, 'stories.gguf');
+    const out = join(dir(), 'stories.gguf');
     await saveGguf(out, ckpt);
     const back = await loadGguf(out);
     expect(back.config).toEqual(ckpt.config);
@@ -379,7 +371,7 @@ describe.skipIf(!haveShared(STORIES_BIN))('GGUF export of stories260K (GQA, tied
       },
       tensors,
     };
-    const out2 = join(dir, 'pruned.gguf');
+    const out2 = join(dir(), 'pruned.gguf');
     await saveGguf(out2, pruned, { dtype: 'float16' });
     const info = await readGgufInfo(out2);
     expect(info.metadata.get('llama.attention.head_count')).toEqual([8, 2, 8, 8, 8]);

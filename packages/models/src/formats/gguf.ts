@@ -11,6 +11,7 @@
  * applies the same adjacent-pair permutation as llama2.c). Only F32 / F16 / BF16 (and I32) tensors
  * can be read; quantized types are rejected naming the type and the tensor.
  */
+import { type DType, type FloatDType, type HostTensor, sizeOf } from '@moreau/core';
 import {
   type Checkpoint,
   describeSourceDtypes,
@@ -26,12 +27,11 @@ import {
   ChunkedReader,
   decodeUtf8,
   openForRead,
-  readExactly,
   writeAll,
   writeFileAtomic,
 } from './io.js';
 import { permuteRopeRows } from './llama2c.js';
-import { castFloatTensor, type FloatDType, type HostDType, type HostTensor, numel } from './tensor.js';
+import { castFloatTensor, dataBytes, tensorFileReader } from './tensor.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -95,8 +95,8 @@ export const GGML_TYPES: Readonly<Record<number, readonly [string, number, numbe
 };
 
 /** ggml type ids this reader can turn into host tensors. */
-const READABLE: Record<number, HostDType> = { 0: 'float32', 1: 'float16', 30: 'bfloat16', 26: 'int32' };
-const WRITABLE: Record<HostDType, number | undefined> = {
+const READABLE: Record<number, DType> = { 0: 'float32', 1: 'float16', 30: 'bfloat16', 26: 'int32' };
+const WRITABLE: Record<DType, number | undefined> = {
   float32: 0,
   float16: 1,
   bfloat16: 30,
@@ -280,7 +280,7 @@ export async function openGguf(file: string): Promise<GgufFile> {
         );
       }
       const t = GGML_TYPES[type];
-      const n = numel(dims);
+      const n = sizeOf(dims);
       let byteSize: number | undefined;
       if (t) {
         if (dims.length > 0 && dims[0]! % t[1] !== 0) {
@@ -322,7 +322,6 @@ export async function openGguf(file: string): Promise<GgufFile> {
       if (a.offset + a.byteSize! > b.offset)
         throw new FormatError(file, `tensors ${a.name} and ${b.name} overlap`);
     }
-    let closed = false;
     return {
       file,
       version,
@@ -331,10 +330,7 @@ export async function openGguf(file: string): Promise<GgufFile> {
       metadata,
       metadataTypes,
       tensors,
-      async read(name, options = {}) {
-        if (closed) throw new FormatError(file, `read(${name}) after close()`);
-        const info = tensors.get(name);
-        if (!info) throw new FormatError(file, `has no tensor named ${name}`);
+      ...tensorFileReader(fh, file, tensors, (name, info) => {
         const dtype = READABLE[info.type];
         if (dtype === undefined) {
           throw new FormatError(
@@ -343,23 +339,8 @@ export async function openGguf(file: string): Promise<GgufFile> {
               '(quantized GGUF files are not supported: use an F16/BF16/F32 export)',
           );
         }
-        const buf = new ArrayBuffer(info.byteSize!);
-        await readExactly(fh, file, new Uint8Array(buf), info.offset, `tensor ${name}`);
-        const data =
-          dtype === 'float32'
-            ? new Float32Array(buf)
-            : dtype === 'int32'
-              ? new Int32Array(buf)
-              : new Uint16Array(buf);
-        const t: HostTensor = { dtype, shape: info.shape.slice(), data };
-        return options.dtype ? castFloatTensor(t, options.dtype) : t;
-      },
-      async close() {
-        if (!closed) {
-          closed = true;
-          await fh.close();
-        }
-      },
+        return { dtype, shape: info.shape, offset: info.offset, byteLength: info.byteSize! };
+      }),
     };
   } catch (e) {
     await fh.close();
@@ -603,7 +584,7 @@ export async function loadGguf(file: string, options: LoadGgufOptions = {}): Pro
         }
         // A wrong shape is reported by the validation below.
       }
-      tensors.set(hf, options.dtype ? castFloatTensor(t, options.dtype) : t);
+      tensors.set(hf, castFloatTensor(t, options.dtype));
     }
     validateCheckpointTensors(file, config, tensors);
     const ordered = new Map<string, HostTensor>();
@@ -831,13 +812,7 @@ export async function writeGguf(
     const type = WRITABLE[t.tensor.dtype];
     if (type === undefined)
       throw new FormatError(file, `tensor ${t.name}: dtype ${t.tensor.dtype} cannot be written to GGUF`);
-    const d = t.tensor.data;
-    return {
-      name: t.name,
-      type,
-      dims: [...t.tensor.shape].reverse(),
-      data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
-    };
+    return { name: t.name, type, dims: [...t.tensor.shape].reverse(), data: dataBytes(t.tensor.data) };
   });
   const h = new ByteSink();
   h.num('u32', GGUF_MAGIC);
@@ -961,8 +936,7 @@ export async function saveGguf(file: string, ckpt: Checkpoint, options: SaveGguf
   const out: GgufWriteTensor[] = [];
   for (const [name, t0] of ckpt.tensors) {
     const gname = hfToGgufName(name)!;
-    let t =
-      t0.shape.length === 1 ? castFloatTensor(t0, 'float32') : matDtype ? castFloatTensor(t0, matDtype) : t0;
+    let t = castFloatTensor(t0, t0.shape.length === 1 ? 'float32' : matDtype);
     const m = /^model\.layers\.(\d+)\.self_attn\.([qk])_proj\.weight$/.exec(name);
     if (m) {
       const d = layerDims(c, Number(m[1]));

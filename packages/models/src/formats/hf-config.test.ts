@@ -1,3 +1,4 @@
+import { InputError, MoreauError } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
 import type { LlamaConfig } from './checkpoint.js';
 import { FormatError } from './errors.js';
@@ -75,6 +76,22 @@ function err(json: unknown): FormatError {
   }
   return expect.fail('expected a FormatError');
 }
+
+describe('FormatError', () => {
+  it("is a core InputError: message '<file>: <detail>', file and detail kept, cause passed on", () => {
+    const cause = new Error('EACCES');
+    const e = new FormatError('dir/config.json', 'hidden_size must be a positive integer', { cause });
+    expect(e).toBeInstanceOf(InputError);
+    expect(e).toBeInstanceOf(MoreauError);
+    expect(e.name).toBe('FormatError');
+    expect(e.message).toBe('dir/config.json: hidden_size must be a positive integer');
+    expect([e.file, e.detail, e.cause]).toEqual([
+      'dir/config.json',
+      'hidden_size must be a positive integer',
+      cause,
+    ]);
+  });
+});
 
 describe('parseHfConfig', () => {
   it('reads a real TinyLlama config', () => {

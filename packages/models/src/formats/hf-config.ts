@@ -3,9 +3,9 @@
  * (unknown fields, hidden_act other than silu, biases, other RoPE scalings, quantization), liberal
  * about the bookkeeping fields transformers writes.
  */
-import { readFile } from 'node:fs/promises';
 import { type Llama3RopeScaling, type LlamaConfig, validateLlamaConfig } from './checkpoint.js';
-import { describeError, FormatError } from './errors.js';
+import { FormatError } from './errors.js';
+import { isJsonObject, type JsonObject, readJsonFile } from './io.js';
 
 const SNAKE: Record<keyof LlamaConfig, string> = {
   vocabSize: 'vocab_size',
@@ -107,12 +107,6 @@ const HARMLESS_FIELDS = new Set([
   'problem_type',
 ]);
 
-type Json = Record<string, unknown>;
-
-function isObject(x: unknown): x is Json {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
 /**
  * Parse a config.json object into a LlamaConfig. `file` names the source in errors.
  * Defaults follow transformers' LlamaConfig for optional fields (num_key_value_heads = heads,
@@ -123,7 +117,7 @@ export function parseHfConfig(json: unknown, file = 'config.json'): LlamaConfig 
   const fail = (detail: string): never => {
     throw new FormatError(file, detail);
   };
-  if (!isObject(json)) return fail('expected a JSON object');
+  if (!isJsonObject(json)) return fail('expected a JSON object');
   for (const key of Object.keys(json)) {
     if (key.startsWith('_') || MODEL_FIELDS.has(key) || HARMLESS_FIELDS.has(key)) continue;
     if (key === 'quantization_config') fail('quantized checkpoints (quantization_config) are not supported');
@@ -203,7 +197,7 @@ export function parseHfConfig(json: unknown, file = 'config.json'): LlamaConfig 
 
   let ropeTheta = optNum('rope_theta', 10000);
   let ropeScaling: Llama3RopeScaling | undefined;
-  const parseRope = (field: string, r: Json, allowTheta: boolean): void => {
+  const parseRope = (field: string, r: JsonObject, allowTheta: boolean): void => {
     const type = r.rope_type ?? r.type ?? 'default';
     for (const key of Object.keys(r)) {
       const known =
@@ -241,13 +235,13 @@ export function parseHfConfig(json: unknown, file = 'config.json'): LlamaConfig 
     };
   };
   if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
-    if (!isObject(json.rope_scaling)) fail('rope_scaling must be an object or null');
-    parseRope('rope_scaling', json.rope_scaling as Json, false);
+    if (!isJsonObject(json.rope_scaling)) fail('rope_scaling must be an object or null');
+    parseRope('rope_scaling', json.rope_scaling as JsonObject, false);
   }
   if (json.rope_parameters !== undefined && json.rope_parameters !== null) {
-    if (!isObject(json.rope_parameters)) fail('rope_parameters must be an object or null');
+    if (!isJsonObject(json.rope_parameters)) fail('rope_parameters must be an object or null');
     if (ropeScaling) fail('both rope_scaling and rope_parameters are given');
-    parseRope('rope_parameters', json.rope_parameters as Json, true);
+    parseRope('rope_parameters', json.rope_parameters as JsonObject, true);
   }
 
   const tie = json.tie_word_embeddings ?? false;
@@ -355,17 +349,5 @@ export function hfConfigToJson(
 
 /** Read and parse a config.json file. */
 export async function readHfConfig(file: string): Promise<LlamaConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new FormatError(file, `cannot read (${describeError(e)})`, { cause: e });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(file, `is not valid JSON (${describeError(e)})`, { cause: e });
-  }
-  return parseHfConfig(json, file);
+  return parseHfConfig((await readJsonFile(file)).json, file);
 }

@@ -1,38 +1,32 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { castHost, hostTensorsEqual } from '@moreau/core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { HfTokenizer } from '../tokenizers/hf.js';
 import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import { SentencePieceTokenizer } from '../tokenizers/sentencepiece.js';
 import type { Checkpoint } from './checkpoint.js';
-import { FormatError } from './errors.js';
 import { loadGguf } from './gguf.js';
 import { loadHfDirectory, saveHfDirectory } from './hf-dir.js';
 import { writeDirAtomic } from './io.js';
 import { loadLlama2c } from './llama2c.js';
 import { loadCheckpoint } from './load.js';
 import { writeSafetensors } from './safetensors.js';
-import { castFloatTensor, hostTensorsEqual } from './tensor.js';
-import { haveShared, STORIES_BIN, STORIES_TOK, scratchDir, sharedPath, TINY_GGUF } from './test-fixtures.js';
+import {
+  formatError,
+  haveShared,
+  STORIES_BIN,
+  STORIES_TOK,
+  sharedPath,
+  TINY_GGUF,
+  useScratchDir,
+} from './test-fixtures.js';
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  ({ dir, cleanup } = await scratchDir());
-});
-afterAll(() => cleanup());
+const dir = useScratchDir();
 
-async function formatError(p: Promise<unknown>): Promise<FormatError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(FormatError);
-  return e as FormatError;
-}
-
-const leftovers = async () => (await readdir(dir)).filter((f) => f.includes('.tmp-') || f.includes('.old-'));
+const leftovers = async () =>
+  (await readdir(dir())).filter((f) => f.includes('.tmp-') || f.includes('.old-'));
 
 describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stories260K', () => {
   let ckpt: Checkpoint;
@@ -41,7 +35,7 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
   });
 
   it('llama2.c -> saveHfDirectory -> loadHfDirectory gives identical tensors, config and tokenizer', async () => {
-    const out = join(dir, 'stories-hf');
+    const out = join(dir(), 'stories-hf');
     const tok = await Llama2cTokenizer.load(sharedPath(STORIES_TOK));
     const written = await saveHfDirectory(out, ckpt, { tokenizerFiles: tok.toFiles() });
     expect(written.sort()).toEqual([
@@ -81,7 +75,7 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
   });
 
   it('stores float16 / bfloat16 on request and shards above maxShardBytes', async () => {
-    const out = join(dir, 'stories-f16');
+    const out = join(dir(), 'stories-f16');
     await saveHfDirectory(out, ckpt, { dtype: 'float16', maxShardBytes: 200_000 });
     const files = (await readdir(out)).sort();
     expect(files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f)).length).toBeGreaterThan(1);
@@ -90,17 +84,17 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
     const back = await loadHfDirectory(out);
     expect(back.sourceDtype).toBe('F16');
     for (const [n, t] of ckpt.tensors) {
-      expect(hostTensorsEqual(back.tensors.get(n)!, castFloatTensor(t, 'float16')), n).toBe(true);
+      expect(hostTensorsEqual(back.tensors.get(n)!, castHost(t, 'float16')), n).toBe(true);
     }
     const asF32 = await loadHfDirectory(out, { dtype: 'float32' });
     expect(asF32.tensors.get('model.norm.weight')!.dtype).toBe('float32');
-    const bf = join(dir, 'stories-bf16');
+    const bf = join(dir(), 'stories-bf16');
     await saveHfDirectory(bf, ckpt, { dtype: 'bfloat16' });
     expect((await loadHfDirectory(bf)).sourceDtype).toBe('BF16');
   });
 
   it('refuses a non-empty directory unless overwrite, and replaces it atomically', async () => {
-    const out = join(dir, 'existing');
+    const out = join(dir(), 'existing');
     await mkdir(out);
     await writeFile(join(out, 'keep.txt'), 'x');
     const e = await formatError(saveHfDirectory(out, ckpt));
@@ -113,14 +107,14 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
       'generation_config.json',
       'model.safetensors',
     ]);
-    const empty = join(dir, 'empty');
+    const empty = join(dir(), 'empty');
     await mkdir(empty);
     await saveHfDirectory(empty, ckpt);
     expect(await leftovers()).toEqual([]);
   });
 
   it('leaves nothing behind when writing fails midway', async () => {
-    const out = join(dir, 'failing');
+    const out = join(dir(), 'failing');
     const bad = { 'tokenizer.bin': 42 as unknown as Uint8Array };
     expect((await formatError(saveHfDirectory(out, ckpt, { tokenizerFiles: bad }))).detail).toMatch(
       /tokenizer file tokenizer.bin: content must be a string or a Uint8Array/,
@@ -132,7 +126,7 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
         throw new Error('disk full');
       }),
     ).rejects.toThrow('disk full');
-    expect((await readdir(dir)).includes('failing')).toBe(false);
+    expect((await readdir(dir())).includes('failing')).toBe(false);
     // ... and with overwrite, the old directory survives a failed replacement.
     await saveHfDirectory(out, ckpt);
     await expect(
@@ -153,7 +147,7 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
   });
 
   it('reports missing, misshapen and unexpected tensors by name', async () => {
-    const out = join(dir, 'broken');
+    const out = join(dir(), 'broken');
     await saveHfDirectory(out, ckpt);
     const tensors = new Map(ckpt.tensors);
     tensors.delete('model.layers.2.mlp.up_proj.weight');
@@ -177,7 +171,7 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
     );
     expect(e.detail).toMatch(/unexpected tensor model.extra.weight/);
     expect(e.detail).not.toMatch(/inv_freq|lm_head/); // ignorable buffer and a tied head equal to the embedding
-    const nocfg = join(dir, 'nocfg');
+    const nocfg = join(dir(), 'nocfg');
     await mkdir(nocfg);
     expect((await formatError(loadHfDirectory(nocfg))).detail).toBe('has no config.json');
   });
@@ -187,7 +181,7 @@ describe.skipIf(!haveShared(TINY_GGUF))('HF directories from GGUF', () => {
   it('GGUF -> HF directory with a generated tokenizer.json -> same tensors and tokens', async () => {
     const ckpt = await loadGguf(sharedPath(TINY_GGUF));
     const tok = await SentencePieceTokenizer.fromGguf(sharedPath(TINY_GGUF));
-    const out = join(dir, 'tiny-hf');
+    const out = join(dir(), 'tiny-hf');
     await saveHfDirectory(out, ckpt, { tokenizerFiles: tok.toFiles() });
     const back = await loadHfDirectory(out);
     expect(back.config).toEqual(ckpt.config);

@@ -4,6 +4,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { type FloatDType, type HostTensor, hostTensorsEqual, isFloat } from '@moreau/core';
 import {
   type Checkpoint,
   describeSourceDtypes,
@@ -21,7 +22,6 @@ import {
   type SafetensorsContents,
   writeSafetensorsDir,
 } from './safetensors.js';
-import { type FloatDType, type HostTensor, hostTensorsEqual, isFloatDType } from './tensor.js';
 
 export interface LoadHfOptions {
   /** Convert floating-point tensors to this dtype while reading. Default: keep the stored dtype. */
@@ -104,7 +104,7 @@ const RESERVED = new Set([
 function torchDtypeOf(ckpt: Checkpoint, dtype: FloatDType | undefined): FloatDType {
   if (dtype) return dtype;
   const seen = new Set<FloatDType>();
-  for (const t of ckpt.tensors.values()) if (isFloatDType(t.dtype)) seen.add(t.dtype);
+  for (const t of ckpt.tensors.values()) if (isFloat(t.dtype)) seen.add(t.dtype);
   return seen.size === 1 ? [...seen][0]! : 'float32';
 }
 

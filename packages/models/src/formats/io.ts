@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { describeError, FormatError } from './errors.js';
@@ -19,6 +19,31 @@ export function assertLittleEndianHost(file: string): void {
       file,
       'this reader needs a little-endian host (all supported formats are little-endian)',
     );
+  }
+}
+
+/** A whole file; a missing or unreadable file becomes a FormatError naming it. */
+export async function readWholeFile(file: string): Promise<Uint8Array> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    throw new FormatError(file, `cannot read (${describeError(e)})`, { cause: e });
+  }
+}
+
+export type JsonObject = Record<string, unknown>;
+
+export function isJsonObject(x: unknown): x is JsonObject {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** A whole JSON file, parsed, and its bytes; FormatError when it cannot be read or is not valid JSON. */
+export async function readJsonFile(file: string): Promise<{ json: unknown; bytes: Uint8Array }> {
+  const bytes = await readWholeFile(file);
+  try {
+    return { json: JSON.parse(new TextDecoder().decode(bytes)), bytes };
+  } catch (e) {
+    throw new FormatError(file, `is not valid JSON (${describeError(e)})`, { cause: e });
   }
 }
 

@@ -1,30 +1,15 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HostTensor, hostTensorsEqual } from '@moreau/core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Checkpoint } from './checkpoint.js';
-import { FormatError } from './errors.js';
 import { llama2cFileSize, loadLlama2c, permuteRopeRows, readLlama2cHeader, saveLlama2c } from './llama2c.js';
-import { type HostTensor, hostTensorsEqual } from './tensor.js';
-import { haveShared, STORIES_BIN, scratchDir, sharedPath } from './test-fixtures.js';
+import { formatError, haveShared, STORIES_BIN, sharedPath, useScratchDir } from './test-fixtures.js';
 
 const HAVE = haveShared(STORIES_BIN);
 const BIN = sharedPath(STORIES_BIN);
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  ({ dir, cleanup } = await scratchDir());
-});
-afterAll(() => cleanup());
-
-async function formatError(p: Promise<unknown>): Promise<FormatError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(FormatError);
-  return e as FormatError;
-}
+const dir = useScratchDir();
 
 /** Apply RoPE to one head vector in the llama2.c convention (adjacent pairs). */
 function ropeAdjacent(q: Float64Array, pos: number, theta: number): Float64Array {
@@ -133,7 +118,7 @@ describe.skipIf(!HAVE)('llama2.c checkpoints (stories260K)', () => {
   });
 
   it('saves back to the original bytes (freq_cis recomputed to float32 precision)', async () => {
-    const out = join(dir, 'again.bin');
+    const out = join(dir(), 'again.bin');
     await saveLlama2c(out, ckpt);
     const a = await readFile(BIN);
     const b = await readFile(out);
@@ -158,7 +143,7 @@ describe.skipIf(!HAVE)('llama2.c checkpoints (stories260K)', () => {
       config: { ...ckpt.config, tieWordEmbeddings: false },
       tensors: new Map([...ckpt.tensors, ['lm_head.weight', head]]),
     };
-    const out = join(dir, 'untied.bin');
+    const out = join(dir(), 'untied.bin');
     await saveLlama2c(out, untied);
     const bytes = await readFile(out);
     expect(new DataView(bytes.buffer, bytes.byteOffset).getInt32(20, true)).toBe(-512);
@@ -199,7 +184,7 @@ describe.skipIf(!HAVE)('llama2.c checkpoints (stories260K)', () => {
       ...layers('mlp.down_proj'),
       ...layers('mlp.up_proj'),
     ];
-    const file = join(dir, 'v1.bin');
+    const file = join(dir(), 'v1.bin');
     await writeFile(
       file,
       Buffer.concat([header, ...parts.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength))]),
@@ -211,17 +196,17 @@ describe.skipIf(!HAVE)('llama2.c checkpoints (stories260K)', () => {
 
   it('rejects a truncated file naming expected vs actual bytes', async () => {
     const bytes = await readFile(BIN);
-    const file = join(dir, 'truncated.bin');
+    const file = join(dir(), 'truncated.bin');
     await writeFile(file, bytes.subarray(0, bytes.length - 100));
     const e = await formatError(loadLlama2c(file));
     expect(e.file).toBe(file);
     expect(e.detail).toMatch(
       /truncated: the header \(dim 64, .*vocab_size 512, seq_len 512\) implies 1056540 bytes but the file has 1056440 bytes/,
     );
-    const tiny = join(dir, 'tiny.bin');
+    const tiny = join(dir(), 'tiny.bin');
     await writeFile(tiny, bytes.subarray(0, 10));
     expect((await formatError(loadLlama2c(tiny))).detail).toMatch(/truncated: 10 bytes/);
-    const extra = join(dir, 'extra.bin');
+    const extra = join(dir(), 'extra.bin');
     await writeFile(extra, Buffer.concat([bytes, new Uint8Array(8)]));
     expect((await formatError(loadLlama2c(extra))).detail).toMatch(
       /implies 1056540 bytes but the file has 1056548 bytes \(8 extra\)/,
@@ -229,13 +214,13 @@ describe.skipIf(!HAVE)('llama2.c checkpoints (stories260K)', () => {
   });
 
   it('rejects headers that are not llama2.c, and configs it cannot express', async () => {
-    const bad = join(dir, 'bad.bin');
+    const bad = join(dir(), 'bad.bin');
     const h = new Int32Array([64, 172, 5, 7, 4, 512, 512]);
     await writeFile(bad, new Uint8Array(h.buffer));
     expect((await formatError(loadLlama2c(bad))).detail).toMatch(
       /header dim 64 is not divisible by n_heads 7/,
     );
-    const out = join(dir, 'nope.bin');
+    const out = join(dir(), 'nope.bin');
     const eps = await formatError(
       saveLlama2c(out, { ...ckpt, config: { ...ckpt.config, rmsNormEps: 1e-6 } }),
     );
@@ -246,7 +231,7 @@ describe.skipIf(!HAVE)('llama2.c checkpoints (stories260K)', () => {
     expect(pruned.detail).toMatch(
       /tensor model.layers.4.mlp.gate_proj.weight has shape \[172, 64\], expected \[100, 64\]/,
     );
-    expect((await readdir(dir)).filter((f) => f.includes('.tmp-') || f === 'nope.bin')).toEqual([]);
+    expect((await readdir(dir())).filter((f) => f.includes('.tmp-') || f === 'nope.bin')).toEqual([]);
   });
 });
 

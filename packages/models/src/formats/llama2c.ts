@@ -16,6 +16,7 @@
  * save, so the loaded checkpoint computes the same function in the HF convention.
  */
 import type { FileHandle } from 'node:fs/promises';
+import { type FloatDType, type HostTensor, toFloat32Data } from '@moreau/core';
 import {
   type Checkpoint,
   expectedTensorShapes,
@@ -26,7 +27,7 @@ import {
 } from './checkpoint.js';
 import { FormatError } from './errors.js';
 import { assertLittleEndianHost, openForRead, readExactly, writeAll, writeFileAtomic } from './io.js';
-import { castFloatTensor, type FloatDType, type HostTensor, toFloat32Data } from './tensor.js';
+import { castFloatTensor, dataBytes } from './tensor.js';
 
 /** The seven header integers (vocabSize already made positive). */
 export interface Llama2cHeader {
@@ -199,31 +200,19 @@ async function readHeader(fh: FileHandle, file: string, size: number): Promise<L
     }
     if (size < V1_HEADER_BYTES)
       throw new FormatError(file, `truncated: ${size} bytes, the version 1 header needs 256`);
-    const ints = Array.from({ length: 7 }, (_, k) => dv.getInt32(8 + 4 * k, true));
-    return {
-      dim: ints[0]!,
-      hiddenDim: ints[1]!,
-      nLayers: ints[2]!,
-      nHeads: ints[3]!,
-      nKvHeads: ints[4]!,
-      vocabSize: ints[5]!,
-      seqLen: ints[6]!,
-      sharedClassifier: dv.getUint8(36) !== 0,
-      version: 1,
-    };
+    return { ...headerInts(dv, 8), sharedClassifier: dv.getUint8(36) !== 0, version: 1 };
   }
-  const ints = Array.from({ length: 7 }, (_, k) => dv.getInt32(4 * k, true));
-  return {
-    dim: ints[0]!,
-    hiddenDim: ints[1]!,
-    nLayers: ints[2]!,
-    nHeads: ints[3]!,
-    nKvHeads: ints[4]!,
-    vocabSize: Math.abs(ints[5]!),
-    seqLen: ints[6]!,
-    sharedClassifier: ints[5]! > 0,
-    version: 0,
-  };
+  // Legacy: a negative vocab_size means the classifier is not shared with the embedding.
+  const h = headerInts(dv, 0);
+  return { ...h, vocabSize: Math.abs(h.vocabSize), sharedClassifier: h.vocabSize > 0, version: 0 };
+}
+
+/** The seven int32 header fields, dim .. seq_len, from byte `at`. */
+function headerInts(dv: DataView, at: number): Omit<Llama2cHeader, 'sharedClassifier' | 'version'> {
+  const [dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen] = Array.from({ length: 7 }, (_, k) =>
+    dv.getInt32(at + 4 * k, true),
+  ) as [number, number, number, number, number, number, number];
+  return { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen };
 }
 
 /** The LlamaConfig a llama2.c header describes (eps 1e-5, theta 10000, bos 1, eos 2, as run.c). */
@@ -306,7 +295,7 @@ export async function loadLlama2c(file: string, options: LoadLlama2cOptions = {}
         let data = new Float32Array(buf);
         if (b.rope !== undefined) data = permuteRopeRows(data, b.rope, hd, b.cols, true);
         const t: HostTensor = { dtype: 'float32', shape: b.rows === 1 ? [b.cols] : [b.rows, b.cols], data };
-        tensors.set(name, options.dtype ? castFloatTensor(t, options.dtype) : t);
+        tensors.set(name, castFloatTensor(t, options.dtype));
       }
     }
     validateCheckpointTensors(file, config, tensors);
@@ -367,20 +356,19 @@ export async function saveLlama2c(file: string, ckpt: Checkpoint): Promise<void>
   });
   const hd = c.headDim;
   const { blocks } = layout(h);
-  const bytesOf = (a: Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   await writeFileAtomic(file, async (fh) => {
     await writeAll(fh, header);
     for (const b of blocks) {
-      if (b.name === 'lm_head.weight') await writeAll(fh, bytesOf(freqCis(h.seqLen, hd, c.ropeTheta)));
+      if (b.name === 'lm_head.weight') await writeAll(fh, dataBytes(freqCis(h.seqLen, hd, c.ropeTheta)));
       const layers = b.perLayer ? h.nLayers : 1;
       for (let l = 0; l < layers; l++) {
         const name = b.name.replace('{i}', String(l));
         let data = toFloat32Data(ckpt.tensors.get(name)!);
         if (b.rope !== undefined) data = permuteRopeRows(data, b.rope, hd, b.cols, false);
-        await writeAll(fh, bytesOf(data));
+        await writeAll(fh, dataBytes(data));
       }
     }
-    if (h.sharedClassifier) await writeAll(fh, bytesOf(freqCis(h.seqLen, hd, c.ropeTheta)));
+    if (h.sharedClassifier) await writeAll(fh, dataBytes(freqCis(h.seqLen, hd, c.ropeTheta)));
   });
 }
 

@@ -1,6 +1,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HostTensor, hostTensorsEqual } from '@moreau/core';
+import { describe, expect, it } from 'vitest';
 import { FormatError } from './errors.js';
 import {
   openSafetensors,
@@ -9,15 +10,9 @@ import {
   writeSafetensors,
   writeSafetensorsDir,
 } from './safetensors.js';
-import { type HostTensor, hostTensorsEqual } from './tensor.js';
-import { scratchDir } from './test-fixtures.js';
+import { useScratchDir } from './test-fixtures.js';
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  ({ dir, cleanup } = await scratchDir());
-});
-afterAll(() => cleanup());
+const dir = useScratchDir();
 
 const f32 = (shape: number[], f: (i: number) => number): HostTensor => {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -30,7 +25,7 @@ async function rawFile(name: string, header: unknown, dataLen: number, headerLen
   const buf = new Uint8Array(8 + json.length + dataLen);
   new DataView(buf.buffer).setBigUint64(0, headerLen ?? BigInt(json.length), true);
   buf.set(json, 8);
-  const path = join(dir, name);
+  const path = join(dir(), name);
   await writeFile(path, buf);
   return path;
 }
@@ -63,7 +58,7 @@ describe('safetensors', () => {
       ['scalar', f32([], () => 42)],
       ['empty', f32([0, 4], () => 0)],
     ]);
-    const file = join(dir, 'rt.safetensors');
+    const file = join(dir(), 'rt.safetensors');
     await writeSafetensors(file, tensors, { metadata: { note: 'hi' } });
     const { tensors: back, metadata, dtypes } = await readSafetensors(file);
     expect(metadata).toEqual({ note: 'hi', format: 'pt' });
@@ -78,19 +73,19 @@ describe('safetensors', () => {
       expect(info.begin % width).toBe(0);
     }
     await st.close();
-    expect((await readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect((await readdir(dir())).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
   it('converts on write and on read', async () => {
     const t = f32([4], (i) => [1, 1 + 2 ** -11, 65520, 2 ** -25][i]!);
-    const file = join(dir, 'half.safetensors');
+    const file = join(dir(), 'half.safetensors');
     await writeSafetensors(file, { w: t }, { dtype: 'float16' });
     const { tensors } = await readSafetensors(file);
     expect(tensors.get('w')!.dtype).toBe('float16');
     expect([...(tensors.get('w')!.data as Uint16Array)]).toEqual([0x3c00, 0x3c00, 0x7c00, 0]);
     const asF32 = await readSafetensors(file, { dtype: 'float32' });
     expect([...(asF32.tensors.get('w')!.data as Float32Array)]).toEqual([1, 1, Number.POSITIVE_INFINITY, 0]);
-    const file2 = join(dir, 'bf.safetensors');
+    const file2 = join(dir(), 'bf.safetensors');
     await writeSafetensors(file2, { w: t }, { dtype: 'bfloat16' });
     expect((await readSafetensors(file2)).tensors.get('w')!.dtype).toBe('bfloat16');
   });
@@ -102,7 +97,7 @@ describe('safetensors', () => {
         `t${k}`,
         f32([10, 10], (i) => k * 1000 + i),
       );
-    const sub = join(dir, 'sharded');
+    const sub = join(dir(), 'sharded');
     await (await import('node:fs/promises')).mkdir(sub);
     const files = await writeSafetensorsDir(sub, tensors, { maxShardBytes: 900 });
     expect(files).toEqual([
@@ -127,7 +122,7 @@ describe('safetensors', () => {
   });
 
   it('reads tensors with positional reads, one at a time', async () => {
-    const file = join(dir, 'lazy.safetensors');
+    const file = join(dir(), 'lazy.safetensors');
     await writeSafetensors(file, { x: f32([2, 2], (i) => i), y: f32([3], (i) => -i) });
     const st = await openSafetensors(file);
     expect([...st.tensors.keys()]).toEqual(['x', 'y']);
@@ -143,7 +138,7 @@ describe('safetensors', () => {
     };
 
     it('truncated file (data shorter than the offsets)', async () => {
-      const file = join(dir, 'trunc.safetensors');
+      const file = join(dir(), 'trunc.safetensors');
       await writeSafetensors(file, { w: f32([4, 4], (i) => i) });
       const bytes = await readFile(file);
       await writeFile(file, bytes.subarray(0, bytes.length - 10));
@@ -244,7 +239,7 @@ describe('safetensors', () => {
     });
 
     it('a failed write leaves nothing behind and keeps the old file', async () => {
-      const file = join(dir, 'keep.safetensors');
+      const file = join(dir(), 'keep.safetensors');
       await writeSafetensors(file, { w: f32([2], (i) => i) });
       const before = await stat(file);
       const bad: HostTensor = { dtype: 'float32', shape: [3], data: new Float32Array(2) };
@@ -254,7 +249,7 @@ describe('safetensors', () => {
         /cannot write tensor w: shape \[3\] needs 3 elements but data has 2/,
       );
       expect((await stat(file)).size).toBe(before.size);
-      expect((await readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
+      expect((await readdir(dir())).filter((f) => f.includes('.tmp-'))).toEqual([]);
     });
   });
 });

@@ -8,32 +8,30 @@
  * Reading opens the file once and reads each tensor with positional reads into its own buffer, so a
  * model never needs the whole file (or twice its size) in memory.
  */
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { bytesPerElement, type DType, type FloatDType, type HostTensor, isFloat, sizeOf } from '@moreau/core';
 import { describeError, FormatError } from './errors.js';
-import { assertLittleEndianHost, openForRead, readExactly, writeAll, writeFileAtomic } from './io.js';
 import {
-  castFloatTensor,
-  dtypeByteSize,
-  type FloatDType,
-  type HostDType,
-  type HostTensor,
-  hostTensorProblem,
-  isFloatDType,
-  numel,
-  tensorBytes,
-} from './tensor.js';
+  assertLittleEndianHost,
+  isJsonObject,
+  openForRead,
+  readExactly,
+  readJsonFile,
+  writeAll,
+  writeFileAtomic,
+} from './io.js';
+import { castFloatTensor, dataBytes, hostTensorProblem, tensorFileReader } from './tensor.js';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16' | 'I32' | 'BOOL';
 
-const TO_HOST: Record<SafetensorsDType, HostDType> = {
+const TO_HOST: Record<SafetensorsDType, DType> = {
   F32: 'float32',
   F16: 'float16',
   BF16: 'bfloat16',
   I32: 'int32',
   BOOL: 'bool',
 };
-const FROM_HOST: Record<HostDType, SafetensorsDType> = {
+const FROM_HOST: Record<DType, SafetensorsDType> = {
   float32: 'F32',
   float16: 'F16',
   bfloat16: 'BF16',
@@ -42,7 +40,7 @@ const FROM_HOST: Record<HostDType, SafetensorsDType> = {
 };
 
 /** safetensors dtype name of a host dtype. */
-export function safetensorsDType(dtype: HostDType): SafetensorsDType {
+export function safetensorsDType(dtype: DType): SafetensorsDType {
   return FROM_HOST[dtype];
 }
 
@@ -74,10 +72,6 @@ export interface SafetensorsFile {
   close(): Promise<void>;
 }
 
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
 /** Parse and validate a header against the file size. Exported for tests and tools. */
 export function parseSafetensorsHeader(
   file: string,
@@ -96,19 +90,19 @@ export function parseSafetensorsHeader(
   } catch (e) {
     return fail(`header is not valid JSON (${describeError(e)})`);
   }
-  if (!isObject(json)) return fail('header is not a JSON object');
+  if (!isJsonObject(json)) return fail('header is not a JSON object');
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, SafetensorsTensorInfo>();
   for (const [name, entry] of Object.entries(json)) {
     if (name === '__metadata__') {
-      if (!isObject(entry)) fail('__metadata__ must be an object of strings');
+      if (!isJsonObject(entry)) fail('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(`__metadata__.${k} must be a string, got ${JSON.stringify(v)}`);
         metadata[k] = v as string;
       }
       continue;
     }
-    if (!isObject(entry)) fail(`tensor ${name}: header entry must be an object`);
+    if (!isJsonObject(entry)) fail(`tensor ${name}: header entry must be an object`);
     const e = entry as Record<string, unknown>;
     const dt = e.dtype;
     if (typeof dt !== 'string') return fail(`tensor ${name}: dtype must be a string`);
@@ -134,7 +128,7 @@ export function parseSafetensorsHeader(
     }
     const [b, en] = off as [number, number];
     const sdt = dt as SafetensorsDType;
-    const need = numel(shape as number[]) * dtypeByteSize(TO_HOST[sdt]);
+    const need = sizeOf(shape as number[]) * bytesPerElement(TO_HOST[sdt]);
     if (need !== en - b) {
       fail(
         `tensor ${name}: shape [${shape.join(', ')}] with dtype ${sdt} needs ${need} bytes ` +
@@ -206,37 +200,17 @@ export async function openSafetensors(file: string): Promise<SafetensorsFile> {
     const header = new Uint8Array(Number(n));
     await readExactly(fh, file, header, 8, 'header');
     const { metadata, tensors } = parseSafetensorsHeader(file, header, size);
-    let closed = false;
     return {
       file,
       size,
       metadata,
       tensors,
-      async read(name: string, options: SafetensorsReadOptions = {}): Promise<HostTensor> {
-        if (closed) throw new FormatError(file, `read(${name}) after close()`);
-        const info = tensors.get(name);
-        if (!info) throw new FormatError(file, `has no tensor named ${name}`);
-        const len = info.end - info.begin;
-        const buf = new ArrayBuffer(len);
-        await readExactly(fh, file, new Uint8Array(buf), info.begin, `tensor ${name}`);
-        const dtype = TO_HOST[info.dtype];
-        const data =
-          dtype === 'float32'
-            ? new Float32Array(buf)
-            : dtype === 'int32'
-              ? new Int32Array(buf)
-              : dtype === 'bool'
-                ? new Uint8Array(buf)
-                : new Uint16Array(buf);
-        const t: HostTensor = { dtype, shape: info.shape.slice(), data };
-        return options.dtype ? castFloatTensor(t, options.dtype) : t;
-      },
-      async close(): Promise<void> {
-        if (!closed) {
-          closed = true;
-          await fh.close();
-        }
-      },
+      ...tensorFileReader(fh, file, tensors, (_name, info) => ({
+        dtype: TO_HOST[info.dtype],
+        shape: info.shape,
+        offset: info.begin,
+        byteLength: info.end - info.begin,
+      })),
     };
   } catch (e) {
     await fh.close();
@@ -278,15 +252,10 @@ export interface SafetensorsIndex {
 
 /** Read and validate a model.safetensors.index.json. */
 export async function readSafetensorsIndex(indexFile: string): Promise<SafetensorsIndex> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(indexFile, 'utf8'));
-  } catch (e) {
-    throw new FormatError(indexFile, `cannot read as JSON (${describeError(e)})`, { cause: e });
-  }
-  if (!isObject(json)) throw new FormatError(indexFile, 'expected a JSON object');
+  const { json } = await readJsonFile(indexFile);
+  if (!isJsonObject(json)) throw new FormatError(indexFile, 'expected a JSON object');
   const wm = json.weight_map;
-  if (!isObject(wm))
+  if (!isJsonObject(wm))
     throw new FormatError(indexFile, 'weight_map must be an object of tensor name -> shard file');
   const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(wm)) {
@@ -304,7 +273,7 @@ export async function readSafetensorsIndex(indexFile: string): Promise<Safetenso
     }
     weightMap.set(name, shard);
   }
-  const metadata = isObject(json.metadata) ? json.metadata : {};
+  const metadata = isJsonObject(json.metadata) ? json.metadata : {};
   return { weightMap, metadata };
 }
 
@@ -381,18 +350,14 @@ function entriesOf(tensors: TensorSource): [string, HostTensor][] {
     : Object.entries(tensors as Record<string, HostTensor>);
 }
 
-function storedTensor(t: HostTensor, dtype: FloatDType | undefined): HostTensor {
-  return dtype && isFloatDType(t.dtype) ? castFloatTensor(t, dtype) : t;
-}
-
-function storedDType(t: HostTensor, dtype: FloatDType | undefined): HostDType {
-  return dtype && isFloatDType(t.dtype) ? dtype : t.dtype;
+function storedDType(t: HostTensor, dtype: FloatDType | undefined): DType {
+  return dtype && isFloat(t.dtype) ? dtype : t.dtype;
 }
 
 interface Planned {
   name: string;
   tensor: HostTensor;
-  dtype: HostDType;
+  dtype: DType;
   begin: number;
   end: number;
 }
@@ -406,12 +371,12 @@ function planLayout(file: string, entries: [string, HostTensor][], dtype: FloatD
   }
   // Wider elements first (stable), so every tensor starts at a multiple of its element size.
   const order = entries
-    .map((e, i) => ({ e, i, w: dtypeByteSize(storedDType(e[1], dtype)) }))
+    .map((e, i) => ({ e, i, w: bytesPerElement(storedDType(e[1], dtype)) }))
     .sort((a, b) => b.w - a.w || a.i - b.i);
   let off = 0;
   return order.map(({ e: [name, tensor] }) => {
     const dt = storedDType(tensor, dtype);
-    const len = numel(tensor.shape) * dtypeByteSize(dt);
+    const len = sizeOf(tensor.shape) * bytesPerElement(dt);
     const p = { name, tensor, dtype: dt, begin: off, end: off + len };
     off += len;
     return p;
@@ -441,7 +406,7 @@ function encodeHeader(planned: Planned[], metadata: Record<string, string>): Uin
 /** Stored size in bytes of a set of tensors written with `dtype`. */
 export function safetensorsDataSize(tensors: TensorSource, dtype?: FloatDType): number {
   let n = 0;
-  for (const [, t] of entriesOf(tensors)) n += numel(t.shape) * dtypeByteSize(storedDType(t, dtype));
+  for (const [, t] of entriesOf(tensors)) n += sizeOf(t.shape) * bytesPerElement(storedDType(t, dtype));
   return n;
 }
 
@@ -459,7 +424,7 @@ export async function writeSafetensors(
   const header = encodeHeader(planned, options.metadata ?? {});
   await writeFileAtomic(file, async (fh) => {
     await writeAll(fh, header);
-    for (const p of planned) await writeAll(fh, tensorBytes(storedTensor(p.tensor, options.dtype)));
+    for (const p of planned) await writeAll(fh, dataBytes(castFloatTensor(p.tensor, options.dtype).data));
   });
 }
 
@@ -493,7 +458,7 @@ export async function writeSafetensorsDir(
   let cur: [string, HostTensor][] = [];
   let curBytes = 0;
   for (const e of entries) {
-    const n = numel(e[1].shape) * dtypeByteSize(storedDType(e[1], options.dtype));
+    const n = sizeOf(e[1].shape) * bytesPerElement(storedDType(e[1], options.dtype));
     if (cur.length > 0 && curBytes + n > max) {
       shards.push(cur);
       cur = [];

@@ -1,156 +1,112 @@
 /**
- * Host tensors as the readers and writers see them. The shape is compatible with @moreau/core's
- * HostTensor: float16 / bfloat16 data are raw 16-bit patterns in a Uint16Array; bool is one byte (0/1).
+ * What the readers and writers add to @moreau/core's host tensors (HostTensor, DType, castHost, the
+ * half-precision conversions all come from core): validating a tensor that came from a file, the
+ * float-only cast of the `dtype` load options, typed views over raw file bytes, and the read() /
+ * close() pair of the open* functions.
  */
+import type { FileHandle } from 'node:fs/promises';
 import {
-  bfloat16ArrayToFloat32,
-  float16ArrayToFloat32,
-  float32ArrayToBfloat16,
-  float32ArrayToFloat16,
-} from './halfprecision.js';
+  allocate,
+  castHost,
+  type DType,
+  type FloatDType,
+  type HostData,
+  type HostTensor,
+  isFloat,
+  sizeOf,
+} from '@moreau/core';
+import { FormatError } from './errors.js';
+import { readExactly } from './io.js';
 
-export type HostDType = 'float32' | 'float16' | 'bfloat16' | 'int32' | 'bool';
-export type FloatDType = 'float32' | 'float16' | 'bfloat16';
-export type HostData = Float32Array | Uint16Array | Int32Array | Uint8Array;
+const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'int32', 'bool'];
 
-/** A tensor in host memory, row-major (C order). */
-export interface HostTensor {
-  readonly dtype: HostDType;
-  readonly shape: readonly number[];
-  readonly data: HostData;
-}
+type DataClass = new (from: ArrayBuffer | number) => HostData;
 
-export const HOST_DTYPES: readonly HostDType[] = ['float32', 'float16', 'bfloat16', 'int32', 'bool'];
-
-export function isFloatDType(dtype: HostDType): dtype is FloatDType {
-  return dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';
-}
-
-export function dtypeByteSize(dtype: HostDType): number {
-  switch (dtype) {
-    case 'float32':
-    case 'int32':
-      return 4;
-    case 'float16':
-    case 'bfloat16':
-      return 2;
-    case 'bool':
-      return 1;
-  }
-}
-
-/** Number of elements of a shape (1 for a scalar). */
-export function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-export function allocateData(dtype: HostDType, n: number): HostData {
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(n);
-    case 'float16':
-    case 'bfloat16':
-      return new Uint16Array(n);
-    case 'int32':
-      return new Int32Array(n);
-    case 'bool':
-      return new Uint8Array(n);
-  }
-}
-
-/** The typed-array class a dtype's data must be. */
-export function dataMatchesDType(dtype: HostDType, data: HostData): boolean {
-  switch (dtype) {
-    case 'float32':
-      return data instanceof Float32Array;
-    case 'float16':
-    case 'bfloat16':
-      return data instanceof Uint16Array;
-    case 'int32':
-      return data instanceof Int32Array;
-    case 'bool':
-      return data instanceof Uint8Array;
-  }
+/** The typed-array class of a dtype's data, as core allocates it. */
+function dataClass(dtype: DType): DataClass {
+  return allocate(dtype, 0).constructor as DataClass;
 }
 
 /**
- * Check a tensor is self-consistent (dims are non-negative integers, data class fits the dtype, length
- * equals the product of the shape). Returns a description of the problem, or undefined when fine.
+ * Check a tensor is self-consistent (a known dtype, dims are non-negative integers, the data is the
+ * typed array of its dtype, length equals the product of the shape). Returns a description of the
+ * problem, or undefined when fine.
  */
 export function hostTensorProblem(t: HostTensor): string | undefined {
-  if (!HOST_DTYPES.includes(t.dtype)) return `unknown dtype ${JSON.stringify(t.dtype)}`;
+  if (!DTYPES.includes(t.dtype)) return `unknown dtype ${JSON.stringify(t.dtype)}`;
   for (const d of t.shape) {
     if (!Number.isSafeInteger(d) || d < 0)
       return `shape [${t.shape.join(', ')}] has a dimension that is not a non-negative integer`;
   }
-  if (!dataMatchesDType(t.dtype, t.data)) return `dtype ${t.dtype} but data is a ${t.data.constructor.name}`;
-  const n = numel(t.shape);
+  if (!(t.data instanceof dataClass(t.dtype)))
+    return `dtype ${t.dtype} but data is a ${t.data.constructor.name}`;
+  const n = sizeOf(t.shape);
   if (t.data.length !== n)
     return `shape [${t.shape.join(', ')}] needs ${n} elements but data has ${t.data.length}`;
   return undefined;
 }
 
-/** The data as float32 (a copy for 16-bit types, the same array for float32). int32 / bool convert by value. */
-export function toFloat32Data(t: HostTensor): Float32Array {
-  switch (t.dtype) {
-    case 'float32':
-      return t.data as Float32Array;
-    case 'float16':
-      return float16ArrayToFloat32(t.data as Uint16Array);
-    case 'bfloat16':
-      return bfloat16ArrayToFloat32(t.data as Uint16Array);
-    case 'int32':
-    case 'bool':
-      return Float32Array.from(t.data);
-  }
-}
-
 /**
- * Convert a floating-point tensor to another floating-point dtype (exact round-to-nearest-even on the
- * host). Returns the same tensor object when the dtype already matches. int32 / bool tensors are
- * returned unchanged.
+ * The `dtype` option of the loaders: a floating-point tensor converted to `dtype` (core's castHost;
+ * the same object when nothing changes); int32 / bool tensors, and any tensor when `dtype` is
+ * undefined, are returned unchanged.
  */
-export function castFloatTensor(t: HostTensor, dtype: FloatDType): HostTensor {
-  if (t.dtype === dtype || !isFloatDType(t.dtype)) return t;
-  if (t.dtype === 'float16' && dtype === 'bfloat16') {
-    return {
-      dtype,
-      shape: t.shape,
-      data: float32ArrayToBfloat16(float16ArrayToFloat32(t.data as Uint16Array)),
-    };
-  }
-  if (t.dtype === 'bfloat16' && dtype === 'float16') {
-    return {
-      dtype,
-      shape: t.shape,
-      data: float32ArrayToFloat16(bfloat16ArrayToFloat32(t.data as Uint16Array)),
-    };
-  }
-  const f32 = toFloat32Data(t);
-  switch (dtype) {
-    case 'float32':
-      return { dtype, shape: t.shape, data: f32 };
-    case 'float16':
-      return { dtype, shape: t.shape, data: float32ArrayToFloat16(f32) };
-    case 'bfloat16':
-      return { dtype, shape: t.shape, data: float32ArrayToBfloat16(f32) };
-  }
+export function castFloatTensor(t: HostTensor, dtype: FloatDType | undefined): HostTensor {
+  return dtype && isFloat(t.dtype) ? castHost(t, dtype) : t;
 }
 
-/** Bitwise equality of two tensors (dtype, shape and every data bit, so NaN payloads count). */
-export function hostTensorsEqual(a: HostTensor, b: HostTensor): boolean {
-  if (a.dtype !== b.dtype || a.shape.length !== b.shape.length) return false;
-  for (let i = 0; i < a.shape.length; i++) if (a.shape[i] !== b.shape[i]) return false;
-  if (a.data.byteLength !== b.data.byteLength) return false;
-  const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
-  const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
+/** The data of a `dtype` tensor as a typed array over `buf` (no copy). */
+function dataFromBuffer(dtype: DType, buf: ArrayBuffer): HostData {
+  return new (dataClass(dtype))(buf);
 }
 
 /** View of a tensor's data as bytes (no copy). */
-export function tensorBytes(t: HostTensor): Uint8Array {
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+export function dataBytes(data: HostData): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Where one tensor lies in a file, as a format's header says. */
+export interface StoredTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Absolute byte offset and byte length in the file. */
+  readonly offset: number;
+  readonly byteLength: number;
+}
+
+/**
+ * read() / close() over an open file whose tensors `locate` finds by name (it may throw a FormatError
+ * for tensors it cannot read). read() returns a fresh tensor, converted to options.dtype when that is
+ * given and the tensor is floating point; close() is idempotent; read() after close() is an error.
+ */
+export function tensorFileReader<Info>(
+  fh: FileHandle,
+  file: string,
+  tensors: ReadonlyMap<string, Info>,
+  locate: (name: string, info: Info) => StoredTensor,
+): {
+  read(name: string, options?: { dtype?: FloatDType }): Promise<HostTensor>;
+  close(): Promise<void>;
+} {
+  let closed = false;
+  return {
+    async read(name, options = {}) {
+      if (closed) throw new FormatError(file, `read(${name}) after close()`);
+      const info = tensors.get(name);
+      if (!info) throw new FormatError(file, `has no tensor named ${name}`);
+      const { dtype, shape, offset, byteLength } = locate(name, info);
+      const buf = new ArrayBuffer(byteLength);
+      await readExactly(fh, file, new Uint8Array(buf), offset, `tensor ${name}`);
+      return castFloatTensor(
+        { dtype, shape: shape.slice(), data: dataFromBuffer(dtype, buf) },
+        options.dtype,
+      );
+    },
+    async close() {
+      if (!closed) {
+        closed = true;
+        await fh.close();
+      }
+    },
+  };
 }

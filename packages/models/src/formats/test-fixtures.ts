@@ -1,12 +1,15 @@
 /**
  * Test-only helpers: where the shared real model / data files are (env MOREAU_SHARED, default
- * ../shared next to the repository), and scratch directories. Not exported from the package.
+ * ../shared next to the repository), scratch directories, and catching a FormatError. Not exported
+ * from the package.
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { FormatError } from './errors.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 
@@ -36,8 +39,28 @@ export const TINY_GGUF = 'models/llama-2-tiny-random-gguf/llama-2-tiny-random.gg
 export const TINYSTORIES_HEAD = 'data/tinystories/tinystories_validation_head.txt';
 export const TINYSTORIES_SAMPLE = 'data/tinystories/cs336_tinystories_sample.txt';
 
-/** A fresh scratch directory and its cleanup. */
-export async function scratchDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'moreau-formats-'));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+/**
+ * A scratch directory for the tests of one file: made before they run (beforeAll) and removed after
+ * (afterAll). Returns its path getter, to call inside the tests.
+ */
+export function useScratchDir(): () => string {
+  let dir: string | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'moreau-formats-'));
+  });
+  afterAll(() => (dir ? rm(dir, { recursive: true, force: true }) : undefined));
+  return () => {
+    if (dir === undefined) throw new Error('useScratchDir: the directory exists only while the tests run');
+    return dir;
+  };
+}
+
+/** The FormatError `p` rejects with; fails the test when it resolves or rejects with anything else. */
+export async function formatError(p: Promise<unknown>): Promise<FormatError> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(FormatError);
+  return e as FormatError;
 }

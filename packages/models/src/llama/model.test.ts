@@ -13,6 +13,7 @@ import { type LlamaConfig, layerDims } from '../formats/checkpoint.js';
 import { cutLlama } from './groups.js';
 import { llamaLogits, llamaLoss, llamaMaskedLoss, llamaTargetNll, llamaTokenNll } from './model.js';
 import { randomInit } from './presets.js';
+import { smallConfig, smallLlama3Scaling } from './test-fixtures.js';
 
 // ---------------------------------------------------------------------------------------------
 // An independent, loop-based float64 LLaMA (HF semantics) used as the oracle.
@@ -155,25 +156,6 @@ function refLoss(params: W, ids: number[][], c: LlamaConfig): number {
 
 // ---------------------------------------------------------------------------------------------
 
-function smallConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
-  return {
-    vocabSize: 50,
-    hiddenSize: 32,
-    intermediateSize: 24,
-    numHiddenLayers: 2,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    maxPositionEmbeddings: 64,
-    tieWordEmbeddings: false,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    ...over,
-  };
-}
-
 /** Random weights big enough to make the network clearly non-linear; norm weights around 1. */
 function randomParams(c: LlamaConfig, seed: number): W {
   const p = randomInit(c, seed, { std: 0.3 });
@@ -223,16 +205,7 @@ describe('llama graph vs an independent float64 implementation', () => {
     ['MHA, tied embeddings', smallConfig({ numKeyValueHeads: 4, tieWordEmbeddings: true })],
     [
       'GQA 4 / 1 kv with llama3 rope scaling',
-      smallConfig({
-        numKeyValueHeads: 1,
-        ropeScaling: {
-          type: 'llama3',
-          factor: 8,
-          lowFreqFactor: 1,
-          highFreqFactor: 4,
-          originalMaxPositionEmbeddings: 64,
-        },
-      }),
+      smallConfig({ numKeyValueHeads: 1, ropeScaling: smallLlama3Scaling }),
     ],
   ];
   for (const [name, c] of configs) {

@@ -10,10 +10,10 @@ import {
   valueAndGrad,
 } from '@moreau/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LlamaConfig } from '../formats/checkpoint.js';
 import { cutLlama } from './groups.js';
 import { type LlamaParams, llamaLoss } from './model.js';
 import { randomInit } from './presets.js';
+import { smallConfig, smallLlama3Scaling } from './test-fixtures.js';
 
 let ort: Backend | undefined;
 let reason = '';
@@ -25,28 +25,7 @@ try {
   console.warn(`llama ORT test skipped: onnxruntime backend unavailable (${reason})`);
 }
 
-const config: LlamaConfig = {
-  vocabSize: 50,
-  hiddenSize: 32,
-  intermediateSize: 24,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
-  headDim: 8,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: {
-    type: 'llama3',
-    factor: 8,
-    lowFreqFactor: 1,
-    highFreqFactor: 4,
-    originalMaxPositionEmbeddings: 64,
-  },
-  maxPositionEmbeddings: 64,
-  tieWordEmbeddings: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+const config = smallConfig({ ropeScaling: smallLlama3Scaling });
 
 describe.skipIf(!ort)('llama graph on onnxruntime', () => {
   let reference: Backend;

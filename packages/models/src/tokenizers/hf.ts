@@ -1,40 +1,24 @@
 /**
  * Hugging Face tokenizers (tokenizer.json + tokenizer_config.json) through @huggingface/tokenizers.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { describeError, FormatError } from '../formats/errors.js';
-import type { EncodeOptions, Tokenizer } from './types.js';
+import { isJsonObject, type JsonObject, readJsonFile } from '../formats/io.js';
+import { checkTokenId, type EncodeOptions, type Tokenizer } from './types.js';
 import { utf8Encode } from './utf8.js';
-
-type Json = Record<string, unknown>;
-
-function isObject(x: unknown): x is Json {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
 
 /** A special-token entry of tokenizer_config.json: a string or {content: string}. */
 function tokenContent(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (isObject(v) && typeof v.content === 'string') return v.content;
+  if (isJsonObject(v) && typeof v.content === 'string') return v.content;
   return undefined;
 }
 
-async function readJson(file: string): Promise<{ json: Json; bytes: Uint8Array }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(file);
-  } catch (e) {
-    throw new FormatError(file, `cannot read (${describeError(e)})`, { cause: e });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (e) {
-    throw new FormatError(file, `is not valid JSON (${describeError(e)})`, { cause: e });
-  }
-  if (!isObject(json)) throw new FormatError(file, 'expected a JSON object');
+async function readJson(file: string): Promise<{ json: JsonObject; bytes: Uint8Array }> {
+  const { json, bytes } = await readJsonFile(file);
+  if (!isJsonObject(json)) throw new FormatError(file, 'expected a JSON object');
   return { json, bytes };
 }
 
@@ -51,12 +35,12 @@ export class HfTokenizer implements Tokenizer {
    * the two objects serialised).
    */
   constructor(
-    tokenizerJson: Json,
-    tokenizerConfig: Json = {},
+    tokenizerJson: JsonObject,
+    tokenizerConfig: JsonObject = {},
     source = 'tokenizer.json',
     files?: Record<string, Uint8Array>,
   ) {
-    if (!isObject(tokenizerJson.model))
+    if (!isJsonObject(tokenizerJson.model))
       throw new FormatError(source, 'has no "model" object (not a tokenizer.json?)');
     try {
       this.tok = new HfLibTokenizer(tokenizerJson, tokenizerConfig);
@@ -98,7 +82,7 @@ export class HfTokenizer implements Tokenizer {
   static async fromFile(tokenizerJsonFile: string): Promise<HfTokenizer> {
     const tj = await readJson(tokenizerJsonFile);
     const cfgFile = join(dirname(tokenizerJsonFile), 'tokenizer_config.json');
-    let cfg: { json: Json; bytes: Uint8Array } | undefined;
+    let cfg: { json: JsonObject; bytes: Uint8Array } | undefined;
     const exists = await stat(cfgFile).then(
       (s) => s.isFile(),
       () => false,
@@ -119,11 +103,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
-    for (const id of ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-      }
-    }
+    for (const id of ids) checkTokenId(id, this.vocabSize);
     return this.tok.decode([...ids], { skip_special_tokens: true });
   }
 

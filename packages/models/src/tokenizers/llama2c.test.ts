@@ -1,15 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError } from '../formats/errors.js';
 import {
   haveShared,
   STORIES_TOK,
-  scratchDir,
   sharedPath,
   TINYSTORIES_HEAD,
   TINYSTORIES_SAMPLE,
+  useScratchDir,
 } from '../formats/test-fixtures.js';
 import { Llama2cTokenizer } from './llama2c.js';
 
@@ -56,12 +56,7 @@ function referenceEncode(tok: Llama2cTokenizer, text: string, bos: boolean): num
   }
 }
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  ({ dir, cleanup } = await scratchDir());
-});
-afterAll(() => cleanup());
+const dir = useScratchDir();
 
 describe.skipIf(!HAVE)('Llama2cTokenizer (tok512.bin)', () => {
   let tok: Llama2cTokenizer;
@@ -135,7 +130,7 @@ describe.skipIf(!HAVE)('Llama2cTokenizer (tok512.bin)', () => {
   it('writes tokenizer.bin back byte for byte', async () => {
     const original = await readFile(sharedPath(STORIES_TOK));
     expect(Buffer.compare(Buffer.from(tok.toBytes()), original)).toBe(0);
-    const file = join(dir, 'tok.bin');
+    const file = join(dir(), 'tok.bin');
     await tok.save(file);
     const back = await Llama2cTokenizer.load(file, 512);
     expect(back.encode('Once upon a time')).toEqual(tok.encode('Once upon a time'));
@@ -144,7 +139,7 @@ describe.skipIf(!HAVE)('Llama2cTokenizer (tok512.bin)', () => {
 
   it('rejects truncated or mismatched files naming the file', async () => {
     const original = await readFile(sharedPath(STORIES_TOK));
-    const file = join(dir, 'cut.bin');
+    const file = join(dir(), 'cut.bin');
     await writeFile(file, original.subarray(0, original.length - 3));
     const e = await Llama2cTokenizer.load(file).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(FormatError);

@@ -12,11 +12,10 @@
  * exact algorithm, so toFiles() returns the original bytes as `tokenizer.bin`, and loadTokenizer(dir)
  * recognises that file.
  */
-import { readFile } from 'node:fs/promises';
-import { describeError, FormatError } from '../formats/errors.js';
-import { writeAll, writeFileAtomic } from '../formats/io.js';
+import { FormatError } from '../formats/errors.js';
+import { readWholeFile, writeAll, writeFileAtomic } from '../formats/io.js';
 import { bpeMerge } from './bpe.js';
-import type { EncodeOptions, Tokenizer } from './types.js';
+import { checkTokenId, type EncodeOptions, type Tokenizer } from './types.js';
 import { ByteBuilder, bytesToBinary, byteTokenValue, codePointBytes, utf8DecodeLenient } from './utf8.js';
 
 const LLAMA2C_MIN_SCORE = Math.fround(-1e10);
@@ -109,13 +108,7 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   static async load(file: string, vocabSize?: number): Promise<Llama2cTokenizer> {
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(file);
-    } catch (e) {
-      throw new FormatError(file, `cannot read (${describeError(e)})`, { cause: e });
-    }
-    return Llama2cTokenizer.fromBytes(bytes, file, vocabSize);
+    return Llama2cTokenizer.fromBytes(await readWholeFile(file), file, vocabSize);
   }
 
   private lookupPair = (a: number, b: number): number => {
@@ -164,12 +157,6 @@ export class Llama2cTokenizer implements Tokenizer {
     return out;
   }
 
-  private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    }
-  }
-
   private appendPiece(out: ByteBuilder, id: number, stripSpace: boolean): void {
     const bv = this.byteValue[id]!;
     if (bv >= 0) {
@@ -184,7 +171,7 @@ export class Llama2cTokenizer implements Tokenizer {
     const out = new ByteBuilder();
     let atStart = true;
     for (const id of ids) {
-      this.checkId(id);
+      checkTokenId(id, this.vocabSize);
       if (id === this.bosId) {
         atStart = true;
         continue;
@@ -197,7 +184,7 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   decodeToken(id: number, prevId?: number): Uint8Array {
-    this.checkId(id);
+    checkTokenId(id, this.vocabSize);
     if (id === this.bosId || id === this.eosId) return new Uint8Array(0);
     const out = new ByteBuilder();
     this.appendPiece(out, id, prevId === this.bosId);

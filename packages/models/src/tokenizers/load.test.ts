@@ -1,26 +1,18 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FormatError } from '../formats/errors.js';
-import { haveShared, STORIES_TOK, scratchDir, sharedPath, TINY_GGUF } from '../formats/test-fixtures.js';
+import { describe, expect, it } from 'vitest';
+import {
+  formatError,
+  haveShared,
+  STORIES_TOK,
+  sharedPath,
+  TINY_GGUF,
+  useScratchDir,
+} from '../formats/test-fixtures.js';
 import { HfTokenizer } from './hf.js';
 import { loadTokenizer } from './load.js';
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  ({ dir, cleanup } = await scratchDir());
-});
-afterAll(() => cleanup());
-
-async function formatError(p: Promise<unknown>): Promise<FormatError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(FormatError);
-  return e as FormatError;
-}
+const dir = useScratchDir();
 
 /** A tiny hand-written HF tokenizer.json (word-level BPE with a Metaspace pre-tokenizer). */
 const tinyJson = {
@@ -80,7 +72,7 @@ describe('loadTokenizer', () => {
   });
 
   it('loads a directory or file with tokenizer.json (+ tokenizer_config.json)', async () => {
-    const d = join(dir, 'hf');
+    const d = join(dir(), 'hf');
     await mkdir(d);
     await writeFile(join(d, 'tokenizer.json'), JSON.stringify(tinyJson));
     await writeFile(
@@ -100,33 +92,33 @@ describe('loadTokenizer', () => {
   });
 
   it('gives clear errors for everything else', async () => {
-    expect((await formatError(loadTokenizer(join(dir, 'missing')))).detail).toMatch(
+    expect((await formatError(loadTokenizer(join(dir(), 'missing')))).detail).toMatch(
       /cannot load a tokenizer/,
     );
-    const empty = join(dir, 'empty');
+    const empty = join(dir(), 'empty');
     await mkdir(empty);
     expect((await formatError(loadTokenizer(empty))).detail).toMatch(
       /has no tokenizer: expected tokenizer.bin/,
     );
-    const spm = join(dir, 'spm');
+    const spm = join(dir(), 'spm');
     await mkdir(spm);
     await writeFile(join(spm, 'tokenizer.model'), 'x');
     expect((await formatError(loadTokenizer(spm))).detail).toMatch(/tokenizer.model .* not supported/);
-    const txt = join(dir, 'vocab.txt');
+    const txt = join(dir(), 'vocab.txt');
     await writeFile(txt, 'x');
     expect((await formatError(loadTokenizer(txt))).detail).toMatch(/is not a known tokenizer/);
-    const fake = join(dir, 'fake.gguf');
+    const fake = join(dir(), 'fake.gguf');
     await writeFile(fake, 'GGML....');
     expect((await formatError(loadTokenizer(fake))).detail).toMatch(/does not start with the GGUF magic/);
-    const badJson = join(dir, 'bad', 'tokenizer.json');
-    await mkdir(join(dir, 'bad'));
+    const badJson = join(dir(), 'bad', 'tokenizer.json');
+    await mkdir(join(dir(), 'bad'));
     await writeFile(badJson, '{"version": "1.0"}');
-    const e = await formatError(loadTokenizer(join(dir, 'bad')));
+    const e = await formatError(loadTokenizer(join(dir(), 'bad')));
     expect(e.file).toBe(badJson);
     expect(e.detail).toMatch(/has no "model" object/);
-    await writeFile(join(dir, 'bad', 'tokenizer.json'), JSON.stringify(tinyJson));
-    await writeFile(join(dir, 'bad', 'tokenizer_config.json'), JSON.stringify({ bos_token: '<bos>' }));
-    expect((await formatError(loadTokenizer(join(dir, 'bad')))).detail).toMatch(
+    await writeFile(join(dir(), 'bad', 'tokenizer.json'), JSON.stringify(tinyJson));
+    await writeFile(join(dir(), 'bad', 'tokenizer_config.json'), JSON.stringify({ bos_token: '<bos>' }));
+    expect((await formatError(loadTokenizer(join(dir(), 'bad')))).detail).toMatch(
       /tokenizer_config bos_token "<bos>" is not in the vocabulary/,
     );
   });

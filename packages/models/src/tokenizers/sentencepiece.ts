@@ -11,7 +11,7 @@
 import { FormatError } from '../formats/errors.js';
 import { type GgufTokenizerData, ggufTokenizerData, readGgufInfo } from '../formats/gguf.js';
 import { bpeMerge } from './bpe.js';
-import type { EncodeOptions, Tokenizer } from './types.js';
+import { checkTokenId, type EncodeOptions, type Tokenizer } from './types.js';
 import { ByteBuilder, byteTokenValue, codePointBytes, utf8DecodeLenient, utf8Encode } from './utf8.js';
 
 /** sentencepiece piece types (as in GGUF tokenizer.ggml.token_type). */
@@ -169,12 +169,6 @@ export class SentencePieceTokenizer implements Tokenizer {
     return out;
   }
 
-  private checkId(id: number): void {
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-      throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    }
-  }
-
   /** Bytes of one piece; `strip` removes the dummy-prefix space. Control pieces give nothing. */
   private appendPiece(out: ByteBuilder, id: number, strip: boolean): boolean {
     const type = this.tokenTypes[id]!;
@@ -197,7 +191,7 @@ export class SentencePieceTokenizer implements Tokenizer {
     const out = new ByteBuilder();
     let atStart = true;
     for (const id of ids) {
-      this.checkId(id);
+      checkTokenId(id, this.vocabSize);
       if (id === this.bosId) {
         atStart = true;
         continue;
@@ -208,7 +202,7 @@ export class SentencePieceTokenizer implements Tokenizer {
   }
 
   decodeToken(id: number, prevId?: number): Uint8Array {
-    this.checkId(id);
+    checkTokenId(id, this.vocabSize);
     const out = new ByteBuilder();
     this.appendPiece(out, id, prevId === undefined || prevId === this.bosId);
     return out.bytes();

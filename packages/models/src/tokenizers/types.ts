@@ -35,3 +35,10 @@ export interface Tokenizer {
    */
   toFiles(): Record<string, Uint8Array>;
 }
+
+/** Throws a RangeError unless `id` is a token id of a vocabulary of `vocabSize` pieces. */
+export function checkTokenId(id: number, vocabSize: number): void {
+  if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    throw new RangeError(`token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
+  }
+}
