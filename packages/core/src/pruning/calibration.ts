@@ -29,6 +29,14 @@ export function sampleCalibration(stream: ArrayLike<number>, options: Calibratio
       undefined,
       'samples',
     );
+  if (!Number.isInteger(iterations) || iterations < 1)
+    throw new InputError(
+      `calibration iterations must be a positive integer, got ${iterations}`,
+      undefined,
+      'iterations',
+    );
+  if (!Number.isInteger(seed))
+    throw new InputError(`calibration seed must be an integer, got ${seed}`, undefined, 'seed');
   if (!Number.isInteger(seqLen) || seqLen < 2)
     throw new InputError(`calibration seq-len must be an integer >= 2, got ${seqLen}`, undefined, 'seqLen');
   if (stream.length < seqLen) {

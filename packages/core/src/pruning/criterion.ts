@@ -8,7 +8,7 @@ import { InputError, MoreauError } from '../errors.js';
 import type { Rng } from '../rng.js';
 import type { CalibrationSet } from './calibration.js';
 import type { PrunableGroup } from './groups.js';
-import type { ChannelMode, Reduction } from './scoring.js';
+import { type ChannelMode, REDUCTIONS, type Reduction } from './scoring.js';
 
 export type OptionSpec =
   | {
@@ -81,15 +81,51 @@ export interface Criterion {
   score(ctx: CriterionContext, options: OptionValues): Promise<CriterionResult>;
 }
 
-const criteria = new Map<string, Criterion>();
+/**
+ * The registry lives on globalThis under a well-known symbol, so every copy of @moreau/core loaded
+ * in a process shares it: a plugin resolved through `require` (the CommonJS build, hence a second
+ * copy of core) registers where an ESM host looks, and vice versa.
+ */
+const REGISTRY_KEY = Symbol.for('@moreau/core/criteria');
+const holder = globalThis as { [REGISTRY_KEY]?: Map<string, Criterion> };
+if (!holder[REGISTRY_KEY]) holder[REGISTRY_KEY] = new Map();
+const criteria: Map<string, Criterion> = holder[REGISTRY_KEY];
 
 export function registerCriterion(c: Criterion): void {
-  if (!/^[a-z][a-z0-9-]*$/.test(c.name))
-    throw new MoreauError(`registerCriterion: invalid name '${c.name}' (lowercase, digits, dashes)`);
+  if (!/^[a-z][a-z0-9-]*$/.test(c?.name))
+    throw new MoreauError(`registerCriterion: invalid name '${c?.name}' (lowercase, digits, dashes)`);
+  const bad = (what: string): never => {
+    throw new MoreauError(`registerCriterion: criterion '${c.name}' ${what}`);
+  };
+  if (typeof c.score !== 'function') bad('has no score() function');
+  if (typeof c.channelMode !== 'function') bad('has no channelMode() function');
+  if (typeof c.requires?.gradients !== 'boolean' || typeof c.requires?.calibration !== 'boolean')
+    bad('must declare requires: { gradients: boolean, calibration: boolean }');
+  if (!REDUCTIONS.includes(c.defaultReduction))
+    bad(`has defaultReduction '${c.defaultReduction}'; valid: ${REDUCTIONS.join(', ')}`);
+  if (c.options === null || typeof c.options !== 'object')
+    bad('must declare options (an object, {} for none)');
+  for (const [k, spec] of Object.entries(c.options)) {
+    if (spec?.type !== 'number' && spec?.type !== 'boolean' && spec?.type !== 'enum')
+      bad(`option '${k}' has type '${(spec as { type?: unknown })?.type}'; valid: number, boolean, enum`);
+    if (spec.type === 'enum' && !spec.values.includes(spec.default))
+      bad(`option '${k}' has default '${spec.default}', not one of ${spec.values.join(' | ')}`);
+    if (spec.type !== 'enum' && typeof spec.default !== spec.type)
+      bad(`option '${k}' has a default that is not a ${spec.type}`);
+  }
   const existing = criteria.get(c.name);
-  if (existing && existing !== c)
+  if (existing && existing !== c) {
+    // The same package loaded twice (e.g. its ESM and CommonJS builds) declares the same criterion:
+    // keep the first. Anything else under a taken name is a conflict.
+    if (signature(existing) === signature(c)) return;
     throw new MoreauError(`registerCriterion: a different criterion is already registered as '${c.name}'`);
+  }
   criteria.set(c.name, c);
+}
+
+/** What a criterion declares, for telling another copy of the same criterion from a different one. */
+function signature(c: Criterion): string {
+  return JSON.stringify([c.description, c.requires, c.options, c.defaultReduction]);
 }
 
 export function listCriteria(): string[] {
@@ -116,7 +152,8 @@ export function resolveOptions(c: Criterion, raw: Readonly<Record<string, unknow
   const out: OptionValues = {};
   for (const [k, spec] of Object.entries(c.options)) out[k] = spec.default;
   for (const [k, v] of Object.entries(raw)) {
-    const spec = c.options[k];
+    // Own keys only: 'constructor' or 'toString' are not options of any criterion.
+    const spec = Object.hasOwn(c.options, k) ? c.options[k] : undefined;
     if (!spec) {
       throw new InputError(
         `criterion '${c.name}' has no option '${k}'; valid options: ${Object.keys(c.options).join(', ') || '(none)'}`,

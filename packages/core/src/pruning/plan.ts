@@ -5,6 +5,7 @@
  */
 import { InputError } from '../errors.js';
 import { cutModel, type PrunableModel } from './model.js';
+import { REDUCTIONS, type Reduction } from './scoring.js';
 
 export const PLAN_FORMAT = 'moreau-pruning-plan';
 export const PLAN_VERSION = 1;
@@ -63,6 +64,10 @@ export function planToJSON(plan: PruningPlan): string {
   return `${h.slice(0, -2)},\n  "layers": [\n    ${layers.join(',\n    ')}\n  ]\n}\n`;
 }
 
+function isObject(v: unknown): v is Record<string, any> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
 function fail(file: string, field: string, expected: string): never {
   throw new InputError(`${file}: field '${field}' ${expected}`, file, field);
 }
@@ -89,30 +94,48 @@ export function parsePlan(text: string, file = '<plan>'): PruningPlan {
   } catch (e) {
     throw new InputError(`${file}: not valid JSON (${(e as Error).message})`, file);
   }
-  if (p === null || typeof p !== 'object') fail(file, '(root)', 'must be an object');
+  if (!isObject(p)) fail(file, '(root)', 'must be an object');
   if (p.format !== PLAN_FORMAT) fail(file, 'format', `must be '${PLAN_FORMAT}'`);
   if (p.version !== PLAN_VERSION)
     fail(file, 'version', `must be ${PLAN_VERSION} (this SDK's plan version), got ${String(p.version)}`);
   const c = p.criterion as PruningPlan['criterion'];
-  if (!c || typeof c.name !== 'string' || typeof c.options !== 'object')
+  if (!isObject(c) || typeof c.name !== 'string' || !isObject(c.options))
     fail(file, 'criterion', 'must be {name, options}');
+  if (!REDUCTIONS.includes(p.reduction as Reduction))
+    fail(file, 'reduction', `must be one of ${REDUCTIONS.join(', ')}`);
   if (typeof p.ratio !== 'number' || !(p.ratio >= 0 && p.ratio < 1))
     fail(file, 'ratio', 'must be a number in [0, 1)');
   if (!Number.isInteger(p.seed)) fail(file, 'seed', 'must be an integer');
+  if (!Number.isInteger(p.steps) || (p.steps as number) < 1)
+    fail(file, 'steps', 'must be a positive integer');
   if (p.scope !== 'local' && p.scope !== 'global') fail(file, 'scope', "must be 'local' or 'global'");
   if (!Number.isInteger(p.numLayers) || (p.numLayers as number) < 1)
     fail(file, 'numLayers', 'must be a positive integer');
   const numLayers = p.numLayers as number;
-  checkRange(p.attnLayers, file, 'attnLayers', numLayers);
-  checkRange(p.mlpLayers, file, 'mlpLayers', numLayers);
+  const ranges = {
+    attention: checkRange(p.attnLayers, file, 'attnLayers', numLayers),
+    mlp: checkRange(p.mlpLayers, file, 'mlpLayers', numLayers),
+  };
   if (!Array.isArray(p.layers)) fail(file, 'layers', 'must be an array');
+  const seen = new Set<number>();
   (p.layers as LayerPlan[]).forEach((l, i) => {
+    if (!isObject(l)) fail(file, `layers[${i}]`, 'must be an object {layer, attention?, mlp?}');
     if (!Number.isInteger(l.layer) || l.layer < 0 || l.layer >= numLayers)
       fail(file, `layers[${i}].layer`, `must be in [0, ${numLayers})`);
+    if (seen.has(l.layer)) fail(file, `layers[${i}].layer`, `repeats layer ${l.layer}`);
+    seen.add(l.layer);
     for (const kind of ['attention', 'mlp'] as const) {
       const d = l[kind];
       if (d === undefined) continue;
       const f = `layers[${i}].${kind}`;
+      if (!isObject(d)) fail(file, f, 'must be an object {total, kept, scores?}');
+      const [a, b] = ranges[kind];
+      if (l.layer < a || l.layer >= b)
+        fail(
+          file,
+          f,
+          `is for layer ${l.layer}, outside ${kind === 'attention' ? 'attnLayers' : 'mlpLayers'} [${a}, ${b})`,
+        );
       if (!Number.isInteger(d.total) || d.total < 1) fail(file, `${f}.total`, 'must be a positive integer');
       if (!Array.isArray(d.kept) || d.kept.length === 0) fail(file, `${f}.kept`, 'must be a non-empty array');
       d.kept.forEach((u, j) => {
@@ -120,6 +143,13 @@ export function parsePlan(text: string, file = '<plan>'): PruningPlan {
           fail(file, `${f}.kept`, `must hold ascending unique integers in [0, ${d.total})`);
         }
       });
+      if (
+        d.scores !== undefined &&
+        (!Array.isArray(d.scores) ||
+          d.scores.length !== d.total ||
+          !d.scores.every((v) => v === null || typeof v === 'number'))
+      )
+        fail(file, `${f}.scores`, `must be ${d.total} numbers (null for units cut in an earlier step)`);
     }
   });
   return p as unknown as PruningPlan;

@@ -189,6 +189,8 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
   if (!Number.isInteger(steps) || steps < 1)
     throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
   const scope = opts.scope ?? 'local';
+  if (scope !== 'local' && scope !== 'global')
+    throw new InputError(`scope must be 'local' or 'global', got '${scope}'`, undefined, 'scope');
   const attnLayers = checkRange(opts.attnLayers, model.numLayers, 'attnLayers');
   const mlpLayers = checkRange(opts.mlpLayers, model.numLayers, 'mlpLayers');
   if (criterion.requires.calibration && !opts.calibration) {

@@ -109,3 +109,103 @@ describe('selection and rounding', () => {
     ).toEqual([[0], [0]]);
   });
 });
+
+describe('every reduction through groupScores, by hand', () => {
+  // 2 units of 2 channels (unitSize 2); members a (rows, span 2), b (rows, span 2), c (columns, span 2).
+  const group: PrunableGroup = {
+    id: 'layer.0.mlp',
+    kind: 'mlp',
+    layer: 0,
+    units: 2,
+    unitSize: 2,
+    members: [
+      { param: 'a', axis: 0, role: 'up', span: 2, offset: 0 },
+      { param: 'b', axis: 0, role: 'gate', span: 2, offset: 0 },
+      { param: 'c', axis: 1, role: 'down', span: 2, offset: 0 },
+    ],
+  };
+  // Channel scores (abs-then-sum): a = [1, 2, 3, 4], b = [2, 0, 1, 4], c = [3, 3, 0.5, 1].
+  const sal = new Map<string, Float32Array>([
+    ['a', Float32Array.from([1, 0, -2, 0, 3, 0, 0, -4])], // 4 x 2: row sums of |.|
+    ['b', Float32Array.from([-2, 0, 1, 4])], // 4 x 1
+    ['c', Float32Array.from([1, 1, 0.5, -1, 2, 2, 0, 0])], // 2 x 4: column sums of |.|
+  ]);
+  const shapes = new Map<string, number[]>([
+    ['a', [4, 2]],
+    ['b', [4, 1]],
+    ['c', [2, 4]],
+  ]);
+  // Per channel across members, then the unit's 2 channels summed: unit 0 = channels 0, 1.
+  it.each([
+    ['sum', [1 + 2 + 3 + (2 + 0 + 3), 3 + 1 + 0.5 + (4 + 4 + 1)]],
+    ['mean', [(1 + 2 + 3) / 3 + (2 + 0 + 3) / 3, (3 + 1 + 0.5) / 3 + (4 + 4 + 1) / 3]],
+    ['max', [3 + 3, 3 + 4]],
+    ['prod', [1 * 2 * 3 + 2 * 0 * 3, 3 * 1 * 0.5 + 4 * 4 * 1]],
+    ['first', [1 + 2, 3 + 4]],
+  ] as const)('%s', (r, expected) => {
+    const got = [...groupScores(group, sal, shapes, 'abs-then-sum', r)];
+    expect(got[0]).toBeCloseTo(expected[0], 12);
+    expect(got[1]).toBeCloseTo(expected[1], 12);
+  });
+  it('sum-then-abs changes only the channel scores: |row sum| / |column sum|', () => {
+    // c columns become |1 + 2| = 3, |1 + 2| = 3, |0.5 + 0| = 0.5, |-1 + 0| = 1 (here the same as
+    // abs-then-sum); a rows hold one non-zero each. Make a row mix signs to see the difference:
+    const mixed = new Map(sal).set('a', Float32Array.from([1, -1, -2, 0, 3, 0, 0, -4])); // row 0: |1 - 1| = 0
+    expect([...groupScores(group, mixed, shapes, 'sum-then-abs', 'sum')]).toEqual([
+      0 + 2 + 3 + (2 + 0 + 3),
+      13.5,
+    ]);
+    expect([...groupScores(group, mixed, shapes, 'abs-then-sum', 'sum')]).toEqual([
+      2 + 2 + 3 + (2 + 0 + 3),
+      13.5,
+    ]);
+  });
+  it('a member without salience is an error naming it', () => {
+    expect(() => groupScores(group, new Map([['a', sal.get('a')!]]), shapes, 'abs-then-sum', 'sum')).toThrow(
+      "no salience for parameter 'b' (group mlp@0)",
+    );
+  });
+});
+
+describe('scoring helpers: edge cases', () => {
+  it('1-D salience scores each element by |s|', () => {
+    expect([...channelScores(Float32Array.from([-1, 2, -3]), [3], 0, 'sum-then-abs')]).toEqual([1, 2, 3]);
+  });
+  it('rank 3 or axis 2 is an error', () => {
+    expect(() => channelScores(new Float32Array(8), [2, 2, 2], 0, 'abs-then-sum')).toThrow(
+      /expected a matrix/,
+    );
+    expect(() => channelScores(new Float32Array(4), [2, 2], 2, 'abs-then-sum')).toThrow(/axis 0 or 1/);
+  });
+  it('folds a member that starts at an offset (several groups in one fused parameter)', () => {
+    const g: PrunableGroup = {
+      id: 'g',
+      kind: 'attention',
+      layer: 1,
+      units: 2,
+      unitSize: 1,
+      members: [{ param: 'fused', axis: 0, role: 'k', span: 2, offset: 3 }],
+    };
+    // channels 0..2 belong to another group; unit 0 = channels 3, 4; unit 1 = channels 5, 6.
+    expect([...foldSubUnits(Float64Array.from([9, 9, 9, 1, 2, 3, 4]), g, g.members[0]!)]).toEqual([3, 7]);
+    expect(memberIndices(g.members[0]!, [1])).toEqual([5, 6]);
+    expect(() => foldSubUnits(Float64Array.from([1, 2, 3]), g, g.members[0]!)).toThrow(
+      'group attention@1: member fused has 3 channels along axis 0, expected 7',
+    );
+  });
+  it('rounding: the epsilon only absorbs float error, never a real fraction', () => {
+    expect(keptCount(10, 0.7)).toBe(3); // 10 * 0.3 = 2.9999999999999996
+    expect(keptCount(5, 0.2)).toBe(4);
+    expect(keptCount(11008, 0.2)).toBe(8806); // 8806.4
+    expect(keptCount(32, 0.25)).toBe(24);
+    expect(keptCount(3, 1 / 3)).toBe(2); // 2.0000000000000004 or 1.9999999999999998
+    expect(keptCount(7, 0)).toBe(7);
+    expect(keptCount(1000001, 0.5)).toBe(500000); // 500000.5
+  });
+  it('top-k with k >= n keeps everything; global keeps one per layer even when asked for fewer', () => {
+    expect(topK([3, 1, 2], 5)).toEqual([0, 1, 2]);
+    expect(topK([3, 1, 2], 0)).toEqual([]);
+    expect(selectGlobal([[1, 5], [2], [0.5, 0.1, 0.2]], 1)).toEqual([[1], [0], [0]]);
+    expect(selectGlobal([[Number.NaN, 1], [Number.NaN]], 2)).toEqual([[1], [0]]);
+  });
+});

@@ -1,0 +1,69 @@
+/**
+ * The example plugin on a real model: prune() with 'fisher' on stories260K (onnxruntime) produces
+ * a valid plan that follows the rounding rule and re-applies to the same weights.
+ * Reads ../shared (or MOREAU_SHARED) and skips with a message when the files are absent.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createOrtBackend } from '@moreau/backend-ort';
+import {
+  applyPlan,
+  countParams,
+  getCriterion,
+  parsePlan,
+  planToJSON,
+  prune,
+  sampleCalibration,
+} from '@moreau/core';
+import { Llama2cTokenizer, LlamaModel, loadLlama2c } from '@moreau/models';
+import { describe, expect, it } from 'vitest';
+import './index.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
+const files = {
+  model: path.join(shared, 'models/stories260K/stories260K.bin'),
+  tokenizer: path.join(shared, 'models/stories260K/tok512.bin'),
+  text: path.join(shared, 'data/tinystories/tinystories_validation_head.txt'),
+};
+const missing = Object.values(files).filter((f) => !existsSync(f));
+if (missing.length > 0) {
+  console.warn(
+    `fisher plugin stories260K test skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
+  );
+}
+
+describe.skipIf(missing.length > 0)('fisher plugin on stories260K', () => {
+  it('prune() with the plugin criterion produces a valid plan', async () => {
+    const ckpt = await loadLlama2c(files.model);
+    const tok = await Llama2cTokenizer.load(files.tokenizer, ckpt.config.vocabSize);
+    const ids = tok.encode(readFileSync(files.text, 'utf8').slice(0, 200_000), { bos: true });
+    const model = new LlamaModel(ckpt.config, ckpt.tensors);
+    const backend = await createOrtBackend({ intraOpNumThreads: 2 });
+    try {
+      const calibration = sampleCalibration(ids, { samples: 4, seqLen: 128, seed: 1 });
+      const t0 = performance.now();
+      const { plan, model: pruned } = await prune(model, {
+        criterion: getCriterion('fisher'),
+        ratio: 0.2,
+        calibration,
+        backend,
+      });
+      console.log(`fisher on stories260K (${backend.name}): ${(performance.now() - t0).toFixed(0)} ms`);
+      const json = planToJSON(plan);
+      const back = parsePlan(json, 'fisher.plan.json');
+      expect(planToJSON(back)).toBe(json);
+      expect(back.criterion).toEqual({ name: 'fisher', options: { windows: 0 } });
+      for (const l of back.layers) {
+        expect(l.attention!.kept).toHaveLength(3); // floor(4 * 0.8)
+        expect(l.mlp!.kept).toHaveLength(137); // floor(172 * 0.8)
+      }
+      expect(countParams(pruned.params)).toBe(211_072);
+      const again = applyPlan(model, back);
+      for (const [k, t] of pruned.params) expect([...again.params.get(k)!.data], k).toEqual([...t.data]);
+    } finally {
+      await backend.dispose();
+    }
+  }, 120_000);
+});

@@ -1,0 +1,141 @@
+/**
+ * Test fixtures for the pruning engine (not exported from the package): a toy PrunableModel small
+ * enough for the reference backend, and criteria whose scores the tests choose by hand.
+ *
+ * The toy model: token embedding [V, D] (tied output head); per layer l an "attention" block with
+ * `heads` units of 2 channels (q [2*heads, D] rows, o [D, 2*heads] columns) and an MLP with `mlp`
+ * channels (up [mlp, D] rows, down [D, mlp] columns), both residual with tanh activations; a 1-D
+ * `norm` scale per layer that belongs to no group. Loss: mean next-token cross-entropy.
+ */
+import type { HostTensor } from '../dtype.js';
+import * as ops from '../ops.js';
+import { Rng } from '../rng.js';
+import type { Tensor } from '../tensor.js';
+import type { Criterion, CriterionContext } from './criterion.js';
+import type { PrunableGroup } from './groups.js';
+import type { PrunableModel } from './model.js';
+
+export interface ToyLayer {
+  readonly heads: number;
+  readonly mlp: number;
+}
+
+export const TOY_VOCAB = 12;
+export const TOY_DIM = 6;
+export const TOY_HEAD_DIM = 2;
+
+const name = (l: number, p: string) => `layers.${l}.${p}`;
+
+export class ToyModel implements PrunableModel {
+  readonly layers: readonly ToyLayer[];
+
+  constructor(readonly params: ReadonlyMap<string, HostTensor>) {
+    const layers: ToyLayer[] = [];
+    for (let l = 0; params.has(name(l, 'q')); l++) {
+      layers.push({
+        heads: params.get(name(l, 'q'))!.shape[0]! / TOY_HEAD_DIM,
+        mlp: params.get(name(l, 'up'))!.shape[0]!,
+      });
+    }
+    this.layers = layers;
+  }
+
+  get numLayers(): number {
+    return this.layers.length;
+  }
+
+  groups(): PrunableGroup[] {
+    return this.layers.flatMap((d, l): PrunableGroup[] => [
+      {
+        id: `layer.${l}.attention`,
+        kind: 'attention',
+        layer: l,
+        units: d.heads,
+        unitSize: TOY_HEAD_DIM,
+        members: [
+          { param: name(l, 'q'), axis: 0, role: 'q', span: TOY_HEAD_DIM, offset: 0 },
+          { param: name(l, 'o'), axis: 1, role: 'o', span: TOY_HEAD_DIM, offset: 0 },
+        ],
+      },
+      {
+        id: `layer.${l}.mlp`,
+        kind: 'mlp',
+        layer: l,
+        units: d.mlp,
+        unitSize: 1,
+        members: [
+          { param: name(l, 'up'), axis: 0, role: 'up', span: 1, offset: 0 },
+          { param: name(l, 'down'), axis: 1, role: 'down', span: 1, offset: 0 },
+        ],
+      },
+    ]);
+  }
+
+  loss(p: Readonly<Record<string, Tensor>>, ids: Tensor): Tensor {
+    const [, T] = ids.shape as [number, number];
+    let x = ops.gather(p.embed!, ops.slice(ids, 1, 0, T - 1));
+    for (let l = 0; l < this.numLayers; l++) {
+      const h = ops.mul(x, p[name(l, 'norm')]!);
+      const attn = ops.linear(ops.tanh(ops.linear(h, p[name(l, 'q')]!)), p[name(l, 'o')]!);
+      const mlp = ops.linear(ops.tanh(ops.linear(h, p[name(l, 'up')]!)), p[name(l, 'down')]!);
+      x = ops.add(x, ops.add(attn, mlp));
+    }
+    return ops.crossEntropy(ops.linear(x, p.embed!), ops.slice(ids, 1, 1, T));
+  }
+
+  withPruned(params: Map<string, HostTensor>): ToyModel {
+    return new ToyModel(params);
+  }
+}
+
+/** Seeded N(0, 0.5^2) weights, norms 1. */
+export function toyModel(layers: readonly ToyLayer[], seed = 1): ToyModel {
+  const rng = new Rng(seed);
+  const params = new Map<string, HostTensor>();
+  const add = (n: string, shape: number[]) =>
+    params.set(n, {
+      dtype: 'float32',
+      shape,
+      data:
+        shape.length === 1
+          ? new Float32Array(shape[0]!).fill(1)
+          : rng.normalArray(shape[0]! * shape[1]!, 0, 0.5),
+    });
+  add('embed', [TOY_VOCAB, TOY_DIM]);
+  layers.forEach((d, l) => {
+    add(name(l, 'norm'), [TOY_DIM]);
+    add(name(l, 'q'), [d.heads * TOY_HEAD_DIM, TOY_DIM]);
+    add(name(l, 'o'), [TOY_DIM, d.heads * TOY_HEAD_DIM]);
+    add(name(l, 'up'), [d.mlp, TOY_DIM]);
+    add(name(l, 'down'), [TOY_DIM, d.mlp]);
+  });
+  return new ToyModel(params);
+}
+
+/**
+ * A criterion whose unit scores a test chooses: `scores(group, call)` gets the current group (unit
+ * count after earlier cuts) and the 0-based scoring call, and returns one score per current unit.
+ */
+export function fixedCriterion(
+  scores: (group: PrunableGroup, call: number) => readonly number[],
+  name = 'fixed',
+): Criterion & { readonly calls: number; readonly contexts: CriterionContext[] } {
+  const contexts: CriterionContext[] = [];
+  return {
+    name,
+    description: 'test criterion with hand-chosen unit scores',
+    requires: { gradients: false, calibration: false },
+    options: {},
+    channelMode: () => 'abs-then-sum',
+    defaultReduction: 'sum',
+    get calls() {
+      return contexts.length;
+    },
+    contexts,
+    async score(ctx) {
+      const call = contexts.length;
+      contexts.push(ctx);
+      return { unitScores: ctx.groups.map((g) => Float64Array.from(scores(g, call))) };
+    },
+  };
+}

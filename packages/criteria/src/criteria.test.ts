@@ -1,0 +1,406 @@
+/**
+ * The built-in criteria on a tiny random LLaMA (GQA: 4 query heads, 2 KV heads) on the reference
+ * backend: each criterion's unit scores against a hand computation from the weights and from
+ * gradients of a separately compiled valueAndGrad(llamaLoss).
+ */
+import {
+  type CalibrationSet,
+  type Criterion,
+  getCriterion,
+  type HostTensor,
+  InputError,
+  jit,
+  listCriteria,
+  type PrunableGroup,
+  prune,
+  ReferenceBackend,
+  Rng,
+  resolveOptions,
+  sampleCalibration,
+  tensor,
+  valueAndGrad,
+} from '@moreau/core';
+import { type LlamaConfig, LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { describe, expect, it } from 'vitest';
+import { builtinCriteria, magnitude, moreau, moreauGs, random, shrinkRows, taylor } from './index.js';
+
+const config: LlamaConfig = {
+  vocabSize: 32,
+  hiddenSize: 16,
+  intermediateSize: 12,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 4,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  maxPositionEmbeddings: 64,
+  tieWordEmbeddings: true,
+  bosTokenId: 1,
+  eosTokenId: 2,
+};
+const model = new LlamaModel(config, randomInit(config, 3, { std: 0.2 }));
+const backend = new ReferenceBackend();
+const stream = Array.from(new Rng(99).uniformArray(400, 0, 32), Math.floor);
+const calibration = (iterations = 1, fresh = true): CalibrationSet =>
+  sampleCalibration(stream, { samples: 3, seqLen: 8, seed: 5, iterations, fresh });
+
+const f32 = (name: string) => model.params.get(name)!.data as Float32Array;
+
+/** Every [param, axis, index] row / column slice of unit u. */
+function slices(g: PrunableGroup, u: number) {
+  return g.members.flatMap((m) =>
+    Array.from({ length: m.span }, (_, j) => ({
+      param: m.param,
+      axis: m.axis,
+      index: m.offset + u * m.span + j,
+    })),
+  );
+}
+
+/** The entries of one row (axis 0) or column (axis 1) of a parameter. */
+function sliceOf(data: ArrayLike<number>, shape: readonly number[], axis: number, index: number): number[] {
+  const [r, c] = shape as [number, number];
+  return axis === 0
+    ? Array.from({ length: c }, (_, j) => data[index * c + j]!)
+    : Array.from({ length: r }, (_, i) => data[i * c + index]!);
+}
+
+/**
+ * Hand-computed unit scores with reduction 'sum' (or 'mean' = sum / members): over every slice of the
+ * unit, sum |s| (abs-then-sum) or |sum s| (sum-then-abs). Folding query heads onto KV channels and
+ * summing head_dim channels leaves exactly this total.
+ */
+function handScores(
+  salience: (param: string) => ArrayLike<number>,
+  mode: 'abs-then-sum' | 'sum-then-abs',
+  reduction: 'sum' | 'mean' = 'sum',
+): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const g of model.groups()) {
+    out.set(
+      g.id,
+      Array.from({ length: g.units }, (_, u) => {
+        let total = 0;
+        for (const s of slices(g, u)) {
+          const v = sliceOf(salience(s.param), model.params.get(s.param)!.shape, s.axis, s.index);
+          total +=
+            mode === 'abs-then-sum'
+              ? v.reduce((a, x) => a + Math.abs(x), 0)
+              : Math.abs(v.reduce((a, x) => a + x, 0));
+        }
+        return reduction === 'mean' ? total / g.members.length : total;
+      }),
+    );
+  }
+  return out;
+}
+
+function expectScoresClose(got: ReadonlyMap<string, Float64Array>, want: Map<string, number[]>, rel = 1e-5) {
+  expect([...got.keys()]).toEqual([...want.keys()]);
+  for (const [id, w] of want) {
+    const g = got.get(id)!;
+    expect(g).toHaveLength(w.length);
+    const scale = Math.max(...w.map(Math.abs));
+    w.forEach((v, i) => {
+      expect(Math.abs(g[i]! - v), `${id}[${i}]: ${g[i]} vs ${v}`).toBeLessThanOrEqual(rel * scale);
+    });
+  }
+}
+
+/** Gradients of the loss on a batch of windows, every parameter, from its own compiled graph. */
+const lossGrad = jit(
+  valueAndGrad((p: Record<string, any>, ids: any) => llamaLoss(p, ids, config)),
+  { backend },
+);
+async function grads(
+  windows: readonly (readonly number[])[],
+  params: ReadonlyMap<string, HostTensor> = model.params,
+) {
+  const ids = tensor(Int32Array.from(windows.flat()), [windows.length, windows[0]!.length], 'int32');
+  const [, g] = (await lossGrad(Object.fromEntries(params), ids)) as [HostTensor, Record<string, HostTensor>];
+  return (name: string) => g[name]!.data as Float32Array;
+}
+
+describe('registration', () => {
+  it('importing @moreau/criteria registers the five built-in criteria', () => {
+    expect(listCriteria()).toEqual(
+      expect.arrayContaining(['magnitude', 'random', 'taylor', 'moreau', 'moreau-gs']),
+    );
+    for (const c of builtinCriteria) expect(getCriterion(c.name)).toBe(c);
+  });
+
+  it.each([
+    [magnitude, { gradients: false, calibration: false }, 'mean'],
+    [random, { gradients: false, calibration: false }, 'sum'],
+    [taylor, { gradients: true, calibration: true }, 'sum'],
+    [moreau, { gradients: true, calibration: true }, 'sum'],
+    [moreauGs, { gradients: true, calibration: true }, 'sum'],
+  ] as const)('%s declares what it needs', (c: Criterion, requires, reduction) => {
+    expect(c.requires).toEqual(requires);
+    expect(c.defaultReduction).toBe(reduction);
+  });
+
+  it('documented options and their defaults (the released MoreauPruner hyper-parameters)', () => {
+    expect(resolveOptions(magnitude)).toEqual({ p: 2 });
+    expect(resolveOptions(taylor)).toEqual({ variant: 'param_first' });
+    const common = {
+      iterations: 10,
+      averageLast: 5,
+      noiseStd: 0.05,
+      lr: 2e-4,
+      lambda: 0.2,
+      freshCalibration: true,
+      proximal: 'reference',
+    };
+    expect(resolveOptions(moreau)).toEqual(common);
+    expect(resolveOptions(moreauGs)).toEqual({ ...common, soft: 5e-6 });
+    expect(moreau.calibrationIterations!(resolveOptions(moreau))).toBe(10);
+    expect(moreau.calibrationIterations!(resolveOptions(moreau, { freshCalibration: false }))).toBe(1);
+    expect(() => resolveOptions(taylor, { variant: 'param' })).toThrow(
+      "criterion 'taylor' option 'variant': expected one of vectorize | param_first | param_second | param_mix",
+    );
+    expect(() => resolveOptions(moreauGs, { softness: 1 })).toThrow(
+      "criterion 'moreau-gs' has no option 'softness'; valid options: iterations, averageLast, noiseStd, lr, lambda, freshCalibration, proximal, soft",
+    );
+    expect(() => resolveOptions(magnitude, { p: 3 })).toThrow(/option 'p': expected a number <= 2/);
+  });
+});
+
+describe('magnitude', () => {
+  it.each([
+    [2, (w: number) => w * w],
+    [1, Math.abs],
+  ])('p=%i: mean over members of sum |w|^p per slice', async (p, fn) => {
+    const { scores } = await prune(model, { criterion: 'magnitude', options: { p }, ratio: 0.25 });
+    expectScoresClose(
+      scores,
+      handScores((n) => f32(n).map(fn), 'abs-then-sum', 'mean'),
+      1e-6,
+    );
+  });
+});
+
+describe('random', () => {
+  it('draws one uniform per unit from the run RNG, group after group', async () => {
+    const { scores, plan } = await prune(model, { criterion: 'random', ratio: 0.25, seed: 17 });
+    const rng = new Rng(17).fork(); // prune forks the run's RNG for each scoring step
+    for (const g of model.groups()) {
+      const want = Array.from({ length: g.units }, () => rng.uniform());
+      expect([...scores.get(g.id)!]).toEqual(want);
+    }
+    const again = await prune(model, { criterion: 'random', ratio: 0.25, seed: 17 });
+    expect(again.plan).toEqual(plan);
+  });
+});
+
+describe('taylor', () => {
+  const cal = calibration();
+  const windows = cal.iterations[0]!;
+
+  it('param_first: sum |w * dL/dw| over each slice (members summed)', async () => {
+    const g = await grads(windows);
+    const { scores } = await prune(model, { criterion: 'taylor', ratio: 0.25, calibration: cal, backend });
+    expectScoresClose(
+      scores,
+      handScores((n) => f32(n).map((w, i) => w * g(n)[i]!), 'abs-then-sum'),
+    );
+  });
+
+  it('vectorize: |sum w * dL/dw| per slice', async () => {
+    const g = await grads(windows);
+    const { scores } = await prune(model, {
+      criterion: 'taylor',
+      options: { variant: 'vectorize' },
+      ratio: 0.25,
+      calibration: cal,
+      backend,
+    });
+    expectScoresClose(
+      scores,
+      handScores((n) => f32(n).map((w, i) => w * g(n)[i]!), 'sum-then-abs'),
+    );
+  });
+
+  it('param_second and param_mix: the Fisher diagonal from one backward pass per window', async () => {
+    const first = await grads(windows);
+    const perWindow = await Promise.all(windows.map((w) => grads([w])));
+    const fisher = (n: string) =>
+      f32(n).map((_, i) => perWindow.reduce((s, g) => s + g(n)[i]! * g(n)[i]!, 0) / windows.length);
+    const progress: string[] = [];
+    const second = await prune(model, {
+      criterion: 'taylor',
+      options: { variant: 'param_second' },
+      ratio: 0.25,
+      calibration: cal,
+      backend,
+      onProgress: (p) => progress.push(`${p.phase} ${p.done}/${p.total}`),
+    });
+    expectScoresClose(
+      second.scores,
+      handScores((n) => {
+        const F = fisher(n);
+        return f32(n).map((w, i) => w * F[i]! * w);
+      }, 'abs-then-sum'),
+      1e-4,
+    );
+    expect(progress).toContain('taylor: per-sample gradients 3/3');
+    const mix = await prune(model, {
+      criterion: 'taylor',
+      options: { variant: 'param_mix' },
+      ratio: 0.25,
+      calibration: cal,
+      backend,
+    });
+    expectScoresClose(
+      mix.scores,
+      handScores((n) => {
+        const F = fisher(n);
+        return f32(n).map((w, i) => w * first(n)[i]! - 0.5 * w * F[i]! * w);
+      }, 'abs-then-sum'),
+      1e-4,
+    );
+  });
+
+  it('needs calibration windows', async () => {
+    await expect(prune(model, { criterion: 'taylor', ratio: 0.2 })).rejects.toThrow(
+      /criterion 'taylor' needs calibration windows/,
+    );
+    await expect(prune(model, { criterion: 'taylor', ratio: 0.2 })).rejects.toBeInstanceOf(InputError);
+  });
+});
+
+/**
+ * The MoreauPruner loop written out step by step: evaluation point w + noise + delta (noise drawn
+ * from the run RNG member by member, element by element), delta -= lr * g (reference) or
+ * lr * (g + delta / lambda) (exact), row shrinkage for Moreau-GS, average over the last steps;
+ * importance = |w * average| like Taylor param_first.
+ */
+async function moreauByHand(o: {
+  iterations: number;
+  averageLast: number;
+  noiseStd: number;
+  lr: number;
+  lambda: number;
+  exact: boolean;
+  fresh: boolean;
+  soft?: number;
+  seed: number;
+  cal: CalibrationSet;
+}) {
+  const members = [...new Set(model.groups().flatMap((g) => g.members.map((m) => m.param)))];
+  const rng = new Rng(o.seed).fork();
+  const delta = new Map(members.map((m) => [m, new Float32Array(f32(m).length)]));
+  const avg = new Map(members.map((m) => [m, new Float32Array(f32(m).length)]));
+  for (let t = 0; t < o.iterations; t++) {
+    const point = new Map(model.params);
+    for (const m of members) {
+      const w = f32(m);
+      const d = delta.get(m)!;
+      const x = new Float32Array(w.length);
+      for (let i = 0; i < w.length; i++)
+        x[i] = w[i]! + (o.noiseStd > 0 ? o.noiseStd * Math.abs(w[i]!) * rng.normal() : 0) + d[i]!;
+      point.set(m, { ...model.params.get(m)!, data: x });
+    }
+    const g = await grads(o.cal.iterations[o.fresh ? t : 0]!, point);
+    for (const m of members) {
+      const d = delta.get(m)!;
+      const gm = g(m);
+      for (let i = 0; i < d.length; i++) d[i] = d[i]! - o.lr * (o.exact ? gm[i]! + d[i]! / o.lambda : gm[i]!);
+      if (o.soft !== undefined) shrinkRows(d, model.params.get(m)!.shape, o.soft, o.lr);
+      if (t >= o.iterations - o.averageLast) {
+        const a = avg.get(m)!;
+        for (let i = 0; i < d.length; i++) a[i]! += d[i]! / o.averageLast;
+      }
+    }
+  }
+  return handScores((n) => f32(n).map((w, i) => w * avg.get(n)![i]!), 'abs-then-sum');
+}
+
+describe('moreau and moreau-gs against the loop written out', () => {
+  const base = { iterations: 3, averageLast: 2, noiseStd: 0.05, lr: 0.05, lambda: 0.2 };
+  it.each([
+    ['moreau', 'reference', true],
+    ['moreau', 'exact', false],
+    ['moreau-gs', 'reference', true],
+  ] as const)('%s proximal=%s freshCalibration=%s, with seeded noise', async (name, proximal, fresh) => {
+    const cal = calibration(3, fresh);
+    const soft = name === 'moreau-gs' ? { soft: 0.05 } : {};
+    const progress: number[] = [];
+    const { scores } = await prune(model, {
+      criterion: name,
+      options: { ...base, proximal, freshCalibration: fresh, ...soft },
+      ratio: 0.25,
+      seed: 4,
+      calibration: cal,
+      backend,
+      onProgress: (p) => {
+        if (p.phase === `${name}: proximal steps`) progress.push(p.done);
+      },
+    });
+    const want = await moreauByHand({ ...base, ...soft, exact: proximal === 'exact', fresh, seed: 4, cal });
+    expectScoresClose(scores, want, 1e-4);
+    expect(progress).toEqual([1, 2, 3]);
+  });
+
+  it('the options matter: exact differs from reference, averageLast and noise change the scores', async () => {
+    const cal = calibration(3);
+    const run = async (options: Record<string, unknown>) =>
+      (
+        await prune(model, {
+          criterion: 'moreau',
+          options: { ...base, ...options },
+          ratio: 0.25,
+          calibration: cal,
+          backend,
+        })
+      ).scores.get('layer.0.mlp')!;
+    const ref = await run({});
+    for (const other of [{ proximal: 'exact' }, { averageLast: 1 }, { noiseStd: 0 }, { lr: 0.01 }]) {
+      expect([...(await run(other))], JSON.stringify(other)).not.toEqual([...ref]);
+    }
+    expect([...(await run({}))]).toEqual([...ref]);
+  });
+});
+
+describe('shrinkRows (Moreau-GS group soft-thresholding)', () => {
+  it('scales each row by 1 - soft / rms(row) when rms(row) > soft * lr, else zeroes it', () => {
+    // Row 0: rms = sqrt((9 + 16) / 2) = 3.5355 > 0.5 -> x (1 - 1 / 3.5355) = 0.71716.
+    // Row 1: rms = sqrt(1e-6 / 2) = 7.07e-4 <= 0.5 -> 0.
+    const d = Float32Array.from([3, 4, 0.001, 0]);
+    shrinkRows(d, [2, 2], 1, 0.5);
+    const s = 1 - 1 / Math.sqrt(12.5);
+    expect([...d].map((v) => +v.toFixed(6))).toEqual(
+      [3 * s, 4 * s, 0, 0].map((v) => +Math.fround(v).toFixed(6)),
+    );
+  });
+
+  it('between soft * lr and soft the coefficient is negative, as in the released code', () => {
+    // rms([0.6, 0.8]) = sqrt(0.5) = 0.70711: above soft * lr = 0.5 but below soft = 1, so the
+    // coefficient (1 - soft / rms) * (rms > soft * lr) = -0.41421 flips the row's sign.
+    const d = Float32Array.from([0.6, 0.8]);
+    shrinkRows(d, [1, 2], 1, 0.5);
+    const s = 1 - 1 / Math.sqrt(0.5);
+    expect(d[0]).toBeCloseTo(0.6 * s, 6);
+    expect(d[1]).toBeCloseTo(0.8 * s, 6);
+    expect(s).toBeLessThan(0);
+  });
+
+  it('1-D parameters are thresholded element by element; zero rows stay zero (no NaN)', () => {
+    const d = Float32Array.from([2, -0.1, 0, -4]);
+    shrinkRows(d, [4], 0.5, 1);
+    expect([...d].map((v) => v + 0)).toEqual([1.5, 0, 0, -3.5]); // (+ 0 turns -0 into 0)
+    const z = new Float32Array(6);
+    shrinkRows(z, [3, 2], 1e-3, 1);
+    expect([...z]).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  it('rows run along the first axis of higher-rank parameters', () => {
+    // [2, 1, 2]: rows of 2 entries. Row 0 rms = 5 / sqrt(2) -> 1 - 1 / 3.5355; row 1 rms 1e-3 -> 0.
+    const d = Float32Array.from([3, 4, 0.001, -0.001]);
+    shrinkRows(d, [2, 1, 2], 1, 0.01);
+    expect(d[0]).toBeCloseTo(3 * (1 - 1 / Math.sqrt(12.5)), 6);
+    expect(d[1]).toBeCloseTo(4 * (1 - 1 / Math.sqrt(12.5)), 6);
+    expect([d[2]! + 0, d[3]! + 0]).toEqual([0, 0]);
+  });
+});
