@@ -1,6 +1,7 @@
 /**
  * Progress on stderr: a bar with ETA per long phase when stderr is a terminal, plain
- * "phase: done/total" lines (at most every few seconds) otherwise, nothing with --quiet.
+ * "phase: done/total (ETA ...)" lines (at most every few seconds) otherwise, nothing with --quiet.
+ * stdout carries results only.
  */
 import cliProgress from 'cli-progress';
 
@@ -12,34 +13,75 @@ export interface ProgressEvent {
 
 export type ProgressSink = (p: ProgressEvent) => void;
 
+/** "1m05s" style durations for the plain-line ETA. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** The phase column of a bar: padded to 40, long phases kept up to 72 characters. */
+const label = (phase: string) => (phase.length > 72 ? `${phase.slice(0, 71)}…` : phase.padEnd(40));
+
 export class ProgressReporter {
   private bar: cliProgress.SingleBar | undefined;
   private phase = '';
   private lastLine = 0;
+  private phaseStart = 0;
+  private startDone = 0;
+  /** Prefixed to every phase (e.g. "[3/12] taylor 0.2: "), so nested phases keep their context. */
+  prefix = '';
 
-  constructor(private readonly quiet: boolean) {}
+  constructor(
+    private readonly quiet: boolean,
+    private readonly tty: boolean = Boolean(process.stderr.isTTY),
+    private readonly write: (s: string) => void = (s) => {
+      process.stderr.write(s);
+    },
+  ) {}
 
-  readonly update: ProgressSink = (p) => {
+  readonly update: ProgressSink = (event) => {
     if (this.quiet) return;
-    if (!process.stderr.isTTY) {
+    const p = { ...event, phase: `${this.prefix}${event.phase}` };
+    if (!this.tty) {
       const now = Date.now();
-      if (p.phase !== this.phase || p.done === p.total || now - this.lastLine > 5000) {
-        process.stderr.write(`${p.phase}: ${p.done}/${p.total}\n`);
-        this.lastLine = now;
+      if (p.phase !== this.phase) {
         this.phase = p.phase;
+        this.phaseStart = now;
+        this.startDone = p.done;
+        this.lastLine = 0;
+      }
+      if (p.done >= p.total || now - this.lastLine > 5000) {
+        const rate = (p.done - this.startDone) / Math.max(1e-3, (now - this.phaseStart) / 1000);
+        const eta =
+          p.done >= p.total ? '' : rate > 0 ? ` (ETA ${formatDuration((p.total - p.done) / rate)})` : '';
+        this.write(`${p.phase}: ${p.done}/${p.total}${eta}\n`);
+        this.lastLine = now;
       }
       return;
     }
     if (p.phase !== this.phase || !this.bar) {
       this.stop();
+      if (p.done >= p.total) {
+        // A phase that completes in one step: a line, not a bar (whose ETA would be undefined).
+        this.write(`${label(p.phase)} ${p.done}/${p.total} | done\n`);
+        return;
+      }
       this.phase = p.phase;
       this.bar = new cliProgress.SingleBar(
         {
           stream: process.stderr,
-          format: `${p.phase.padEnd(34).slice(0, 34)} {bar} {value}/{total} | {percentage}% | ETA {eta_formatted}`,
+          format: `${label(p.phase)} {bar} {value}/{total} | {percentage}% | ETA {eta_formatted}`,
           hideCursor: true,
           clearOnComplete: false,
           etaBuffer: 20,
+          barsize: 24,
+          // Keep redrawing (and the ETA counting) while one long step runs.
+          etaAsynchronousUpdate: true,
+          fps: 5,
         },
         cliProgress.Presets.shades_classic,
       );
@@ -55,14 +97,14 @@ export class ProgressReporter {
   note(message: string): void {
     if (this.quiet) return;
     this.stop();
-    process.stderr.write(`${message}\n`);
+    this.write(`${message}\n`);
   }
 
   stop(): void {
     if (this.bar) {
       this.bar.stop();
       this.bar = undefined;
-      this.phase = '';
     }
+    this.phase = '';
   }
 }

@@ -1,0 +1,919 @@
+/**
+ * End-to-end tests of the BUILT `moreau` binary (node packages/cli/dist/moreau.js; `npm test`
+ * builds first) on the real stories260K model and data from ../shared (or MOREAU_SHARED).
+ * Skips with a message when dist or the shared folder is missing. Runs are kept small
+ * (--limit, few short calibration windows, moreau iterations=2 where defaults are not the point).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildProgram, type Handlers } from './program.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const BIN = path.join(repoRoot, 'packages/cli/dist/moreau.js');
+const SHARED = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
+const F = {
+  model: path.join(SHARED, 'models/stories260K/stories260K.bin'),
+  tok: path.join(SHARED, 'models/stories260K/tok512.bin'),
+  doc: path.join(SHARED, 'models/stories260K/llama2c_doc_stories260K.md'),
+  gguf: path.join(SHARED, 'models/llama-2-tiny-random-gguf/llama-2-tiny-random.gguf'),
+  ts: path.join(SHARED, 'data/tinystories/tinystories_validation_head.txt'),
+  wiki: path.join(SHARED, 'data/wikitext-2-raw/wiki.test.raw'),
+  arc: path.join(SHARED, 'data/zeroshot/arc_easy.jsonl'),
+  hellaswag: path.join(SHARED, 'data/hellaswag/hellaswag_val_full.txt'),
+  winogrande: path.join(SHARED, 'data/zeroshot/winogrande.jsonl'),
+  lambada: path.join(SHARED, 'data/zeroshot/lambada_openai.jsonl'),
+};
+
+const hasDist = existsSync(BIN);
+if (!hasDist) console.warn(`moreau CLI e2e tests skipped: ${BIN} is missing (run \`npm run build\` first)`);
+const missing = Object.values(F).filter((f) => !existsSync(f));
+if (hasDist && missing.length) {
+  console.warn(
+    `moreau CLI e2e tests on stories260K skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
+  );
+}
+const noModel = !hasDist || missing.length > 0;
+
+const TMP = mkdtempSync(path.join(tmpdir(), 'moreau-cli-e2e-'));
+afterAll(() => rmSync(TMP, { recursive: true, force: true }));
+const tmp = (name: string) => path.join(TMP, name);
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built binary from the repository root; `onStderr` sees stderr as it arrives. */
+function moreau(
+  args: readonly string[],
+  onStderr?: (all: string, child: ChildProcess) => void,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env };
+    delete env.MOREAU_DEBUG;
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: repoRoot,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      onStderr?.(stderr, child);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+const model = [F.model, '--tokenizer', F.tok];
+/** Small calibration for speed where the defaults are not under test. */
+const smallCalib = ['--calib', F.ts, '--calib-samples', '2', '--calib-seq-len', '32'];
+const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
+const keptOf = (plan: {
+  layers: { layer: number; attention?: { kept: number[] }; mlp?: { kept: number[] } }[];
+}) => plan.layers.map((l) => ({ layer: l.layer, attention: l.attention?.kept, mlp: l.mlp?.kept }));
+
+/** A usage error: exit 2, the message, the relevant command's help on stderr, nothing on stdout. */
+function expectUsage(r: Run, command: string, message: RegExp) {
+  expect(r.code, r.stderr).toBe(2);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).toContain(`Usage: moreau ${command}`);
+  expect(r.stdout).toBe('');
+}
+
+/** A runtime error: exit 1, one message naming what is wrong, no stack trace, nothing on stdout. */
+function expectRuntime(r: Run, message: RegExp) {
+  expect(r.code, r.stderr).toBe(1);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).not.toMatch(/^\s+at /m);
+  expect(r.stdout).toBe('');
+}
+
+describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
+  it('--help lists every command; every command help lists every flag with its default', async () => {
+    const top = await moreau(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stderr).toBe('');
+    const noop = async () => {};
+    const program = buildProgram(
+      Object.fromEntries(
+        ['info', 'eval', 'prune', 'compare', 'robustness', 'export', 'generate', 'criteria'].map((k) => [
+          k,
+          noop,
+        ]),
+      ) as unknown as Handlers,
+      '0.0.0',
+    );
+    for (const c of program.commands) expect(top.stdout).toContain(c.name());
+    expect(top.stdout).toMatch(/Exit status: 0 ok, 1 runtime error/);
+    for (const c of program.commands) {
+      const r = await moreau([c.name(), '--help']);
+      expect(r.code).toBe(0);
+      const help = r.stdout.replace(/\s+/g, ' ');
+      for (const o of c.options) {
+        expect(help, `${c.name()} ${o.flags}`).toContain(o.flags);
+        if (o.defaultValue !== undefined && !(Array.isArray(o.defaultValue) && o.defaultValue.length === 0)) {
+          expect(help, `${c.name()} ${o.flags} default`).toContain(
+            `default: ${JSON.stringify(o.defaultValue)}`,
+          );
+        }
+        if (o.mandatory) expect(help, `${c.name()} ${o.flags} (required)`).toMatch(/\(required\)/);
+      }
+    }
+    const v = await moreau(['--version']);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  }, 60_000);
+
+  it('commander usage errors exit 2 with the command help', async () => {
+    expectUsage(await moreau(['frobnicate']), '[options] [command]', /unknown command 'frobnicate'/);
+    expectUsage(
+      await moreau(['prune', 'm', '--ratio', '0.2', '--criterion', 'taylor']),
+      'prune',
+      /required option '--out <dir>'/,
+    );
+    expectUsage(
+      await moreau(['prune', ...model, '--criterion', 'taylor', '--ratio', '1.5', '--out', tmp('x')]),
+      'prune',
+      /option '--ratio <r>' argument '1.5' is invalid\. ratio must be a number in \[0, 1\)/,
+    );
+    expectUsage(
+      await moreau(['eval', 'tiny', '--seq-len', '1']),
+      'eval',
+      /--seq-len must be an integer >= 2/,
+    );
+    expectUsage(
+      await moreau(['info', 'tiny', '--backend', 'cuda']),
+      'info',
+      /Allowed choices are ort, tfjs, auto/,
+    );
+    const bare = await moreau([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('Usage: moreau [options] [command]');
+  }, 60_000);
+
+  it('flag errors found by the commands exit 2 with that command help, before loading a model', async () => {
+    const nothing = '/nonexistent/model.bin'; // never opened: the flags fail first
+    expectUsage(
+      await moreau(['prune', nothing, '--criterion', 'nosuch', '--ratio', '0.2', '--out', tmp('x')]),
+      'prune',
+      /unknown criterion 'nosuch'; available: magnitude, moreau, moreau-gs, random, taylor/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--criterion',
+        'moreau',
+        '--ratio',
+        '0.2',
+        '--out',
+        tmp('x'),
+        '--opt',
+        'bogus=1',
+      ]),
+      'prune',
+      /criterion 'moreau' has no option 'bogus'; valid options: iterations, .*lambda/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--criterion',
+        'moreau',
+        '--ratio',
+        '0.2',
+        '--out',
+        tmp('x'),
+        '--opt',
+        'iterations=abc',
+      ]),
+      'prune',
+      /iterations/,
+    );
+    expectUsage(
+      await moreau(['prune', nothing, '--ratio', '0.2', '--out', tmp('x')]),
+      'prune',
+      /--criterion/,
+    );
+    expectUsage(
+      await moreau([
+        'compare',
+        nothing,
+        '--criteria',
+        'taylor,moreau',
+        '--ratios',
+        '0.1,1.5',
+        '--report',
+        tmp('r'),
+      ]),
+      'compare',
+      /--ratios: ratio must be a number in \[0, 1\), got '1.5'/,
+    );
+    expectUsage(
+      await moreau([
+        'compare',
+        nothing,
+        '--criteria',
+        'taylor,nosuch',
+        '--ratios',
+        '0.1',
+        '--report',
+        tmp('r'),
+      ]),
+      'compare',
+      /unknown criterion 'nosuch'/,
+    );
+    expectUsage(
+      await moreau([
+        'compare',
+        nothing,
+        '--criteria',
+        'taylor',
+        '--ratios',
+        '0.1',
+        '--report',
+        tmp('r'),
+        '--opt',
+        'bogus=2',
+      ]),
+      'compare',
+      /--opt bogus: none of taylor has this option/,
+    );
+    expectUsage(
+      await moreau([
+        'robustness',
+        nothing,
+        '--criteria',
+        'taylor',
+        '--ratio',
+        '0.2',
+        '--perturb',
+        'fp16,salt',
+      ]),
+      'robustness',
+      /--perturb: unknown perturbation 'salt'/,
+    );
+    expectUsage(
+      await moreau(['eval', nothing, '--task', `mmlu=${F.arc}`]),
+      'eval',
+      /unknown task 'mmlu'; valid: boolq, piqa/,
+    );
+    expectUsage(
+      await moreau(['eval', nothing]),
+      'eval',
+      /eval needs at least one --ppl NAME=FILE or --task NAME=FILE/,
+    );
+    expectUsage(
+      await moreau(['eval', nothing, '--ppl', 'noequals']),
+      'eval',
+      /--ppl expects NAME=VALUE, got 'noequals'/,
+    );
+  }, 90_000);
+});
+
+describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
+  it('runtime errors exit 1 naming the file, field or option', async () => {
+    expectRuntime(
+      await moreau(['info', tmp('missing.bin')]),
+      /model '.*missing\.bin' not found: expected an HF directory, a llama2\.c \.bin, a \.gguf file/,
+    );
+    const truncated = tmp('truncated.bin');
+    writeFileSync(truncated, readFileSync(F.model).subarray(0, 100_000));
+    expectRuntime(
+      await moreau(['info', truncated, '--tokenizer', F.tok]),
+      /truncated\.bin: truncated: the header .* implies 1056540 bytes but the file has 100000 bytes/,
+    );
+    expectRuntime(
+      await moreau(['info', F.model]),
+      /llama2\.c checkpoint: pass its tokenizer with --tokenizer/,
+    );
+    expectRuntime(
+      await moreau(['info', F.model, '--tokenizer', tmp('nope.bin')]),
+      /--tokenizer: file '.*nope\.bin' not found|tokenizer '.*nope\.bin' not found/,
+    );
+    expectRuntime(
+      await moreau([
+        'prune',
+        ...model,
+        '--criterion',
+        'taylor',
+        '--ratio',
+        '0.2',
+        '--out',
+        tmp('x'),
+        '--calib',
+        tmp('nope.txt'),
+      ]),
+      /--calib: file '.*nope\.txt' not found/,
+    );
+    expectRuntime(
+      await moreau(['eval', ...model, '--ppl', `ts=${tmp('nope.txt')}`]),
+      /--ppl ts: file '.*nope\.txt' not found/,
+    );
+    const badCalib = tmp('bad-calib.json');
+    writeFileSync(
+      badCalib,
+      JSON.stringify({
+        iterations: [
+          [
+            [1, 2, 3],
+            [1, 2],
+          ],
+        ],
+      }),
+    );
+    expectRuntime(
+      await moreau([
+        'prune',
+        ...model,
+        '--criterion',
+        'taylor',
+        '--ratio',
+        '0.2',
+        '--out',
+        tmp('x'),
+        '--calib-tokens',
+        badCalib,
+      ]),
+      /bad-calib\.json: iterations\[0\]\[1\] has 2 tokens, other windows have 3/,
+    );
+    const occupied = tmp('occupied');
+    mkdirSync(occupied);
+    writeFileSync(path.join(occupied, 'keep.txt'), 'mine');
+    expectRuntime(
+      await moreau(['prune', ...model, '--criterion', 'magnitude', '--ratio', '0.2', '--out', occupied]),
+      /--out '.*occupied' already exists and is not empty \(add --overwrite to replace it\)/,
+    );
+    expectRuntime(
+      await moreau([
+        'compare',
+        ...model,
+        '--criteria',
+        'magnitude',
+        '--ratios',
+        '0.2',
+        '--report',
+        occupied,
+        '--ppl',
+        `ts=${F.ts}`,
+      ]),
+      /--report '.*occupied' exists, is not empty and holds no report\.json/,
+    );
+    expect(readdirSync(occupied)).toEqual(['keep.txt']);
+    expectRuntime(
+      await moreau(['criteria', '--plugin', './no/such/plugin.js']),
+      /plugin '\.\/no\/such\/plugin\.js' not found/,
+    );
+  }, 120_000);
+
+  it('info: text on stdout, --json; llama2.c, GGUF', async () => {
+    const r = await moreau(['info', ...model, '--json', tmp('info.json')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/parameters\s+260,032/);
+    expect(r.stdout).toMatch(/heads \/ kv heads 8 \/ 4 \(head_dim 8\)/);
+    expect(r.stdout).toMatch(/^\s+4\s+8\s+4\s+172$/m);
+    const info = json(tmp('info.json')).model;
+    expect(info).toMatchObject({
+      format: 'llama2c',
+      params: 260032,
+      layers: 5,
+      heads: 8,
+      kv_heads: 4,
+      vocab_size: 512,
+    });
+    expect(info.per_layer).toHaveLength(5);
+    const g = await moreau(['info', F.gguf]);
+    expect(g.code, g.stderr).toBe(0);
+    expect(g.stdout).toMatch(/\(gguf, /);
+    expect(g.stdout).toMatch(/vocabulary\s+32000/);
+    // A reader that goes away (`moreau info ... | head -1`) is no error: exit 0, files still written.
+    const piped = spawn(process.execPath, [BIN, 'info', ...model, '--json', tmp('info-pipe.json')], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    piped.stdout.destroy();
+    let pipedErr = '';
+    piped.stderr.on('data', (d) => {
+      pipedErr += d;
+    });
+    const pipedCode = await new Promise((resolve) => piped.on('close', resolve));
+    expect(pipedErr).toBe('');
+    expect(pipedCode).toBe(0);
+    expect(json(tmp('info-pipe.json')).model.params).toBe(260032);
+  }, 60_000);
+
+  it('criteria lists the built-ins and a --plugin criterion', async () => {
+    const r = await moreau(['criteria', '--json', tmp('criteria.json')]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const c of ['magnitude', 'random', 'taylor', 'moreau', 'moreau-gs'])
+      expect(r.stdout).toContain(`${c} — `);
+    expect(r.stdout).toMatch(/--opt iterations=10/);
+    expect(json(tmp('criteria.json')).criteria.map((c: { name: string }) => c.name)).toContain('moreau-gs');
+    const plugin = path.join(repoRoot, 'examples/fisher-criterion/dist/index.js');
+    if (existsSync(plugin)) {
+      const p = await moreau(['criteria', '--plugin', plugin]);
+      expect(p.code, p.stderr).toBe(0);
+      expect(p.stdout).toContain('fisher — ');
+    }
+  }, 60_000);
+
+  it('generate --max-tokens 200 prints the reference greedy text of llama2.c', async () => {
+    const doc = readFileSync(F.doc, 'utf8');
+    const reference = /-t 0\.0\n([\s\S]*?)\n```/.exec(doc)![1]!;
+    const r = await moreau(['generate', ...model, '--max-tokens', '200', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const text = r.stdout.replace(/\n$/, '');
+    expect(text.length).toBeGreaterThan(400);
+    expect(reference.startsWith(text), `got:\n${text}`).toBe(true);
+    expect(text.startsWith('Once upon a time, there was a little girl named Lily.')).toBe(true);
+    // Sampling is seeded: the same seed gives the same text, another seed another text.
+    const sample = (seed: string) =>
+      moreau(['generate', ...model, '--max-tokens', '32', '--temperature', '1', '--seed', seed, '-q']);
+    const [a, b, c] = [await sample('7'), await sample('7'), await sample('8')];
+    expect(a.code).toBe(0);
+    expect(a.stdout).toBe(b.stdout);
+    expect(a.stdout.length).toBeGreaterThan(20);
+    expect(c.stdout).not.toBe(a.stdout);
+    // A prompt is printed, then continued.
+    const p = await moreau(['generate', ...model, '--prompt', 'The dog', '--max-tokens', '8', '-q']);
+    expect(p.stdout.startsWith('The dog')).toBe(true);
+    expect(p.stdout.length).toBeGreaterThan('The dog'.length + 8);
+  }, 120_000);
+
+  it('eval: perplexity and zero-shot tasks, JSON contract, progress only on stderr, --quiet', async () => {
+    const out = tmp('eval.json');
+    const r = await moreau([
+      'eval',
+      ...model,
+      '--ppl',
+      `ts=${F.ts}`,
+      '--ppl',
+      `wiki=${F.wiki}`,
+      '--task',
+      `arc_easy=${F.arc}`,
+      '--task',
+      `hellaswag=${F.hellaswag}`,
+      '--task',
+      `winogrande=${F.winogrande}`,
+      '--task',
+      `lambada=${F.lambada}`,
+      '--limit',
+      '3',
+      '--json',
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ppl ts\s+\d+\.\d{4}\s+\(nll \d\.\d+, 381 tokens\)$/m);
+    expect(r.stdout).toMatch(/^task hellaswag\s+acc \d\.\d{4}\s+acc_norm \d\.\d{4}\s+n 3$/m);
+    for (const line of r.stdout.trim().split('\n')) expect(line).toMatch(/^(ppl|task) /);
+    expect(r.stderr).toMatch(/ppl ts: 3\/3/);
+    const j = json(out);
+    expect(Object.keys(j).sort()).toEqual(['backend', 'model', 'nll', 'ppl', 'tasks', 'tokens']);
+    expect(j.backend).toEqual({ name: 'ort', device: 'cpu' });
+    expect(j.model).toMatchObject({ params: 260032, format: 'llama2c' });
+    expect(j.ppl.ts).toBeGreaterThan(2);
+    expect(j.ppl.ts).toBeLessThan(10);
+    expect(j.ppl.wiki).toBeGreaterThan(j.ppl.ts); // out of domain
+    expect(j.ppl.ts).toBeCloseTo(Math.exp(j.nll.ts), 6);
+    expect(j.tokens).toEqual({ ts: 381, wiki: 381 });
+    for (const t of ['arc_easy', 'hellaswag', 'winogrande']) {
+      expect(Object.keys(j.tasks[t]).sort()).toEqual(['acc', 'acc_norm', 'n']);
+      expect(j.tasks[t].n).toBe(3);
+    }
+    expect(j.tasks.lambada).toMatchObject({ acc_norm: null, n: 3 });
+    // --quiet: nothing on stderr; the tfjs backend agrees with onnxruntime.
+    const q = await moreau([
+      'eval',
+      ...model,
+      '--ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '1',
+      '--seq-len',
+      '32',
+      '-q',
+      '--json',
+      tmp('q.json'),
+    ]);
+    const t = await moreau([
+      'eval',
+      ...model,
+      '--ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '1',
+      '--seq-len',
+      '32',
+      '-q',
+      '--backend',
+      'tfjs',
+      '--json',
+      tmp('t.json'),
+    ]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stderr).toBe('');
+    expect(t.code, t.stderr).toBe(0);
+    expect(json(tmp('t.json')).backend.name).toBe('tfjs');
+    expect(json(tmp('t.json')).nll.ts).toBeCloseTo(json(tmp('q.json')).nll.ts, 4);
+  }, 180_000);
+
+  it('prune: HF directory with per-layer dims and tokenizer, JSON contract, --save-calib / --calib-tokens / --plan replay', async () => {
+    const out1 = tmp('pruned1');
+    const r = await moreau([
+      'prune',
+      ...model,
+      '--criterion',
+      'moreau',
+      '--opt',
+      'iterations=2',
+      '--ratio',
+      '0.2',
+      ...smallCalib,
+      '--out',
+      out1,
+      '--save-calib',
+      tmp('calib.json'),
+      '--plan-out',
+      tmp('plan1.json'),
+      '--eval-ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '2',
+      '--json',
+      tmp('prune1.json'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/260,032 -> 211,072 parameters \(81\.17%\)/);
+    expect(r.stdout).toMatch(/^ppl ts: \d+\.\d{4}$/m);
+    expect(r.stderr).toMatch(/moreau: proximal steps: 2\/2/);
+    const j = json(tmp('prune1.json'));
+    expect(j).toMatchObject({ params_before: 260032, params_after: 211072, out: out1, ratio: 0.2 });
+    expect(j.seconds).toBeGreaterThan(0);
+    expect(j.ppl.ts).toBeGreaterThan(1);
+    expect(j.plan.criterion).toMatchObject({ name: 'moreau', options: { iterations: 2 } });
+    const calib = json(tmp('calib.json'));
+    expect(calib.iterations).toHaveLength(2);
+    expect(calib.iterations[0]).toHaveLength(2);
+    expect(calib.iterations[0][0]).toHaveLength(32);
+    expect(readdirSync(out1).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.bin',
+    ]);
+    expect(readdirSync(TMP).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // The directory loads: per-layer dims, tokenizer included (no --tokenizer needed).
+    const info = await moreau(['info', out1, '--json', tmp('info1.json')]);
+    expect(info.code, info.stderr).toBe(0);
+    const layers = json(tmp('info1.json')).model.per_layer;
+    expect(
+      layers.every(
+        (l: { heads: number; kv_heads: number; intermediate_size: number }) =>
+          l.heads === 6 && l.kv_heads === 3 && l.intermediate_size === 137,
+      ),
+    ).toBe(true);
+    // Replaying the saved windows gives the same plan.
+    const r2 = await moreau([
+      'prune',
+      ...model,
+      '--criterion',
+      'moreau',
+      '--opt',
+      'iterations=2',
+      '--ratio',
+      '0.2',
+      '--calib-tokens',
+      tmp('calib.json'),
+      '--out',
+      tmp('pruned2'),
+      '--plan-out',
+      tmp('plan2.json'),
+      '-q',
+    ]);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(keptOf(json(tmp('plan2.json')))).toEqual(keptOf(json(tmp('plan1.json'))));
+    // Re-applying the plan gives the same weights, byte for byte.
+    const r3 = await moreau(['prune', ...model, '--plan', tmp('plan1.json'), '--out', tmp('pruned3'), '-q']);
+    expect(r3.code, r3.stderr).toBe(0);
+    expect(
+      readFileSync(path.join(tmp('pruned3'), 'model.safetensors')).equals(
+        readFileSync(path.join(out1, 'model.safetensors')),
+      ),
+    ).toBe(true);
+    // --overwrite replaces an existing output.
+    const r4 = await moreau([
+      'prune',
+      ...model,
+      '--plan',
+      tmp('plan1.json'),
+      '--out',
+      tmp('pruned3'),
+      '--overwrite',
+      '-q',
+    ]);
+    expect(r4.code, r4.stderr).toBe(0);
+  }, 180_000);
+
+  it('prune with the defaults (moreau: 10 iterations, 4 windows x 128 tokens), layer ranges, global ranking', async () => {
+    const r = await moreau([
+      'prune',
+      ...model,
+      '--criterion',
+      'moreau',
+      '--ratio',
+      '0.25',
+      '--calib',
+      F.ts,
+      '--out',
+      tmp('pruned-default'),
+      '--save-calib',
+      tmp('calib-default.json'),
+      '--json',
+      tmp('prune-default.json'),
+      '-q',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const j = json(tmp('prune-default.json'));
+    expect(j.plan.criterion.options).toMatchObject({
+      iterations: 10,
+      averageLast: 5,
+      noiseStd: 0.05,
+      lambda: 0.2,
+      lr: 0.0002,
+    });
+    expect(j.plan).toMatchObject({ seed: 1, scope: 'local', attnLayers: [0, 5], mlpLayers: [0, 5] });
+    const calib = json(tmp('calib-default.json'));
+    expect(calib.iterations).toHaveLength(10);
+    expect(
+      calib.iterations.every((it: number[][]) => it.length === 4 && it.every((w) => w.length === 128)),
+    ).toBe(true);
+    // Layer ranges and global ranking (magnitude: no calibration needed).
+    const m = await moreau([
+      'prune',
+      ...model,
+      '--criterion',
+      'magnitude',
+      '--ratio',
+      '0.5',
+      '--attn-layers',
+      '1:3',
+      '--mlp-layers',
+      '2:5',
+      '--global',
+      '--out',
+      tmp('pruned-ranges'),
+      '--plan-out',
+      tmp('plan-ranges.json'),
+      '-q',
+    ]);
+    expect(m.code, m.stderr).toBe(0);
+    const plan = json(tmp('plan-ranges.json'));
+    expect(plan).toMatchObject({ scope: 'global', attnLayers: [1, 3], mlpLayers: [2, 5] });
+    const i = await moreau(['info', tmp('pruned-ranges'), '--json', tmp('info-ranges.json')]);
+    const per = json(tmp('info-ranges.json')).model.per_layer;
+    expect(per[0]).toMatchObject({ heads: 8, intermediate_size: 172 });
+    expect(per[3].heads).toBe(8);
+    expect(per[1].intermediate_size).toBe(172);
+    expect(per[1].kv_heads + per[2].kv_heads).toBe(4); // global: 8 KV groups in range, half kept
+    expect(per[2].intermediate_size + per[3].intermediate_size + per[4].intermediate_size).toBe(258);
+    expect(i.code).toBe(0);
+  }, 180_000);
+
+  it('robustness: table on stdout and JSON', async () => {
+    const r = await moreau([
+      'robustness',
+      ...model,
+      '--criteria',
+      'magnitude,taylor',
+      '--ratio',
+      '0.2',
+      '--perturb',
+      'fp16,gauss:0.01x2',
+      ...smallCalib,
+      '--ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '2',
+      '--json',
+      tmp('rob.json'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\| criterion \| perturbation \| IoU \| Spearman \| PPL \|/);
+    expect(r.stdout).toMatch(/\| taylor \| fp16 \| \d\.\d{3} \|/);
+    const j = json(tmp('rob.json'));
+    expect(j.ratio).toBe(0.2);
+    expect(Object.keys(j.results)).toEqual(['magnitude', 'taylor']);
+    expect(j.results.taylor.fp16.iou).toBeGreaterThan(0.5);
+    expect(j.results.taylor['gauss:0.01x2']).toHaveProperty('iou_sd');
+    expect(j.dense.ppl).toBeGreaterThan(1);
+  }, 120_000);
+
+  it('export --onnx writes a standalone model that onnxruntime runs', async () => {
+    const file = tmp('stories.onnx');
+    const r = await moreau(['export', ...model, '--onnx', file, '--seq-len', '16', '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /^wrote .*stories\.onnx \(\d+\.\d\d MB, opset \d+\): .*input_ids\[1,16\] int32 -> logits\[1,16,512\]/,
+    );
+    const ort = await import('onnxruntime-node');
+    const session = await ort.InferenceSession.create(file);
+    const ids = new ort.Tensor(
+      'int32',
+      Int32Array.from({ length: 16 }, (_, i) => (i === 0 ? 1 : 0)),
+      [1, 16],
+    );
+    const out = await session.run({ input_ids: ids });
+    const logits = out.logits!;
+    expect(logits.dims).toEqual([1, 16, 512]);
+    expect([...(logits.data as Float32Array)].every(Number.isFinite)).toBe(true);
+    await session.release();
+  }, 60_000);
+
+  it('compare: all criteria x ratios in memory, report.json/md/html, SVG+PNG charts, table on stdout', async () => {
+    const dir = tmp('report');
+    const r = await moreau([
+      'compare',
+      ...model,
+      '--criteria',
+      'taylor,moreau',
+      '--ratios',
+      '0.1,0.2',
+      '--opt',
+      'iterations=2',
+      ...smallCalib,
+      '--ppl',
+      `ts=${F.ts}`,
+      '--task',
+      `arc_easy=${F.arc}`,
+      '--limit',
+      '2',
+      '--robustness',
+      '--perturb',
+      'fp16',
+      '--report',
+      dir,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    // stdout: the comparison table, then robustness tables, then where the report is.
+    expect(r.stdout).toMatch(
+      /^\| criterion \| ratio \|\s+params \|\s+left \|\s+PPL ts \|\s+arc_easy acc \|\s+arc_easy acc_norm \|\s+seconds \|$/m,
+    );
+    expect(r.stdout).toMatch(/^\| dense\s+\|\s+0 \| 260,032 \| 100\.0% \|/m);
+    expect(r.stdout).toMatch(/^\| moreau\s+\|\s+0\.2 \| 211,072 \|\s+81\.2% \|/m);
+    expect(r.stdout).toMatch(/robustness at ratio 0\.1/);
+    expect(r.stdout).toMatch(/report: .*report\.html/);
+    expect(r.stderr).toMatch(/\[1\/5\] dense: ppl ts: 2\/2/);
+    expect(r.stderr).toMatch(/\[5\/5\] moreau 0\.2: ppl ts: 2\/2/);
+    const files = readdirSync(dir).sort();
+    for (const f of [
+      'report.json',
+      'report.md',
+      'report.html',
+      'perplexity_vs_ratio.svg',
+      'perplexity_vs_ratio.png',
+      'accuracy_vs_ratio.svg',
+      'accuracy_vs_ratio.png',
+      'robustness_iou.svg',
+      'robustness_iou.png',
+      'plans',
+    ]) {
+      expect(files).toContain(f);
+    }
+    expect(readdirSync(TMP).filter((f) => f.startsWith('report.'))).toEqual([]);
+    const rep = json(path.join(dir, 'report.json'));
+    expect(rep.runs).toHaveLength(4);
+    for (const run of rep.runs) {
+      expect(Object.keys(run)).toEqual(
+        expect.arrayContaining(['criterion', 'ratio', 'params_after', 'ppl', 'tasks', 'seconds']),
+      );
+      expect(run.ppl.ts).toBeGreaterThan(1);
+      expect(run.tasks.arc_easy.n).toBe(2);
+    }
+    expect(rep.runs.map((x: { criterion: string; ratio: number }) => `${x.criterion}@${x.ratio}`)).toEqual([
+      'taylor@0.1',
+      'taylor@0.2',
+      'moreau@0.1',
+      'moreau@0.2',
+    ]);
+    expect(rep.dense).toMatchObject({ params: 260032 });
+    expect(rep.dense.ppl.ts).toBeLessThan(rep.runs[1].ppl.ts);
+    expect(Object.keys(rep.robustness)).toEqual(['0.1', '0.2']);
+    expect(Object.keys(rep.robustness['0.2'].results)).toEqual(['taylor', 'moreau']);
+    // Same flags, same plan as `moreau prune` (the prune test above used these windows and options).
+    if (existsSync(tmp('plan1.json'))) {
+      expect(keptOf(json(path.join(dir, 'plans/moreau-0.2.json')))).toEqual(keptOf(json(tmp('plan1.json'))));
+    }
+    // Charts: SVG from vega, PNG from resvg; the HTML page is self-contained.
+    const svg = readFileSync(path.join(dir, 'perplexity_vs_ratio.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg [^>]*class="marks"/);
+    expect(readFileSync(path.join(dir, 'robustness_iou.png')).subarray(1, 4).toString()).toBe('PNG');
+    const html = readFileSync(path.join(dir, 'report.html'), 'utf8');
+    expect(html).toMatch(/^<!doctype html>/);
+    expect((html.match(/<img [^>]*src="data:image\/svg\+xml;base64,/g) ?? []).length).toBe(3);
+    expect(html).not.toMatch(/<(script|link)[^>]+(src|href)="https?:/);
+    expect(html).toContain('<table>');
+    const md = readFileSync(path.join(dir, 'report.md'), 'utf8');
+    expect(md).toMatch(/## Robustness/);
+    expect(md).toContain('![Perplexity vs pruning ratio](perplexity_vs_ratio.svg)');
+    // Running again replaces the earlier report (and only a report).
+    const again = await moreau([
+      'compare',
+      ...model,
+      '--criteria',
+      'magnitude',
+      '--ratios',
+      '0.5',
+      '--ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '1',
+      '--report',
+      dir,
+      '-q',
+    ]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(json(path.join(dir, 'report.json')).runs).toHaveLength(1);
+    expect(existsSync(path.join(dir, 'robustness_iou.svg'))).toBe(false);
+  }, 300_000);
+
+  it('Ctrl-C stops cleanly: exit 130, no half-written model or report', async () => {
+    const out = tmp('interrupted');
+    let sent = false;
+    const r = await moreau(
+      ['prune', ...model, '--criterion', 'moreau', '--ratio', '0.2', '--calib', F.ts, '--out', out],
+      (err, child) => {
+        if (!sent && /proximal steps/.test(err)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      },
+    );
+    expect(sent).toBe(true);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/interrupted, stopping/);
+    expect(r.stderr).toMatch(/aborted; no partial output was left behind/);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(TMP).filter((f) => f.startsWith('interrupted'))).toEqual([]);
+    const dir = tmp('interrupted-report');
+    let sent2 = false;
+    const c = await moreau(
+      [
+        'compare',
+        ...model,
+        '--criteria',
+        'magnitude,taylor',
+        '--ratios',
+        '0.2',
+        '--calib',
+        F.ts,
+        '--ppl',
+        `ts=${F.ts}`,
+        '--limit',
+        '2',
+        '--report',
+        dir,
+      ],
+      (err, child) => {
+        if (!sent2 && /\[2\/3\]/.test(err)) {
+          sent2 = true;
+          child.kill('SIGINT');
+        }
+      },
+    );
+    expect(c.code, c.stderr).toBe(130);
+    expect(c.stdout).toBe('');
+    expect(readdirSync(TMP).filter((f) => f.startsWith('interrupted-report'))).toEqual([]);
+  }, 120_000);
+
+  it('`npx moreau` resolves to the built binary from the repository root', () => {
+    const link = path.join(repoRoot, 'node_modules/.bin/moreau');
+    if (!existsSync(link)) {
+      console.warn(
+        'node_modules/.bin/moreau is missing: run `npm install` (or `npm rebuild @moreau/cli`) to link the bin',
+      );
+      return;
+    }
+    expect(realpathSync(link)).toBe(realpathSync(BIN));
+  });
+});

@@ -1,0 +1,52 @@
+import { countParams } from '@moreau/core';
+import { type LoadedModel, layerDims } from '@moreau/models';
+import { writeJsonAtomic } from '../output.js';
+import { type Opts, openModel } from './context.js';
+
+/** The model summary shared by info, eval and prune outputs. */
+export function modelSummary(m: LoadedModel) {
+  const c = m.config;
+  return {
+    source: m.source,
+    path: m.path,
+    format: m.checkpoint.format,
+    dtype: m.checkpoint.sourceDtype,
+    params: countParams(m.checkpoint.tensors),
+    layers: c.numHiddenLayers,
+    hidden_size: c.hiddenSize,
+    heads: c.numAttentionHeads,
+    kv_heads: c.numKeyValueHeads,
+    head_dim: c.headDim,
+    intermediate_size: c.intermediateSize,
+    vocab_size: c.vocabSize,
+    tied_embeddings: c.tieWordEmbeddings,
+    max_position_embeddings: c.maxPositionEmbeddings,
+    tokenizer: m.tokenizer.kind,
+    per_layer: Array.from({ length: c.numHiddenLayers }, (_, i) => {
+      const d = layerDims(c, i);
+      return { layer: i, heads: d.heads, kv_heads: d.kvHeads, intermediate_size: d.intermediate };
+    }),
+  };
+}
+
+export async function infoCommand(source: string, opts: Opts): Promise<void> {
+  const loaded = await openModel(source, opts);
+  const s = modelSummary(loaded);
+  const lines = [
+    `model            ${s.source} (${s.format}, ${s.dtype})`,
+    `parameters       ${s.params.toLocaleString('en-US')}`,
+    `layers           ${s.layers}`,
+    `hidden size      ${s.hidden_size}`,
+    `heads / kv heads ${s.heads} / ${s.kv_heads} (head_dim ${s.head_dim})`,
+    `MLP width        ${s.intermediate_size}`,
+    `vocabulary       ${s.vocab_size} (${s.tokenizer} tokenizer${s.tied_embeddings ? ', tied embeddings' : ''})`,
+    '',
+    'layer  heads  kv_heads  mlp',
+    ...s.per_layer.map(
+      (l) =>
+        `${String(l.layer).padStart(5)}  ${String(l.heads).padStart(5)}  ${String(l.kv_heads).padStart(8)}  ${l.intermediate_size}`,
+    ),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (opts.json) await writeJsonAtomic(String(opts.json), { model: s });
+}

@@ -1,0 +1,253 @@
+/**
+ * Charts of a comparison report: Vega-Lite specs, compiled with vega-lite, rendered to SVG by
+ * vega's headless View (renderer 'none'), rasterised to PNG by resvg.
+ */
+import { Resvg } from '@resvg/resvg-js';
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import type { CompareReport } from './types.js';
+
+/** Fonts that exist on most systems first; resvg takes the first family it finds. */
+const FONT = 'DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif';
+
+const CONFIG = {
+  background: 'white',
+  font: FONT,
+  padding: 12,
+  title: { fontSize: 15, anchor: 'start' as const, offset: 12 },
+  axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#e6e6e6' },
+  legend: { labelFontSize: 11, titleFontSize: 12 },
+  header: { labelFontSize: 12, titleFontSize: 12 },
+  view: { stroke: '#cccccc' },
+};
+
+export interface Chart {
+  /** File stem: NAME.svg and NAME.png in the report directory. */
+  readonly name: string;
+  readonly title: string;
+  readonly spec: TopLevelSpec;
+}
+
+export interface RenderedChart extends Chart {
+  readonly svg: string;
+  readonly png: Uint8Array;
+}
+
+/** One colour per criterion, the same in every chart (order of --criteria). */
+function colorScale(criteria: readonly string[]) {
+  return { domain: [...criteria], scheme: 'tableau10' };
+}
+
+/** Perplexity against pruning ratio, one line per criterion, one panel per text; ratio 0 is the dense model. */
+export function perplexityChart(report: CompareReport): Chart | undefined {
+  const texts = Object.keys(report.dense.ppl);
+  if (texts.length === 0 || report.runs.length === 0) return undefined;
+  const criteria = report.settings.criteria;
+  const rows: Record<string, unknown>[] = [];
+  for (const text of texts) {
+    for (const c of criteria)
+      rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense' });
+    for (const r of report.runs) {
+      const ppl = r.ppl[text];
+      if (ppl !== undefined && Number.isFinite(ppl))
+        rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned' });
+    }
+  }
+  return {
+    name: 'perplexity_vs_ratio',
+    title: 'Perplexity vs pruning ratio',
+    spec: {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: {
+        text: 'Perplexity vs pruning ratio',
+        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better`,
+      },
+      data: { values: rows },
+      facet: { column: { field: 'text', type: 'nominal', title: 'evaluation text', sort: texts } },
+      resolve: { scale: { y: 'independent' } },
+      spec: {
+        width: texts.length > 1 ? 340 : 560,
+        height: 300,
+        mark: { type: 'line', point: { size: 60 }, strokeWidth: 2 },
+        encoding: {
+          x: {
+            field: 'ratio',
+            type: 'quantitative',
+            title: 'pruning ratio',
+            axis: { format: '.0%', values: [0, ...report.settings.ratios] },
+          },
+          y: { field: 'ppl', type: 'quantitative', title: 'perplexity (log scale)', scale: { type: 'log' } },
+          color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
+          tooltip: [
+            { field: 'criterion', type: 'nominal' },
+            { field: 'ratio', type: 'quantitative' },
+            { field: 'ppl', type: 'quantitative', format: '.3f' },
+          ],
+        },
+      },
+      config: CONFIG,
+    } as TopLevelSpec,
+  };
+}
+
+/** Zero-shot accuracy against ratio, one panel per task (only when tasks were evaluated). */
+export function accuracyChart(report: CompareReport): Chart | undefined {
+  const tasks = Object.keys(report.dense.tasks);
+  if (tasks.length === 0 || report.runs.length === 0) return undefined;
+  const criteria = report.settings.criteria;
+  const rows: Record<string, unknown>[] = [];
+  for (const task of tasks) {
+    for (const c of criteria) rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc });
+    for (const r of report.runs) {
+      const t = r.tasks[task];
+      if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc });
+    }
+  }
+  return {
+    name: 'accuracy_vs_ratio',
+    title: 'Zero-shot accuracy vs pruning ratio',
+    spec: {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: {
+        text: 'Zero-shot accuracy vs pruning ratio',
+        subtitle: 'ratio 0 is the dense model; higher is better',
+      },
+      data: { values: rows },
+      facet: { field: 'task', type: 'nominal', title: 'task', sort: tasks },
+      columns: 3,
+      spec: {
+        width: 280,
+        height: 220,
+        mark: { type: 'line', point: { size: 50 }, strokeWidth: 2 },
+        encoding: {
+          x: {
+            field: 'ratio',
+            type: 'quantitative',
+            title: 'pruning ratio',
+            axis: { format: '.0%', values: [0, ...report.settings.ratios] },
+          },
+          y: { field: 'acc', type: 'quantitative', title: 'accuracy', scale: { zero: false } },
+          color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
+          tooltip: [
+            { field: 'criterion', type: 'nominal' },
+            { field: 'ratio', type: 'quantitative' },
+            { field: 'acc', type: 'quantitative', format: '.4f' },
+          ],
+        },
+      },
+      config: CONFIG,
+    } as TopLevelSpec,
+  };
+}
+
+/**
+ * Robustness: IoU of each perturbed plan's pruned units with the unperturbed plan's, bars per
+ * perturbation grouped by criterion, one panel per ratio; Gaussian families show mean ± sd.
+ */
+export function robustnessChart(report: CompareReport): Chart | undefined {
+  const rob = report.robustness;
+  if (!rob || Object.keys(rob).length === 0) return undefined;
+  const criteria = report.settings.criteria;
+  const rows: Record<string, unknown>[] = [];
+  const perturbations: string[] = [];
+  for (const [ratio, r] of Object.entries(rob)) {
+    for (const [criterion, byPerturbation] of Object.entries(r.results)) {
+      for (const [perturbation, s] of Object.entries(byPerturbation)) {
+        if (!perturbations.includes(perturbation)) perturbations.push(perturbation);
+        if ('iou' in s) rows.push({ ratio: `ratio ${ratio}`, criterion, perturbation, iou: s.iou });
+        else
+          rows.push({
+            ratio: `ratio ${ratio}`,
+            criterion,
+            perturbation,
+            iou: s.iou_mean,
+            lo: Math.max(0, s.iou_mean - s.iou_sd),
+            hi: Math.min(1, s.iou_mean + s.iou_sd),
+          });
+      }
+    }
+  }
+  const ratios = Object.keys(rob).map((r) => `ratio ${r}`);
+  const x = {
+    field: 'perturbation',
+    type: 'nominal',
+    title: 'perturbation',
+    sort: perturbations,
+    axis: { labelAngle: 0 },
+  };
+  const xOffset = { field: 'criterion', type: 'nominal', sort: criteria };
+  return {
+    name: 'robustness_iou',
+    title: 'Robustness: IoU of pruned units under weight perturbation',
+    spec: {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: {
+        text: 'Robustness of the pruning mask under weight perturbation',
+        subtitle:
+          'IoU of the pruned units with the unperturbed plan (1 = same mask); gauss: mean ± sd over seeds',
+      },
+      data: { values: rows },
+      facet: { field: 'ratio', type: 'nominal', title: null, sort: ratios },
+      columns: Math.min(3, ratios.length),
+      spec: {
+        width: Math.max(200, 22 * perturbations.length * Math.min(criteria.length, 6)),
+        height: 260,
+        layer: [
+          {
+            mark: { type: 'bar' },
+            encoding: {
+              x,
+              xOffset,
+              y: { field: 'iou', type: 'quantitative', title: 'IoU', scale: { domain: [0, 1] } },
+              color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
+              tooltip: [
+                { field: 'criterion', type: 'nominal' },
+                { field: 'perturbation', type: 'nominal' },
+                { field: 'iou', type: 'quantitative', format: '.3f' },
+              ],
+            },
+          },
+          {
+            transform: [{ filter: 'isValid(datum.lo)' }],
+            mark: { type: 'rule', color: '#222222', strokeWidth: 1.5 },
+            encoding: { x, xOffset, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+          },
+        ],
+      },
+      config: CONFIG,
+    } as TopLevelSpec,
+  };
+}
+
+export function reportCharts(report: CompareReport): Chart[] {
+  return [perplexityChart(report), accuracyChart(report), robustnessChart(report)].filter(
+    (c): c is Chart => !!c,
+  );
+}
+
+/** Vega-Lite -> Vega -> SVG (headless View). */
+export async function chartSvg(spec: TopLevelSpec): Promise<string> {
+  // Quiet: warnings would land on stderr between the progress lines.
+  const compiled = compile(spec, { logger: vega.logger(vega.None) }).spec;
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none', logLevel: vega.None });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** SVG -> PNG at twice the SVG's size, on white. */
+export function svgToPng(svg: string): Uint8Array {
+  const resvg = new Resvg(svg, {
+    fitTo: { mode: 'zoom', value: 2 },
+    background: 'white',
+    font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' },
+  });
+  return resvg.render().asPng();
+}
+
+export async function renderChart(chart: Chart): Promise<RenderedChart> {
+  const svg = await chartSvg(chart.spec);
+  return { ...chart, svg, png: svgToPng(svg) };
+}

@@ -1,0 +1,81 @@
+/** The comparison report: what `moreau compare` writes to DIR/report.json. */
+import type { RobustnessReport } from '@moreau/eval';
+
+/** acc_norm is null for LAMBADA (the harness reports accuracy and perplexity there). */
+export interface TaskScores {
+  acc: number;
+  acc_norm: number | null;
+  n: number;
+  ppl?: number;
+}
+
+export interface CompareRun {
+  readonly criterion: string;
+  readonly ratio: number;
+  readonly params_after: number;
+  /** params_after / the dense model's parameters. */
+  readonly params_left: number;
+  readonly ppl: Record<string, number>;
+  readonly nll: Record<string, number>;
+  readonly tasks: Record<string, TaskScores>;
+  /** Wall time to produce and evaluate this model: scoring + cut + evaluation. */
+  readonly seconds: number;
+  /** Scoring time (scores do not depend on the ratio: one scoring serves every ratio of a criterion). */
+  readonly score_seconds: number;
+  readonly eval_seconds: number;
+  /** The pruning plan, relative to the report directory. */
+  readonly plan: string;
+}
+
+export interface CompareReport {
+  readonly format: 'moreau-compare-report';
+  readonly version: 1;
+  readonly created: string;
+  readonly moreau: string;
+  readonly model: {
+    readonly source: string;
+    readonly format: string;
+    readonly params: number;
+    readonly layers: number;
+    readonly heads: number;
+    readonly kv_heads: number;
+    readonly intermediate_size: number;
+    readonly vocab_size: number;
+  };
+  readonly backend: { readonly name: string; readonly device: string };
+  readonly settings: {
+    readonly criteria: readonly string[];
+    readonly ratios: readonly number[];
+    /** Criterion options after defaults, by criterion. */
+    readonly options: Record<string, Record<string, number | boolean | string>>;
+    readonly ppl_texts: Record<string, string>;
+    readonly tasks: Record<string, string>;
+    readonly seq_len: number;
+    readonly limit: number | null;
+    readonly calibration: {
+      readonly source: string | null;
+      readonly samples: number | null;
+      readonly seq_len: number | null;
+      readonly iterations: number;
+    } | null;
+    readonly seed: number;
+    readonly scope: 'local' | 'global';
+    readonly attn_layers: readonly [number, number] | null;
+    readonly mlp_layers: readonly [number, number] | null;
+    readonly perturbations: readonly string[] | null;
+  };
+  readonly dense: {
+    readonly params: number;
+    readonly ppl: Record<string, number>;
+    readonly nll: Record<string, number>;
+    readonly tokens: Record<string, number>;
+    readonly tasks: Record<string, TaskScores>;
+    readonly seconds: number;
+  };
+  readonly runs: readonly CompareRun[];
+  /** Robustness analysis by ratio (with --robustness). */
+  readonly robustness?: Record<string, RobustnessReport>;
+  /** Chart files (SVG and PNG) in the report directory. */
+  readonly charts: readonly string[];
+  readonly seconds: number;
+}
