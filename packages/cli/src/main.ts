@@ -59,7 +59,7 @@ function reportError(err: unknown, command: Command, aborted: boolean): number {
   const message = e?.message ?? String(err);
   process.stderr.write(`moreau: error: ${message}\n`);
   if (process.env.MOREAU_DEBUG && e?.stack) process.stderr.write(`${e.stack}\n`);
-  else if (!(err instanceof MoreauError) && e?.name !== 'FormatError') {
+  else if (!(err instanceof MoreauError)) {
     process.stderr.write('(set MOREAU_DEBUG=1 for a stack trace)\n');
   }
   return EXIT.runtime;

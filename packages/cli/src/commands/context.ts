@@ -69,25 +69,38 @@ export async function openModel(source: string, opts: Opts): Promise<LoadedModel
 export async function loadPlugins(plugins: readonly string[] = []): Promise<void> {
   for (const p of plugins) {
     const asPath = isAbsolute(p) ? p : resolve(p);
-    let url: string;
-    if (existsSync(asPath)) url = pathToFileURL(asPath).href;
-    else {
-      try {
-        url = pathToFileURL(createRequire(resolve('package.json')).resolve(p)).href;
-      } catch {
-        throw new InputError(
-          `plugin '${p}' not found: give a path to a module or an installed package name`,
-          p,
-          'plugin',
-        );
-      }
-    }
     try {
-      await import(url);
+      if (existsSync(asPath)) await import(pathToFileURL(asPath).href);
+      else await importPackage(p);
     } catch (e) {
+      if (e instanceof InputError) throw e;
       throw new InputError(`plugin '${p}' failed to load: ${(e as Error).message}`, p, 'plugin');
     }
   }
+}
+
+/**
+ * A plugin package: resolved like any ESM import (its ESM build, sharing this process's core), or,
+ * when it is installed only in the working directory's project, through that project's resolution.
+ */
+async function importPackage(name: string): Promise<void> {
+  try {
+    await import(name);
+    return;
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+  }
+  let file: string;
+  try {
+    file = createRequire(resolve('package.json')).resolve(name);
+  } catch {
+    throw new InputError(
+      `plugin '${name}' not found: give a path to a module or an installed package name`,
+      name,
+      'plugin',
+    );
+  }
+  await import(pathToFileURL(file).href);
 }
 
 /** The criterion and its options from --criterion and --opt; unknown names are usage errors. */
