@@ -7,7 +7,7 @@ import { ShapeError } from './errors.js';
 import { type AbstractValue, type Attrs, definePrimitive, type RefValue } from './internal/registry.js';
 import { broadcastShapes, broadcastStrides, fmt, sameShape, stridesOf } from './internal/shapes.js';
 import * as ops from './ops.js';
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
 
 // ----- shared helpers -------------------------------------------------------------------------
 
@@ -211,7 +211,8 @@ definePrimitive({
     return { shape: broadcastShapes('where', c!.shape, a!.shape, b!.shape), dtype: a!.dtype };
   },
   vjp(g, [c, a, b]) {
-    const zero = ops.zerosLike(g);
+    // A scalar zero (where broadcasts it): no materialised zeros tensor of g's shape.
+    const zero = ops.scalar(0, g.dtype);
     return [
       null,
       unbroadcast(ops.where(c!, g, zero), a!.shape),
@@ -370,6 +371,23 @@ definePrimitive({
   reference: ([x], _a, out) => ({ shape: out.shape, dtype: out.dtype, data: x!.data }),
 });
 
+/** x^T for a rank-2 x, reusing the input of x when x is itself a 2-D transpose. */
+function transpose2d(x: Tensor): Tensor {
+  const node = x.builder.nodes[x.id]!;
+  if (node.op === 'transpose' && x.rank === 2) return new Tensor(x.builder, node.inputs[0]!);
+  return ops.transpose(x, [1, 0]);
+}
+
+/** g^T as b^T @ a^T when g = a @ b is a rank-2 matmul and perm swaps the two axes; else undefined. */
+function transposedMatmul(g: Tensor, perm: readonly number[]): Tensor | undefined {
+  if (g.rank !== 2 || perm[0] !== 1 || perm[1] !== 0) return undefined;
+  const node = g.builder.nodes[g.id]!;
+  if (node.op !== 'matmul') return undefined;
+  const [a, b] = node.inputs.map((id) => new Tensor(g.builder, id)) as [Tensor, Tensor];
+  if (a.rank !== 2 || b.rank !== 2) return undefined;
+  return ops.matmul(transpose2d(b), transpose2d(a));
+}
+
 definePrimitive({
   name: 'transpose',
   infer([x], attrs) {
@@ -386,7 +404,11 @@ definePrimitive({
     perm.forEach((p, i) => {
       inv[p] = i;
     });
-    return [ops.transpose(g, inv)];
+    // (a @ b)^T = b^T @ a^T: the cotangent of a transposed matrix (e.g. the weight of ops.linear)
+    // comes out of a matmul, so produce it transposed directly instead of transposing the product
+    // (backends fuse the operand transposes into the matmul; the product's transpose they do not).
+    const swapped = transposedMatmul(g, perm);
+    return [swapped ?? ops.transpose(g, inv)];
   },
   reference([x], attrs, out) {
     const perm = attrs.perm as readonly number[];

@@ -41,6 +41,9 @@ const commonOptions: Record<string, OptionSpec> = {
   },
 };
 
+/** Noise draws per chunk (a 512 KiB scratch buffer). */
+const NOISE_CHUNK = 65536;
+
 /**
  * Group soft-thresholding of delta, row by row (first axis; 1-D parameters elementwise):
  * n = sqrt(mean(row^2)); row *= (1 - soft / n) if n > soft * lr, else row = 0.
@@ -97,37 +100,56 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
         average.set(p, new Float32Array(w.length));
         point.set(p, new Float32Array(w.length));
       }
+      // Standard normals for the noise, drawn in chunks (the same sequence as per-element draws).
+      const normals = new Float64Array(NOISE_CHUNK);
       for (let t = 0; t < iterations; t++) {
         // Evaluation point w + noise_t + delta_t; noise drawn on the host from the seeded RNG.
         for (const [p, w] of ctx.weights) {
           const x = point.get(p)!;
           const d = delta.get(p)!;
-          for (let i = 0; i < w.length; i++) {
-            const noise = noiseStd > 0 ? noiseStd * Math.abs(w[i]!) * ctx.rng.normal() : 0;
-            x[i] = w[i]! + noise + d[i]!;
+          if (noiseStd > 0) {
+            for (let start = 0; start < w.length; start += NOISE_CHUNK) {
+              const count = Math.min(NOISE_CHUNK, w.length - start);
+              ctx.rng.fillNormal(normals, 0, count);
+              for (let k = 0, i = start; k < count; k++, i++) {
+                x[i] = w[i]! + noiseStd * Math.abs(w[i]!) * normals[k]! + d[i]!;
+              }
+            }
+          } else {
+            for (let i = 0; i < w.length; i++) x[i] = w[i]! + 0 + d[i]!;
           }
         }
         const windows = windowsAt(ctx.calibration, o.freshCalibration ? t : 0);
-        const { grads } = await ctx.gradient(windows, point);
-        for (const [p, d] of delta) {
-          const g = grads.get(p)!;
-          for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * (exact ? g[i]! + d[i]! / lambda : g[i]!);
-          if (gs) shrinkRows(d, ctx.shapes.get(p)!, soft, lr);
-          if (t >= iterations - averageLast) {
-            const a = average.get(p)!;
-            for (let i = 0; i < d.length; i++) a[i]! += d[i]! / averageLast;
+        // Each parameter's step depends only on its own gradient and delta, so gradients can be
+        // consumed part by part (bounded memory for large models) with the same result.
+        const step = (grads: Map<string, Float32Array>) => {
+          for (const [p, g] of grads) {
+            const d = delta.get(p);
+            if (!d) continue;
+            if (exact) for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * (g[i]! + d[i]! / lambda);
+            else for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * g[i]!;
+            grads.delete(p); // let the engine's gradient buffer go as soon as it is used
+            if (gs) shrinkRows(d, ctx.shapes.get(p)!, soft, lr);
+            if (t >= iterations - averageLast) {
+              const a = average.get(p)!;
+              for (let i = 0; i < d.length; i++) a[i]! += d[i]! / averageLast;
+            }
           }
-        }
+        };
+        if (ctx.gradientParts) await ctx.gradientParts(windows, point, step);
+        else step((await ctx.gradient(windows, point)).grads);
         ctx.progress({ phase: `${name}: proximal steps`, done: t + 1, total: iterations });
       }
-      // The averaged delta stands in for the gradient; importance as Taylor param_first.
+      // Release the iteration state before the salience is built (peak memory at large scale).
+      point.clear();
+      delta.clear();
+      // The averaged delta stands in for the gradient; importance as Taylor param_first, computed
+      // in place in the average's buffer.
       const salience = new Map<string, Float32Array>();
       for (const [p, w] of ctx.weights) {
         const a = average.get(p)!;
-        salience.set(
-          p,
-          Float32Array.from(w, (v, i) => v * a[i]!),
-        );
+        for (let i = 0; i < a.length; i++) a[i] = w[i]! * a[i]!;
+        salience.set(p, a);
       }
       return { salience };
     },

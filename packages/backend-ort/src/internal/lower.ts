@@ -259,6 +259,60 @@ function liveNodes(graph: Graph): Set<number> {
 
 const nums = (a: unknown) => a as readonly number[];
 
+/** Primitives that broadcast their operands like ONNX's multidirectional broadcasting. */
+const BROADCASTING = new Set([...Object.keys(BINARY), 'where']);
+
+/** numpy broadcast of shapes, or undefined when they do not broadcast. */
+function broadcastOf(shapes: readonly (readonly number[])[]): number[] | undefined {
+  const rank = Math.max(...shapes.map((s) => s.length));
+  const out = new Array<number>(rank).fill(1);
+  for (const s of shapes) {
+    for (let i = 0; i < s.length; i++) {
+      const d = s[i]!;
+      const k = rank - s.length + i;
+      if (d === out[k] || d === 1) continue;
+      if (out[k] !== 1) return undefined;
+      out[k] = d;
+    }
+  }
+  return out;
+}
+
+/**
+ * broadcastTo nodes whose every consumer is a broadcasting elementwise op that produces the same
+ * result from the un-expanded operand (its other operands already span the target shape): they
+ * lower to nothing, so e.g. the gradient of a sum is never materialised at full size.
+ */
+function elidableBroadcasts(graph: Graph, live: Set<number>): Set<number> {
+  const consumers = new Map<number, Node[]>();
+  for (const n of graph.nodes) {
+    if (!live.has(n.id)) continue;
+    for (const j of n.inputs) {
+      const list = consumers.get(j);
+      if (list) list.push(n);
+      else consumers.set(j, [n]);
+    }
+  }
+  const outputs = new Set(graph.outputs);
+  const out = new Set<number>();
+  for (const n of graph.nodes) {
+    if (n.op !== 'broadcastTo' || !live.has(n.id) || outputs.has(n.id)) continue;
+    const src = graph.nodes[n.inputs[0]!]!;
+    if (sizeOf(src.shape) === 0 || sizeOf(n.shape) === 0) continue;
+    const users = consumers.get(n.id) ?? [];
+    const ok =
+      users.length > 0 &&
+      users.every((c) => {
+        if (!BROADCASTING.has(c.op)) return false;
+        const shapes = c.inputs.map((j) => (j === n.id ? src.shape : graph.nodes[j]!.shape));
+        const b = broadcastOf(shapes);
+        return b !== undefined && b.length === c.shape.length && b.every((d, i) => d === c.shape[i]);
+      });
+    if (ok) out.add(n.id);
+  }
+  return out;
+}
+
 export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort'): LoweredModel {
   checkSupported(graph, backend);
   const g = new OnnxGraph();
@@ -274,6 +328,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
     return n;
   };
   const isEmpty = (id: number) => sizeOf(graph.nodes[id]!.shape) === 0;
+  const elided = elidableBroadcasts(graph, live);
 
   for (const node of graph.nodes) {
     if (node.op === 'input') {
@@ -306,6 +361,10 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
     if (!live.has(node.id)) continue;
     if (sizeOf(node.shape) === 0) {
       names.set(node.id, g.empty(node.dtype, node.shape));
+      continue;
+    }
+    if (elided.has(node.id)) {
+      names.set(node.id, val(node.inputs[0]!));
       continue;
     }
     names.set(node.id, lowerNode(g, graph, node, val, isEmpty));
@@ -406,11 +465,12 @@ function lowerNode(
       }
       const keepdims = a.keepDims ? 1 : 0;
       if (node.op === 'sum') return g.op('ReduceSum', [x(), g.i64(axes)], { keepdims });
-      // ReduceMax skips NaN on CPU; IR max propagates it: mark slices that hold a NaN.
+      // ReduceMax skips NaN on CPU; IR max propagates it. A slice's sum of squares is NaN exactly
+      // when the slice holds a NaN (squares are >= 0, so infinities cannot cancel into NaN), and
+      // it is one fused pass with a reduced-size result (no full-size IsNaN mask).
       const m = g.op('ReduceMax', [x()], { axes, keepdims });
-      const nan = g.op('Cast', [g.op('IsNaN', [x()])], { to: DataType.UINT8 });
-      const anyNan = g.op('Cast', [g.op('ReduceMax', [nan], { axes, keepdims })], { to: DataType.BOOL });
-      return g.op('Where', [anyNan, g.scalar(Number.NaN), m]);
+      const sq = g.op('ReduceSumSquare', [x()], { axes, keepdims });
+      return g.op('Where', [g.op('IsNaN', [sq]), g.scalar(Number.NaN), m]);
     }
     case 'reshape':
       return g.op('Reshape', [x(), g.i64(nums(a.shape))]);

@@ -57,6 +57,19 @@ export interface CriterionContext {
     batch: readonly (readonly number[])[],
     weights?: ReadonlyMap<string, Float32Array>,
   ): Promise<GradientResult>;
+  /**
+   * gradient() handed over in parts, for models whose gradients do not all fit in memory next to
+   * the criterion's own state: `consume` receives each part's gradients (a subset of the members)
+   * as soon as it is computed, and they are dropped when it returns, before the next part runs.
+   * One part (one forward + backward, the same numbers as gradient()) whenever memory allows;
+   * otherwise one forward + backward per part, each producing only its part's gradients. Returns
+   * the loss. Optional: contexts built by hand may omit it (use gradient() then).
+   */
+  gradientParts?(
+    batch: readonly (readonly number[])[],
+    weights: ReadonlyMap<string, Float32Array>,
+    consume: (grads: Map<string, Float32Array>) => void | Promise<void>,
+  ): Promise<number>;
   readonly backend: Backend | undefined;
   readonly signal: AbortSignal | undefined;
   progress(p: Progress): void;

@@ -43,6 +43,13 @@ export interface PlanOptions {
   readonly includeScores?: boolean;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
+  /**
+   * Parts the member gradients are computed in for criteria that use ctx.gradientParts (moreau):
+   * default automatic (1 unless the gradients would not fit in the memory available, see
+   * CriterionContext.gradientParts). More parts bound memory at the cost of one forward +
+   * backward per part.
+   */
+  readonly gradientParts?: number;
 }
 
 export interface PruneResult {
@@ -69,11 +76,58 @@ function checkRange(
   return [a, b];
 }
 
+/**
+ * Bytes of memory available now (Linux MemAvailable, else os.freemem()); Infinity where neither
+ * can be read (core imports no Node module statically).
+ */
+async function availableMemory(): Promise<number> {
+  try {
+    const { readFileSync } = await import('node:fs');
+    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {}
+  try {
+    return (await import('node:os')).freemem();
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/**
+ * Parts for gradientParts(): 1 while the gradients fit twice over (the engine's outputs and their
+ * copies on the JS side exist together at the end of a run) in half of the available memory
+ * (the rest: activations and headroom); more parts otherwise, at most one per member.
+ */
+async function autoGradientParts(memberBytes: number, members: number): Promise<number> {
+  const budget = (await availableMemory()) / 2;
+  const need = 2 * memberBytes;
+  return need <= budget ? 1 : Math.min(members, Math.ceil(need / Math.max(budget, 1)));
+}
+
+/** Splits members (in order) into `parts` runs of about equal bytes. */
+function splitMembers(
+  members: readonly string[],
+  bytes: ReadonlyMap<string, number>,
+  parts: number,
+): string[][] {
+  const total = members.reduce((s, m) => s + bytes.get(m)!, 0);
+  const out: string[][] = [[]];
+  let acc = 0;
+  for (const m of members) {
+    if (out.length < parts && acc >= (total * out.length) / parts && out[out.length - 1]!.length > 0)
+      out.push([]);
+    out[out.length - 1]!.push(m);
+    acc += bytes.get(m)!;
+  }
+  return out;
+}
+
 /** A compiled loss-and-gradient over the group members' weights (other parameters are fixed). */
 function gradientOracle(
   model: PrunableModel,
   members: readonly string[],
   backend: Backend | string | undefined,
+  partsOption: number | undefined,
 ) {
   const memberSet = new Set(members);
   const fixed: Record<string, HostTensor> = {};
@@ -85,23 +139,77 @@ function gradientOracle(
     model.loss({ ...rest, ...diff }, ids);
   const f = jit<[HostTensor, Record<string, HostTensor>]>(valueAndGrad(loss), { backend });
   const shapes = new Map(members.map((m) => [m, model.params.get(m)!.shape]));
+  const bytes = new Map(members.map((m) => [m, 4 * shapes.get(m)!.reduce((p, d) => p * d, 1)]));
+  const memberBytes = [...bytes.values()].reduce((a, b) => a + b, 0);
+  // One jitted function per part of each split used (the part's members differentiated, the rest fed as fixed).
+  const splits = new Map<number, { members: string[]; f: typeof f }[]>();
+  const idsOf = (batch: readonly (readonly number[])[]) => {
+    const len = batch[0]?.length ?? 0;
+    if (batch.length === 0 || batch.some((w) => w.length !== len))
+      throw new InputError('gradient: the batch needs equal-length windows');
+    return hostTensor(Int32Array.from(batch.flat()), [batch.length, len], 'int32');
+  };
+  const asTensor = (m: string, weights: ReadonlyMap<string, Float32Array>): HostTensor => ({
+    dtype: 'float32',
+    shape: shapes.get(m)!,
+    data: weights.get(m)!,
+  });
   return {
     async gradient(
       batch: readonly (readonly number[])[],
       weights: ReadonlyMap<string, Float32Array>,
     ): Promise<GradientResult> {
-      const len = batch[0]?.length ?? 0;
-      if (batch.length === 0 || batch.some((w) => w.length !== len))
-        throw new InputError('gradient: the batch needs equal-length windows');
-      const ids = hostTensor(Int32Array.from(batch.flat()), [batch.length, len], 'int32');
+      const ids = idsOf(batch);
       const diff: Record<string, HostTensor> = {};
-      for (const m of members) diff[m] = { dtype: 'float32', shape: shapes.get(m)!, data: weights.get(m)! };
+      for (const m of members) diff[m] = asTensor(m, weights);
       const [value, grads] = await f(diff, fixed, ids);
       const out = new Map<string, Float32Array>();
       for (const m of members) out.set(m, grads[m]!.data as Float32Array);
       return { loss: (value.data as Float32Array)[0]!, grads: out };
     },
-    dispose: () => f.dispose(),
+    async gradientParts(
+      batch: readonly (readonly number[])[],
+      weights: ReadonlyMap<string, Float32Array>,
+      consume: (grads: Map<string, Float32Array>) => void | Promise<void>,
+      signal: AbortSignal | undefined,
+    ): Promise<number> {
+      const parts = Math.min(
+        partsOption ?? (await autoGradientParts(memberBytes, members.length)),
+        members.length,
+      );
+      if (parts <= 1) {
+        const r = await this.gradient(batch, weights);
+        await consume(r.grads);
+        return r.loss;
+      }
+      let split = splits.get(parts);
+      if (!split) {
+        split = splitMembers(members, bytes, parts).map((ms) => ({
+          members: ms,
+          f: jit<[HostTensor, Record<string, HostTensor>]>(valueAndGrad(loss), { backend }),
+        }));
+        splits.set(parts, split);
+      }
+      const ids = idsOf(batch);
+      let lossValue = Number.NaN;
+      for (const part of split) {
+        throwIfAborted(signal);
+        const inPart = new Set(part.members);
+        const diff: Record<string, HostTensor> = {};
+        const rest: Record<string, HostTensor> = { ...fixed };
+        for (const m of members) (inPart.has(m) ? diff : rest)[m] = asTensor(m, weights);
+        const [value, grads] = await part.f(diff, rest, ids);
+        if (Number.isNaN(lossValue)) lossValue = (value.data as Float32Array)[0]!;
+        const out = new Map<string, Float32Array>();
+        for (const m of part.members) out.set(m, grads[m]!.data as Float32Array);
+        await consume(out);
+      }
+      return lossValue;
+    },
+    dispose: () => {
+      f.dispose();
+      for (const split of splits.values()) for (const p of split) p.f.dispose();
+    },
   };
 }
 
@@ -124,7 +232,9 @@ async function scoreGroups(
     weights.set(m, toFloat32Data(t));
     shapes.set(m, t.shape);
   }
-  const oracle = criterion.requires.gradients ? gradientOracle(model, members, opts.backend) : undefined;
+  const oracle = criterion.requires.gradients
+    ? gradientOracle(model, members, opts.backend, opts.gradientParts)
+    : undefined;
   const ctx: CriterionContext = {
     weights,
     shapes,
@@ -138,6 +248,14 @@ async function scoreGroups(
         );
       throwIfAborted(opts.signal);
       return oracle.gradient(batch, w ?? weights);
+    },
+    gradientParts: async (batch, w, consume) => {
+      if (!oracle)
+        throw new InputError(
+          `criterion '${criterion.name}' asked for gradients but does not declare requires.gradients`,
+        );
+      throwIfAborted(opts.signal);
+      return oracle.gradientParts(batch, w, consume, opts.signal);
     },
     backend: typeof opts.backend === 'object' ? opts.backend : undefined,
     signal: opts.signal,
@@ -185,6 +303,13 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
   const seed = opts.seed ?? 1;
   if (!Number.isInteger(seed))
     throw new InputError(`seed must be an integer, got ${seed}`, undefined, 'seed');
+  if (opts.gradientParts !== undefined && (!Number.isInteger(opts.gradientParts) || opts.gradientParts < 1)) {
+    throw new InputError(
+      `gradientParts must be a positive integer, got ${opts.gradientParts}`,
+      undefined,
+      'gradientParts',
+    );
+  }
   const steps = opts.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
     throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
