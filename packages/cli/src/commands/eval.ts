@@ -1,4 +1,4 @@
-import { evaluateTask, loadTaskFile, scoringModelFromLlama } from '@moreau/eval';
+import { evaluateTask, loadTaskFile, STANDARD_TASKS, scoringModelFromLlama } from '@moreau/eval';
 import { writeJsonAtomic } from '../output.js';
 import { UsageError } from '../program.js';
 import type { ProgressReporter } from '../progress.js';
@@ -7,16 +7,8 @@ import { backendInfo, namedFiles, type Opts, openBackend, openModel, requireInpu
 import { perplexities } from './evaluate.js';
 import { modelSummary } from './info.js';
 
-export const TASK_NAMES = [
-  'boolq',
-  'piqa',
-  'hellaswag',
-  'winogrande',
-  'arc_easy',
-  'arc_challenge',
-  'openbookqa',
-  'lambada',
-];
+/** The --task names: the harness's multiple-choice tasks, and LAMBADA. */
+export const TASK_NAMES: readonly string[] = [...STANDARD_TASKS, 'lambada'];
 
 export function taskFlags(pairs: readonly string[] | undefined): [string, string][] {
   const tasks = namedFiles('--task', pairs);
