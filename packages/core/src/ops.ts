@@ -64,7 +64,12 @@ export function zerosLike(x: Tensor): Tensor {
 
 /** 0, 1, ..., n-1 as an int32 (or float32) constant. */
 export function arange(n: number, dtype: DType = 'int32'): Tensor {
-  return constant(
+  return rangeIn(currentBuilder(), n, dtype);
+}
+
+/** Cached per trace: one constant however many one-hot masks use it, so engines can share work. */
+function rangeIn(b: GraphBuilder, n: number, dtype: DType): Tensor {
+  return b.cachedConstant(`arange:${n}:${dtype}`, () =>
     hostTensor(
       Array.from({ length: n }, (_, i) => i),
       [n],
@@ -250,7 +255,7 @@ export function scatterAdd(updates: Tensor, indices: Tensor, size: number): Tens
 
 /** Boolean mask [..., n] that is true where the int32 `indices` equal the position along the last axis. */
 export function oneHotMask(indices: Tensor, n: number): Tensor {
-  return equal(reshape(indices, [...indices.shape, 1]), arange(n, 'int32'));
+  return equal(reshape(indices, [...indices.shape, 1]), rangeIn(indices.builder, n, 'int32'));
 }
 
 // ----- composites -----------------------------------------------------------------------------
@@ -289,12 +294,15 @@ export function tokenNll(logits: Tensor, targets: Tensor): Tensor {
   if (!isFloat(logits.dtype) || targets.dtype !== 'int32') {
     throw new ShapeError('tokenNll: logits must be float and targets int32');
   }
-  const vocab = logits.shape[logits.rank - 1]!;
   // -log_softmax(x)[t] = logsumexp(x) - x[t]: the same float result as negating the picked
   // log-probability, without materialising log_softmax (one pass fewer over [..., vocab] forward
   // and backward).
-  const picked = sum(where(oneHotMask(targets, vocab), logits, 0), -1);
-  return sub(logSumExp(logits, -1), picked);
+  return sub(logSumExp(logits, -1), pickLast(logits, targets));
+}
+
+/** x[..., t] for int32 indices t [...]: the entry of the last axis each index names. */
+export function pickLast(x: Tensor, indices: Tensor): Tensor {
+  return sum(where(oneHotMask(indices, x.shape[x.rank - 1]!), x, 0), -1);
 }
 
 /** Mean token cross-entropy. */

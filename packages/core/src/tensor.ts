@@ -13,6 +13,7 @@ export class GraphBuilder {
   readonly inputs: number[] = [];
   readonly constants = new Map<string, HostTensor>();
   private readonly scalarCache = new Map<string, number>();
+  private readonly keyedCache = new Map<string, number>();
 
   emit(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
     for (const t of inputs) {
@@ -70,6 +71,15 @@ export class GraphBuilder {
     });
     if (scalarKey) this.scalarCache.set(scalarKey, id);
     return new Tensor(this, id);
+  }
+
+  /** A constant built once per trace under `key` (for large, repeated constants such as ranges). */
+  cachedConstant(key: string, make: () => HostTensor): Tensor {
+    const cached = this.keyedCache.get(key);
+    if (cached !== undefined) return new Tensor(this, cached);
+    const t = this.constant(make());
+    this.keyedCache.set(key, t.id);
+    return t;
   }
 
   node(id: number): Node {

@@ -19,7 +19,7 @@ import {
   throwIfAborted,
   toFloat32Data,
 } from '@moreau/core';
-import { type LlamaConfig, llamaLogits } from '@moreau/models';
+import { type LlamaConfig, llamaLogits, llamaShiftedLogits } from '@moreau/models';
 
 /** Scores of one window's predicted positions t = 0 .. T-2 (position t predicts token t + 1). */
 export interface TokenScores {
@@ -144,11 +144,10 @@ export function scoringModelFromLlama(
 
   const scoreFn = (p: Record<string, Tensor>, ids: Tensor) => {
     const T = ids.shape[1]!;
-    const logits = ops.slice(llamaLogits(p, ids, config), 1, 0, T - 1);
-    const targets = ops.slice(ids, 1, 1, T);
-    const nll = ops.tokenNll(logits, targets);
+    const logits = llamaShiftedLogits(p, ids, config);
+    const picked = ops.pickLast(logits, ops.slice(ids, 1, 1, T));
+    const nll = ops.sub(ops.logSumExp(logits, -1), picked);
     const best = ops.max(logits, -1);
-    const picked = ops.sum(ops.where(ops.oneHotMask(targets, V), logits, 0), -1);
     // 1 when the target's logit is below the maximum (not greedy).
     const miss = ops.cast(ops.less(picked, best), 'float32');
     return { nll, miss };

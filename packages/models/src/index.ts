@@ -89,6 +89,7 @@ export {
   llamaLogits,
   llamaLoss,
   llamaMaskedLoss,
+  llamaShiftedLogits,
   llamaTargetNll,
   llamaTokenNll,
 } from './llama/model.js';

@@ -165,13 +165,20 @@ export function llamaLogits(params: LlamaParams, inputIds: Tensor, config: Llama
   return head(w, decoder(w, inputIds, config), config);
 }
 
-/** Logits of positions 0 .. T-2 only (the ones that predict a next token inside the window). */
-function shiftedNll(params: LlamaParams, inputIds: Tensor, config: LlamaConfig): Tensor {
+/**
+ * Logits of positions 0 .. T-2 only, the ones that predict a next token inside the window:
+ * [B, T-1, vocab]. The last position never reaches the final norm and the output layer.
+ */
+export function llamaShiftedLogits(params: LlamaParams, inputIds: Tensor, config: LlamaConfig): Tensor {
   const [, T] = checkIds(inputIds, 'inputIds');
   if (T < 2) throw new ShapeError(`llama: next-token losses need at least 2 tokens per row, got ${T}`);
   const w = new Weights(params, config);
-  const hidden = ops.slice(decoder(w, inputIds, config), 1, 0, T - 1);
-  return ops.tokenNll(head(w, hidden, config), ops.slice(inputIds, 1, 1, T));
+  return head(w, ops.slice(decoder(w, inputIds, config), 1, 0, T - 1), config);
+}
+
+function shiftedNll(params: LlamaParams, inputIds: Tensor, config: LlamaConfig): Tensor {
+  const T = inputIds.shape[1]!;
+  return ops.tokenNll(llamaShiftedLogits(params, inputIds, config), ops.slice(inputIds, 1, 1, T));
 }
 
 /**
