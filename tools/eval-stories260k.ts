@@ -8,11 +8,10 @@
  *
  * Progress goes to stderr; a markdown table and the JSON results go to stdout.
  */
+
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Backend } from '@moreau/core';
 import {
   evaluateTask,
   loadTask,
@@ -23,7 +22,7 @@ import {
   scoringModelFromLlama,
   type TaskResult,
 } from '@moreau/eval';
-import { Llama2cTokenizer, loadLlama2c } from '@moreau/models';
+import { loadStories260k, makeBackend, shared } from './stories260k-setup.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,25 +39,10 @@ const { values } = parseArgs({
   },
 });
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 
-async function makeBackend(): Promise<Backend> {
-  if (values.backend === 'tfjs') {
-    const { createTfjsBackend } = await import('@moreau/backend-tfjs');
-    return createTfjsBackend();
-  }
-  const { createOrtBackend } = await import('@moreau/backend-ort');
-  return createOrtBackend({ intraOpNumThreads: Number(values.threads) });
-}
-
-const ckpt = await loadLlama2c(path.join(shared, 'models/stories260K/stories260K.bin'));
-const tok = await Llama2cTokenizer.load(
-  path.join(shared, 'models/stories260K/tok512.bin'),
-  ckpt.config.vocabSize,
-);
-const backend = await makeBackend();
+const { ckpt, tok } = await loadStories260k();
+const backend = await makeBackend(values.backend, Number(values.threads));
 const model = scoringModelFromLlama(ckpt.tensors, ckpt.config, backend, {
   batchSize: Number(values['batch-size']),
 });

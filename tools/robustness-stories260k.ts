@@ -13,14 +13,15 @@
  * region, one set per criterion, shared by all of its variants. Prints the markdown table and the
  * JSON report (shape: {ratio, results, baseline, dense}); progress goes to stderr.
  */
+
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadStories260k, makeBackend, shared } from './stories260k-setup.js';
 import '@moreau/criteria';
-import type { Backend, PrunableModel } from '@moreau/core';
+import type { PrunableModel } from '@moreau/core';
 import { formatRobustnessTable, lossPerplexity, perplexityWindows, readText, robustness } from '@moreau/eval';
-import { Llama2cTokenizer, LlamaModel, loadLlama2c } from '@moreau/models';
+import { LlamaModel } from '@moreau/models';
 
 const { values } = parseArgs({
   options: {
@@ -37,25 +38,10 @@ const { values } = parseArgs({
   },
 });
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
 const seqLen = Number(values['seq-len']);
 const evalWindows = Number(values['eval-windows']);
 
-async function makeBackend(): Promise<Backend> {
-  if (values.backend === 'tfjs') {
-    const { createTfjsBackend } = await import('@moreau/backend-tfjs');
-    return createTfjsBackend();
-  }
-  const { createOrtBackend } = await import('@moreau/backend-ort');
-  return createOrtBackend({ intraOpNumThreads: Number(values.threads) });
-}
-
-const ckpt = await loadLlama2c(path.join(shared, 'models/stories260K/stories260K.bin'));
-const tok = await Llama2cTokenizer.load(
-  path.join(shared, 'models/stories260K/tok512.bin'),
-  ckpt.config.vocabSize,
-);
+const { ckpt, tok } = await loadStories260k();
 const stream = tok.encode(
   await readText(path.join(shared, 'data/tinystories/tinystories_validation_head.txt')),
   {
@@ -64,7 +50,7 @@ const stream = tok.encode(
 );
 const windows = perplexityWindows(stream, seqLen, { limit: evalWindows });
 const calibTokens = stream.slice(windows.length * seqLen);
-const backend = await makeBackend();
+const backend = await makeBackend(values.backend, Number(values.threads));
 const model = new LlamaModel(ckpt.config, ckpt.tensors);
 const t0 = performance.now();
 let last = '';
