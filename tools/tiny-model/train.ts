@@ -53,7 +53,7 @@ const { values: args } = parseArgs({
     work: { type: 'string', default: 'tmp/tiny-model' },
     out: { type: 'string', default: 'packages/models/assets/tiny' },
     seed: { type: 'string', default: String(TINY_SEED) },
-    steps: { type: 'string', default: '500' },
+    steps: { type: 'string', default: '2000' },
     batch: { type: 'string', default: '16' },
     seq: { type: 'string', default: '128' },
     lr: { type: 'string', default: '3e-3' },
