@@ -27,21 +27,40 @@ export const fisher: Criterion = {
     const all = windowsAt(ctx.calibration, 0);
     // The mean is over the windows actually used (the option may ask for more than there are).
     const n = Math.min((options.windows as number) || all.length, all.length);
-    const salience = new Map<string, Float32Array>();
-    for (const [name, w] of ctx.weights) salience.set(name, new Float32Array(w.length));
-    for (let i = 0; i < n; i++) {
-      const { grads } = await ctx.gradient([all[i]!]);
-      for (const [name, g] of grads) {
-        const w = ctx.weights.get(name)!;
-        const s = salience.get(name)!;
-        for (let j = 0; j < s.length; j++) {
-          const wg = w[j]! * g[j]!;
-          s[j]! += (wg * wg) / n;
-        }
+    const members = ctx.params.filter((p) => p.member);
+    // Running sums per member: in memory when they fit, on disk otherwise (models of any size).
+    const sums = await ctx.state(members.reduce((s, p) => s + 4 * p.shape.reduce((a, d) => a * d, 1), 0));
+    try {
+      for (let i = 0; i < n; i++) {
+        // Streamed: each layer's gradients arrive as soon as they exist (last layer first).
+        await ctx.gradients([all[i]!], {
+          consume: async (grads) => {
+            for (const [name, g] of grads) {
+              const w = ctx.weight(name);
+              const s = await sums.get(name, g.length);
+              for (let j = 0; j < s.length; j++) {
+                const wg = w[j]! * g[j]!;
+                s[j]! += (wg * wg) / n;
+              }
+              await sums.set(name, s);
+            }
+          },
+        });
+        ctx.progress({ phase: 'fisher: per-window gradients', done: i + 1, total: n });
       }
-      ctx.progress({ phase: 'fisher: per-window gradients', done: i + 1, total: n });
+      // Hand each member's salience over as it is finished; core folds it into unit scores.
+      for (const p of members)
+        ctx.salience(
+          p.name,
+          await sums.get(
+            p.name,
+            p.shape.reduce((a, d) => a * d, 1),
+          ),
+        );
+    } finally {
+      await sums.dispose();
     }
-    return { salience };
+    return {};
   },
 };
 

@@ -9,6 +9,7 @@ export type {
   TensorInput,
 } from './backend.js';
 export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
+export { type CounterKey, counterKey, fillCounterNormals } from './counter-rng.js';
 export type { DType, FloatDType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
 export {
   allocate,
@@ -42,6 +43,7 @@ export {
 } from './errors.js';
 export type { Attr, Graph, Node, ValueInfo } from './ir.js';
 export { graphHash, graphToJSON, graphToText, inputInfos, opsUsed, outputInfos } from './ir.js';
+export { isLazyTensor, lazyTensor, tensorBytes } from './lazy.js';
 export * as ops from './ops.js';
 export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
 export { AdamW, clipGradNorm, globalNorm, warmupCosine } from './optim.js';
@@ -49,6 +51,18 @@ export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
 export { evaluateReference, ReferenceBackend } from './reference-backend.js';
 export { Rng } from './rng.js';
+export {
+  type ExecMode,
+  type ExecutorOptions,
+  estimateWholeBytes,
+  type GradientPass,
+  type HeadOutputs,
+  ModelExecutor,
+  type WeightSource,
+} from './stream/executor.js';
+export { availableMemory, gib } from './stream/memory.js';
+export { ParamState, type ParamStateOptions } from './stream/param-state.js';
+export { allStages, type Stage, type StagedModel, type StageParams } from './stream/staged-model.js';
 export { Tensor } from './tensor.js';
 export type { JitOptions, Jitted, TensorSpec, Traced, ValueAndGradOptions } from './transforms.js';
 export { jit, trace, valueAndGrad } from './transforms.js';

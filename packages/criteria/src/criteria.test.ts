@@ -6,6 +6,8 @@
 import {
   type CalibrationSet,
   type Criterion,
+  counterKey,
+  fillCounterNormals,
   getCriterion,
   type HostTensor,
   InputError,
@@ -151,6 +153,7 @@ describe('registration', () => {
       lr: 2e-4,
       lambda: 0.2,
       freshCalibration: true,
+      perturb: 'all',
       proximal: 'reference',
     };
     expect(resolveOptions(moreau)).toEqual(common);
@@ -161,7 +164,7 @@ describe('registration', () => {
       "criterion 'taylor' option 'variant': expected one of vectorize | param_first | param_second | param_mix",
     );
     expect(() => resolveOptions(moreauGs, { softness: 1 })).toThrow(
-      "criterion 'moreau-gs' has no option 'softness'; valid options: iterations, averageLast, noiseStd, lr, lambda, freshCalibration, proximal, soft",
+      "criterion 'moreau-gs' has no option 'softness'; valid options: iterations, averageLast, noiseStd, lr, lambda, freshCalibration, perturb, proximal, soft",
     );
     expect(() => resolveOptions(magnitude, { p: 3 })).toThrow(/option 'p': expected a number <= 2/);
   });
@@ -271,8 +274,10 @@ describe('taylor', () => {
 });
 
 /**
- * The MoreauPruner loop written out step by step: evaluation point w + noise + delta (noise drawn
- * from the run RNG member by member, element by element), delta -= lr * g (reference) or
+ * The MoreauPruner loop written out step by step: evaluation point w + noise + delta for every
+ * parameter (perturb=all: embedding — tied, one delta — RMSNorm weights, projections) or only the
+ * group members (noise: the counter-based stream of (seed, iteration, parameter index)),
+ * delta -= lr * g (reference) or
  * lr * (g + delta / lambda) (exact), row shrinkage for Moreau-GS, average over the last steps;
  * importance = |w * average| like Taylor param_first.
  */
@@ -287,23 +292,27 @@ async function moreauByHand(o: {
   soft?: number;
   seed: number;
   cal: CalibrationSet;
+  perturb: 'all' | 'members';
 }) {
+  const names = [...model.params.keys()];
   const members = [...new Set(model.groups().flatMap((g) => g.members.map((m) => m.param)))];
-  const rng = new Rng(o.seed).fork();
-  const delta = new Map(members.map((m) => [m, new Float32Array(f32(m).length)]));
-  const avg = new Map(members.map((m) => [m, new Float32Array(f32(m).length)]));
+  const perturbed = o.perturb === 'all' ? names : members;
+  const noiseSeed = new Rng(o.seed).fork().nextUint32();
+  const delta = new Map(perturbed.map((m) => [m, new Float32Array(f32(m).length)]));
+  const avg = new Map(perturbed.map((m) => [m, new Float32Array(f32(m).length)]));
   for (let t = 0; t < o.iterations; t++) {
     const point = new Map(model.params);
-    for (const m of members) {
+    for (const m of perturbed) {
       const w = f32(m);
       const d = delta.get(m)!;
+      const z = new Float32Array(w.length);
+      fillCounterNormals(counterKey(noiseSeed, t, names.indexOf(m)), 0, z);
       const x = new Float32Array(w.length);
-      for (let i = 0; i < w.length; i++)
-        x[i] = w[i]! + (o.noiseStd > 0 ? o.noiseStd * Math.abs(w[i]!) * rng.normal() : 0) + d[i]!;
+      for (let i = 0; i < w.length; i++) x[i] = w[i]! + o.noiseStd * Math.abs(w[i]!) * z[i]! + d[i]!;
       point.set(m, { ...model.params.get(m)!, data: x });
     }
     const g = await grads(o.cal.iterations[o.fresh ? t : 0]!, point);
-    for (const m of members) {
+    for (const m of perturbed) {
       const d = delta.get(m)!;
       const gm = g(m);
       for (let i = 0; i < d.length; i++) d[i] = d[i]! - o.lr * (o.exact ? gm[i]! + d[i]! / o.lambda : gm[i]!);
@@ -320,28 +329,41 @@ async function moreauByHand(o: {
 describe('moreau and moreau-gs against the loop written out', () => {
   const base = { iterations: 3, averageLast: 2, noiseStd: 0.05, lr: 0.05, lambda: 0.2 };
   it.each([
-    ['moreau', 'reference', true],
-    ['moreau', 'exact', false],
-    ['moreau-gs', 'reference', true],
-  ] as const)('%s proximal=%s freshCalibration=%s, with seeded noise', async (name, proximal, fresh) => {
-    const cal = calibration(3, fresh);
-    const soft = name === 'moreau-gs' ? { soft: 0.05 } : {};
-    const progress: number[] = [];
-    const { scores } = await prune(model, {
-      criterion: name,
-      options: { ...base, proximal, freshCalibration: fresh, ...soft },
-      ratio: 0.25,
-      seed: 4,
-      calibration: cal,
-      backend,
-      onProgress: (p) => {
-        if (p.phase === `${name}: proximal steps`) progress.push(p.done);
-      },
-    });
-    const want = await moreauByHand({ ...base, ...soft, exact: proximal === 'exact', fresh, seed: 4, cal });
-    expectScoresClose(scores, want, 1e-4);
-    expect(progress).toEqual([1, 2, 3]);
-  });
+    ['moreau', 'reference', true, 'all'],
+    ['moreau', 'exact', false, 'all'],
+    ['moreau-gs', 'reference', true, 'all'],
+    ['moreau', 'reference', true, 'members'],
+    ['moreau-gs', 'exact', false, 'members'],
+  ] as const)(
+    '%s proximal=%s freshCalibration=%s perturb=%s, with seeded noise',
+    async (name, proximal, fresh, perturb) => {
+      const cal = calibration(3, fresh);
+      const soft = name === 'moreau-gs' ? { soft: 0.05 } : {};
+      const progress: number[] = [];
+      const { scores } = await prune(model, {
+        criterion: name,
+        options: { ...base, proximal, freshCalibration: fresh, perturb, ...soft },
+        ratio: 0.25,
+        seed: 4,
+        calibration: cal,
+        backend,
+        onProgress: (p) => {
+          if (p.phase === `${name}: proximal steps`) progress.push(p.done);
+        },
+      });
+      const want = await moreauByHand({
+        ...base,
+        ...soft,
+        exact: proximal === 'exact',
+        fresh,
+        seed: 4,
+        cal,
+        perturb,
+      });
+      expectScoresClose(scores, want, 1e-4);
+      expect(progress).toEqual([1, 2, 3]);
+    },
+  );
 
   it('the options matter: exact differs from reference, averageLast and noise change the scores', async () => {
     const cal = calibration(3);
@@ -356,7 +378,13 @@ describe('moreau and moreau-gs against the loop written out', () => {
         })
       ).scores.get('layer.0.mlp')!;
     const ref = await run({});
-    for (const other of [{ proximal: 'exact' }, { averageLast: 1 }, { noiseStd: 0 }, { lr: 0.01 }]) {
+    for (const other of [
+      { proximal: 'exact' },
+      { averageLast: 1 },
+      { noiseStd: 0 },
+      { lr: 0.01 },
+      { perturb: 'members' },
+    ]) {
       expect([...(await run(other))], JSON.stringify(other)).not.toEqual([...ref]);
     }
     expect([...(await run({}))]).toEqual([...ref]);

@@ -19,10 +19,13 @@ export const magnitude: Criterion = {
   defaultReduction: 'mean',
   async score(ctx, options) {
     const p = options.p as number;
-    const salience = new Map<string, Float32Array>();
-    for (const [name, w] of ctx.weights) {
-      salience.set(name, p === 1 ? w.map(Math.abs) : w.map((v) => v * v));
+    // One member at a time: a copy of its weights becomes its salience in place.
+    for (const { name, member } of ctx.params) {
+      if (!member) continue;
+      const w = ctx.weight(name);
+      for (let i = 0; i < w.length; i++) w[i] = p === 1 ? Math.abs(w[i]!) : w[i]! * w[i]!;
+      ctx.salience(name, w);
     }
-    return { salience };
+    return {};
   },
 };

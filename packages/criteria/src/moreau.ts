@@ -1,4 +1,12 @@
-import { type Criterion, InputError, type OptionSpec, type OptionValues, windowsAt } from '@moreau/core';
+import {
+  type Criterion,
+  counterKey,
+  fillCounterNormals,
+  InputError,
+  type OptionSpec,
+  type OptionValues,
+  windowsAt,
+} from '@moreau/core';
 
 const commonOptions: Record<string, OptionSpec> = {
   iterations: {
@@ -33,6 +41,13 @@ const commonOptions: Record<string, OptionSpec> = {
     default: true,
     description: 'draw new calibration windows every iteration',
   },
+  perturb: {
+    type: 'enum',
+    default: 'all',
+    values: ['all', 'members'],
+    description:
+      "which parameters get noise and delta: all (embeddings, norms, head too; the released code) or only the pruned groups' members",
+  },
   proximal: {
     type: 'enum',
     default: 'reference',
@@ -40,9 +55,6 @@ const commonOptions: Record<string, OptionSpec> = {
     description: 'reference: delta -= lr*g (the released code); exact: delta -= lr*(g + delta/lambda)',
   },
 };
-
-/** Noise draws per chunk (a 512 KiB scratch buffer). */
-const NOISE_CHUNK = 65536;
 
 /**
  * Group soft-thresholding of delta, row by row (first axis; 1-D parameters elementwise):
@@ -92,66 +104,77 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       if (!ctx.calibration)
         throw new InputError(`${name} needs calibration windows`, undefined, 'calibration');
 
-      const delta = new Map<string, Float32Array>();
-      const average = new Map<string, Float32Array>();
-      const point = new Map<string, Float32Array>();
-      for (const [p, w] of ctx.weights) {
-        delta.set(p, new Float32Array(w.length));
-        average.set(p, new Float32Array(w.length));
-        point.set(p, new Float32Array(w.length));
-      }
-      // Standard normals for the noise, drawn in chunks (the same sequence as per-element draws).
-      const normals = new Float64Array(NOISE_CHUNK);
-      for (let t = 0; t < iterations; t++) {
-        // Evaluation point w + noise_t + delta_t; noise drawn on the host from the seeded RNG.
-        for (const [p, w] of ctx.weights) {
-          const x = point.get(p)!;
-          const d = delta.get(p)!;
+      // The perturbed parameters: every parameter as in the released code, or the group members.
+      const perturbed = ctx.params.filter((p) => o.perturb === 'all' || p.member);
+      const index = new Map(ctx.params.map((p, i) => [p.name, i]));
+      const isPerturbed = new Set(perturbed.map((p) => p.name));
+      const bytes = perturbed.reduce((s, p) => s + 4 * p.shape.reduce((a, d) => a * d, 1), 0);
+      // delta and its running average, float32 per parameter (on disk when they do not fit).
+      const state = await ctx.state(2 * bytes);
+      // Noise is a pure function of (seed, iteration, parameter, element): a streamed run
+      // regenerates exactly the same values when it recomputes a layer.
+      const noiseSeed = ctx.rng.nextUint32();
+      let t = 0;
+      // Evaluation point w + noise_t + delta_t of the perturbed parameters among `names`.
+      const point = async (names: readonly string[]) => {
+        const out = new Map<string, Float32Array>();
+        for (const n of names) {
+          if (!isPerturbed.has(n) || out.has(n)) continue;
+          const x = ctx.weight(n);
+          const d = await state.get(`delta:${n}`, x.length);
           if (noiseStd > 0) {
-            for (let start = 0; start < w.length; start += NOISE_CHUNK) {
-              const count = Math.min(NOISE_CHUNK, w.length - start);
-              ctx.rng.fillNormal(normals, 0, count);
-              for (let k = 0, i = start; k < count; k++, i++) {
-                x[i] = w[i]! + noiseStd * Math.abs(w[i]!) * normals[k]! + d[i]!;
-              }
-            }
+            const z = new Float32Array(x.length);
+            fillCounterNormals(counterKey(noiseSeed, t, index.get(n)!), 0, z);
+            for (let i = 0; i < x.length; i++) x[i] = x[i]! + noiseStd * Math.abs(x[i]!) * z[i]! + d[i]!;
           } else {
-            for (let i = 0; i < w.length; i++) x[i] = w[i]! + 0 + d[i]!;
+            for (let i = 0; i < x.length; i++) x[i] = x[i]! + 0 + d[i]!;
+          }
+          out.set(n, x);
+        }
+        return out;
+      };
+      // Each parameter's step depends only on its own gradient and delta, so gradients are
+      // consumed as they arrive (a layer at a time in streamed runs).
+      const step = async (grads: Map<string, Float32Array>) => {
+        for (const [p, g] of grads) {
+          if (!isPerturbed.has(p)) continue;
+          const d = await state.get(`delta:${p}`, g.length);
+          if (exact) for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * (g[i]! + d[i]! / lambda);
+          else for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * g[i]!;
+          grads.delete(p); // let the engine's gradient buffer go as soon as it is used
+          if (gs) shrinkRows(d, ctx.params[index.get(p)!]!.shape, soft, lr);
+          await state.set(`delta:${p}`, d);
+          if (t >= iterations - averageLast) {
+            const a = await state.get(`avg:${p}`, d.length);
+            for (let i = 0; i < d.length; i++) a[i]! += d[i]! / averageLast;
+            await state.set(`avg:${p}`, a);
           }
         }
-        const windows = windowsAt(ctx.calibration, o.freshCalibration ? t : 0);
-        // Each parameter's step depends only on its own gradient and delta, so gradients can be
-        // consumed part by part (bounded memory for large models) with the same result.
-        const step = (grads: Map<string, Float32Array>) => {
-          for (const [p, g] of grads) {
-            const d = delta.get(p);
-            if (!d) continue;
-            if (exact) for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * (g[i]! + d[i]! / lambda);
-            else for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * g[i]!;
-            grads.delete(p); // let the engine's gradient buffer go as soon as it is used
-            if (gs) shrinkRows(d, ctx.shapes.get(p)!, soft, lr);
-            if (t >= iterations - averageLast) {
-              const a = average.get(p)!;
-              for (let i = 0; i < d.length; i++) a[i]! += d[i]! / averageLast;
-            }
-          }
-        };
-        if (ctx.gradientParts) await ctx.gradientParts(windows, point, step);
-        else step((await ctx.gradient(windows, point)).grads);
-        ctx.progress({ phase: `${name}: proximal steps`, done: t + 1, total: iterations });
+      };
+      try {
+        for (t = 0; t < iterations; t++) {
+          const windows = windowsAt(ctx.calibration, o.freshCalibration ? t : 0);
+          await ctx.gradients(windows, {
+            params: o.perturb === 'all' ? 'all' : 'members',
+            point,
+            consume: step,
+          });
+          ctx.progress({ phase: `${name}: proximal steps`, done: t + 1, total: iterations });
+        }
+        // The averaged delta stands in for the gradient; importance as Taylor param_first.
+        for (const p of ctx.params) {
+          if (!p.member) continue;
+          const w = ctx.weight(p.name);
+          const a = await state.get(`avg:${p.name}`, w.length);
+          for (let i = 0; i < w.length; i++) w[i] = w[i]! * a[i]!;
+          state.delete(`avg:${p.name}`);
+          state.delete(`delta:${p.name}`);
+          ctx.salience(p.name, w);
+        }
+      } finally {
+        await state.dispose();
       }
-      // Release the iteration state before the salience is built (peak memory at large scale).
-      point.clear();
-      delta.clear();
-      // The averaged delta stands in for the gradient; importance as Taylor param_first, computed
-      // in place in the average's buffer.
-      const salience = new Map<string, Float32Array>();
-      for (const [p, w] of ctx.weights) {
-        const a = average.get(p)!;
-        for (let i = 0; i < a.length; i++) a[i] = w[i]! * a[i]!;
-        salience.set(p, a);
-      }
-      return { salience };
+      return {};
     },
   };
 }

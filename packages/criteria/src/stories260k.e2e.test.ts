@@ -304,7 +304,7 @@ describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to e
     };
 
     /** The proximal loop written out with gradients from a separately compiled valueAndGrad(llamaLoss). */
-    async function byHand(exact: boolean, calibration: CalibrationSet) {
+    async function byHand(exact: boolean, calibration: CalibrationSet, perturb: 'all' | 'members') {
       const f = jit(
         valueAndGrad((p: Record<string, any>, x: any) => llamaLoss(p, x, ckpt.config)),
         { backend: ort },
@@ -312,7 +312,10 @@ describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to e
       const windows = calibration.iterations[0]!;
       const x = tensor(Int32Array.from(windows.flat()), [windows.length, windows[0]!.length], 'int32');
       const groups = model.groups();
-      const members = [...new Set(groups.flatMap((g) => g.members.map((m) => m.param)))];
+      const members =
+        perturb === 'all'
+          ? [...model.params.keys()]
+          : [...new Set(groups.flatMap((g) => g.members.map((m) => m.param)))];
       const w = (m: string) => model.params.get(m)!.data as Float32Array;
       const delta = new Map(members.map((m) => [m, new Float32Array(w(m).length)]));
       const avg = new Map(members.map((m) => [m, new Float64Array(w(m).length)]));
@@ -361,13 +364,14 @@ describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to e
 
     // (moreau-gs's loop, with noise, is checked on a tiny model in criteria.test.ts.)
     it.each([
-      ['moreau', 'reference'],
-      ['moreau', 'exact'],
+      ['moreau', 'reference', 'all'],
+      ['moreau', 'exact', 'all'],
+      ['moreau', 'reference', 'members'],
     ] as const)(
-      '%s proximal=%s: two runs are equal and match the loop written out',
-      async (name, proximal) => {
+      '%s proximal=%s perturb=%s: two runs are equal and match the loop written out',
+      async (name, proximal, perturb) => {
         const calibration = sampleCalibration(ids, { samples: 4, seqLen: 128, seed: 1 });
-        const options = { ...base, proximal };
+        const options = { ...base, proximal, perturb };
         const run = () =>
           prune(model, { criterion: name, options, ratio: 0.2, calibration, backend: ort, seed: 1 });
         const t0 = performance.now();
@@ -377,7 +381,7 @@ describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to e
         expect(planToJSON(second.plan)).toBe(planToJSON(first.plan));
         for (const [id, s] of first.scores) expect([...second.scores.get(id)!], id).toEqual([...s]);
 
-        const want = await byHand(proximal === 'exact', calibration);
+        const want = await byHand(proximal === 'exact', calibration, perturb);
         let maxRel = 0;
         for (const [id, w] of want) {
           const got = first.scores.get(id)!;
@@ -387,7 +391,7 @@ describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to e
           });
         }
         console.log(
-          `${name} proximal=${proximal} (3 steps, no noise): ${ms.toFixed(0)} ms; unit scores vs the loop written out: ` +
+          `${name} proximal=${proximal} perturb=${perturb} (3 steps, no noise): ${ms.toFixed(0)} ms; unit scores vs the loop written out: ` +
             `max difference ${maxRel.toExponential(2)} of the largest`,
         );
         expect(maxRel).toBeLessThan(1e-4);

@@ -1,26 +1,33 @@
-import { type Criterion, type CriterionContext, InputError, windowsAt } from '@moreau/core';
+import { type Criterion, type CriterionContext, InputError, type ParamState, windowsAt } from '@moreau/core';
 
 export type TaylorVariant = 'vectorize' | 'param_first' | 'param_second' | 'param_mix';
 
+/** Bytes of float32 state for every group member. */
+function memberBytes(ctx: CriterionContext): number {
+  return ctx.params.filter((p) => p.member).reduce((s, p) => s + 4 * p.shape.reduce((a, d) => a * d, 1), 0);
+}
+
 /**
- * Fisher diagonal: mean over calibration windows of the squared per-window gradient, one
- * backward pass per window.
+ * Fisher diagonal into `state`: mean over calibration windows of the squared per-window gradient,
+ * one streamed backward pass per window.
  */
 async function fisherDiagonal(
   ctx: CriterionContext,
   windows: readonly (readonly number[])[],
-): Promise<Map<string, Float32Array>> {
-  const fisher = new Map<string, Float32Array>();
-  for (const [name, w] of ctx.weights) fisher.set(name, new Float32Array(w.length));
+  state: ParamState,
+): Promise<void> {
   for (let i = 0; i < windows.length; i++) {
-    const { grads } = await ctx.gradient([windows[i]!]);
-    for (const [name, g] of grads) {
-      const f = fisher.get(name)!;
-      for (let j = 0; j < g.length; j++) f[j]! += (g[j]! * g[j]!) / windows.length;
-    }
+    await ctx.gradients([windows[i]!], {
+      consume: async (grads) => {
+        for (const [name, g] of grads) {
+          const f = await state.get(name, g.length);
+          for (let j = 0; j < g.length; j++) f[j]! += (g[j]! * g[j]!) / windows.length;
+          await state.set(name, f);
+        }
+      },
+    });
     ctx.progress({ phase: 'taylor: per-sample gradients', done: i + 1, total: windows.length });
   }
-  return fisher;
 }
 
 /** LLM-Pruner's first-order Taylor importance and its second-order variants. */
@@ -44,23 +51,35 @@ export const taylor: Criterion = {
     const variant = options.variant as TaylorVariant;
     if (!ctx.calibration) throw new InputError('taylor needs calibration windows', undefined, 'calibration');
     const windows = windowsAt(ctx.calibration, 0);
-    const needFirst = variant !== 'param_second';
-    const needSecond = variant === 'param_second' || variant === 'param_mix';
-    const grads = needFirst ? (await ctx.gradient(windows)).grads : undefined;
-    ctx.progress({ phase: 'taylor: gradient', done: 1, total: 1 });
-    const fisher = needSecond ? await fisherDiagonal(ctx, windows) : undefined;
-    const salience = new Map<string, Float32Array>();
-    for (const [name, w] of ctx.weights) {
-      const g = grads?.get(name);
-      const f = fisher?.get(name);
-      const s = new Float32Array(w.length);
-      for (let i = 0; i < w.length; i++) {
-        const first = g ? w[i]! * g[i]! : 0;
-        const second = f ? w[i]! * f[i]! * w[i]! : 0;
-        s[i] = variant === 'param_second' ? second : variant === 'param_mix' ? first - 0.5 * second : first;
+    const fisher =
+      variant === 'param_second' || variant === 'param_mix' ? await ctx.state(memberBytes(ctx)) : undefined;
+    try {
+      if (fisher) await fisherDiagonal(ctx, windows, fisher);
+      // Salience of one member from its weights, its gradient (first order) and its Fisher diagonal.
+      const emit = async (name: string, g: Float32Array | undefined) => {
+        const w = ctx.weight(name);
+        const f = fisher ? await fisher.get(name, w.length) : undefined;
+        for (let i = 0; i < w.length; i++) {
+          const first = g ? w[i]! * g[i]! : 0;
+          const second = f ? w[i]! * f[i]! * w[i]! : 0;
+          w[i] = variant === 'param_second' ? second : variant === 'param_mix' ? first - 0.5 * second : first;
+        }
+        fisher?.delete(name);
+        ctx.salience(name, w);
+      };
+      if (variant === 'param_second') {
+        for (const p of ctx.params) if (p.member) await emit(p.name, undefined);
+      } else {
+        await ctx.gradients(windows, {
+          consume: async (grads) => {
+            for (const [name, g] of grads) await emit(name, g);
+          },
+        });
       }
-      salience.set(name, s);
+      ctx.progress({ phase: 'taylor: gradient', done: 1, total: 1 });
+    } finally {
+      await fisher?.dispose();
     }
-    return { salience };
+    return {};
   },
 };

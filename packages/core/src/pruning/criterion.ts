@@ -3,9 +3,11 @@
  * salience (or unit scores); core turns that into a plan. Criteria never see the model graph.
  */
 import type { Backend } from '../backend.js';
-import type { HostTensor } from '../dtype.js';
+import type { DType, HostTensor } from '../dtype.js';
 import { InputError, MoreauError } from '../errors.js';
 import type { Rng } from '../rng.js';
+import type { ExecMode } from '../stream/executor.js';
+import type { ParamState } from '../stream/param-state.js';
 import type { CalibrationSet } from './calibration.js';
 import type { PrunableGroup } from './groups.js';
 import { type ChannelMode, REDUCTIONS, type Reduction } from './scoring.js';
@@ -41,35 +43,77 @@ export interface GradientResult {
   readonly grads: Map<string, Float32Array>;
 }
 
+/** A parameter of the model being scored. */
+export interface ParamInfo {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** Storage dtype (weights reach criteria as float32 copies). */
+  readonly dtype: DType;
+  /** True when the parameter belongs to a group being scored. */
+  readonly member: boolean;
+}
+
+/** One streamed loss-and-gradient pass (see CriterionContext.gradients). */
+export interface GradientRequest {
+  /** Whose gradients: the group members (default), every parameter, or the listed names. */
+  readonly params?: 'members' | 'all' | readonly string[];
+  /**
+   * The evaluation point: float32 values for (some of) the named parameters; the ones it leaves
+   * out keep the model's weights. Called per stage of the model, and in layer-streamed runs twice
+   * per stage (forward, then the backward recompute): both calls must return the same values.
+   */
+  readonly point?: (
+    names: readonly string[],
+  ) => ReadonlyMap<string, Float32Array> | Promise<ReadonlyMap<string, Float32Array>>;
+  /**
+   * Receives gradients as soon as they are complete — all at once for a model run as one graph,
+   * stage by stage (last layer first) when it runs layer-streamed. The arrays are yours; keep
+   * nothing you do not need, so memory stays bounded by a layer.
+   */
+  readonly consume: (grads: Map<string, Float32Array>) => void | Promise<void>;
+}
+
 export interface CriterionContext {
-  /** float32 values of every parameter that belongs to a prunable group. */
+  /** Every parameter of the model (members and the rest), in the model's order. */
+  readonly params: readonly ParamInfo[];
+  /**
+   * float32 weights of every group member. Each read is a fresh copy (the model's own buffers are
+   * never handed out), so read each parameter once and keep what you need.
+   */
   readonly weights: ReadonlyMap<string, Float32Array>;
+  /** A fresh float32 copy of any parameter's weights. */
+  weight(name: string): Float32Array;
   readonly shapes: ReadonlyMap<string, readonly number[]>;
   readonly groups: readonly PrunableGroup[];
   /** Seeded for this run: same seed, same draws on every backend. */
   readonly rng: Rng;
   readonly calibration: CalibrationSet | undefined;
+  /** How the model runs: one graph ('whole') or a layer at a time ('streamed'). */
+  readonly mode: ExecMode;
   /**
-   * Loss and gradients at the given member weights (default: the model's) on a batch of
-   * token windows. Runs forward + backward as one compiled graph on the backend.
+   * Loss and every member's gradient at once, at the given member weights (default: the model's),
+   * on a batch of token windows. Simple, but holds all member gradients: for models of any size
+   * prefer gradients().
    */
   gradient(
     batch: readonly (readonly number[])[],
     weights?: ReadonlyMap<string, Float32Array>,
   ): Promise<GradientResult>;
   /**
-   * gradient() handed over in parts, for models whose gradients do not all fit in memory next to
-   * the criterion's own state: `consume` receives each part's gradients (a subset of the members)
-   * as soon as it is computed, and they are dropped when it returns, before the next part runs.
-   * One part (one forward + backward, the same numbers as gradient()) whenever memory allows;
-   * otherwise one forward + backward per part, each producing only its part's gradients. Returns
-   * the loss. Optional: contexts built by hand may omit it (use gradient() then).
+   * Streamed loss and gradients: each stage's gradients go to `request.consume` as soon as they
+   * exist and are dropped after it returns, so memory is bounded by a layer. Returns the loss.
    */
-  gradientParts?(
-    batch: readonly (readonly number[])[],
-    weights: ReadonlyMap<string, Float32Array>,
-    consume: (grads: Map<string, Float32Array>) => void | Promise<void>,
-  ): Promise<number>;
+  gradients(batch: readonly (readonly number[])[], request: GradientRequest): Promise<number>;
+  /**
+   * Hands over the element salience of one member parameter as soon as it exists (core folds it
+   * into unit scores and drops it). Criteria may instead return all salience in their result.
+   */
+  salience(name: string, values: Float32Array | Float64Array): void;
+  /**
+   * Float32 state per parameter (e.g. Moreau's delta) that lives in memory while `bytes` fits and
+   * spills to disk (a temp folder or the run's stateDir) otherwise. Dispose it when done.
+   */
+  state(bytes: number): Promise<ParamState>;
   readonly backend: Backend | undefined;
   readonly signal: AbortSignal | undefined;
   progress(p: Progress): void;

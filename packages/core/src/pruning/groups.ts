@@ -8,6 +8,7 @@
 import type { HostTensor } from '../dtype.js';
 import { allocate, sizeOf } from '../dtype.js';
 import { InputError, ShapeError } from '../errors.js';
+import { isLazyTensor, lazyTensor } from '../lazy.js';
 
 export interface GroupMember {
   /** Parameter name, e.g. 'model.layers.3.self_attn.q_proj.weight'. */
@@ -128,7 +129,16 @@ export function cutGroups(
           `cut: ${m.param} has ${t.shape[m.axis]} entries on axis ${m.axis}, group ${id} needs ${needed}`,
         );
       }
-      out.set(m.param, selectIndices(t, m.axis, memberIndices(m, list)));
+      const idx = memberIndices(m, list);
+      // A lazy (file-backed) tensor stays lazy: the cut happens when the data is read.
+      if (isLazyTensor(t)) {
+        const shape = [...t.shape];
+        shape[m.axis] = idx.length;
+        out.set(
+          m.param,
+          lazyTensor(shape, t.dtype, () => selectIndices(t, m.axis, idx).data),
+        );
+      } else out.set(m.param, selectIndices(t, m.axis, idx));
     }
   }
   return out;

@@ -4,9 +4,11 @@ export type {
   Criterion,
   CriterionContext,
   CriterionResult,
+  GradientRequest,
   GradientResult,
   OptionSpec,
   OptionValues,
+  ParamInfo,
   Progress,
 } from './criterion.js';
 export { getCriterion, listCriteria, registerCriterion, resolveOptions } from './criterion.js';

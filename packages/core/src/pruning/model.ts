@@ -1,5 +1,6 @@
 /** The contract between a model package and the pruning engine. */
-import type { HostTensor } from '../dtype.js';
+import { type HostTensor, sizeOf } from '../dtype.js';
+import type { StagedModel } from '../stream/staged-model.js';
 import type { Tensor } from '../tensor.js';
 import { cutGroups, type PrunableGroup } from './groups.js';
 
@@ -13,6 +14,11 @@ export interface PrunableModel {
   loss(params: Readonly<Record<string, Tensor>>, ids: Tensor): Tensor;
   /** The model with these (already cut) parameters after keeping `kept` units of each group id. */
   withPruned(params: Map<string, HostTensor>, kept: ReadonlyMap<string, readonly number[]>): PrunableModel;
+  /**
+   * The model as stages (embedding, layers, head) for layer-streamed execution; models without it
+   * always run as one graph. Must compute the same loss as `loss`.
+   */
+  stages?(): StagedModel;
 }
 
 /** Cuts a model to the kept units of each listed group id; other groups stay whole. */
@@ -23,6 +29,6 @@ export function cutModel(model: PrunableModel, kept: ReadonlyMap<string, readonl
 /** Total number of elements over all parameters. */
 export function countParams(params: ReadonlyMap<string, HostTensor>): number {
   let n = 0;
-  for (const t of params.values()) n += t.data.length;
+  for (const t of params.values()) n += sizeOf(t.shape);
   return n;
 }

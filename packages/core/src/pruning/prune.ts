@@ -1,26 +1,18 @@
 /**
- * The pruning driver: builds the criterion's context (weights, seeded RNG, calibration windows,
- * a compiled forward+backward), turns its salience into unit scores, selects, and records a plan.
+ * The pruning driver: validates the options, scores the model with the criterion on a model
+ * executor (whole-graph or layer-streamed), selects, cuts, and records a plan.
  */
-import type { Backend } from '../backend.js';
-import { type HostTensor, tensor as hostTensor, toFloat32Data } from '../dtype.js';
+import { type Backend, getBackend } from '../backend.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import { Rng } from '../rng.js';
-import type { Tensor } from '../tensor.js';
-import { jit, valueAndGrad } from '../transforms.js';
+import { type ExecMode, ModelExecutor } from '../stream/executor.js';
 import type { CalibrationSet } from './calibration.js';
-import {
-  type Criterion,
-  type CriterionContext,
-  type GradientResult,
-  getCriterion,
-  type Progress,
-  resolveOptions,
-} from './criterion.js';
+import { type Criterion, getCriterion, type Progress, resolveOptions } from './criterion.js';
 import type { PrunableGroup } from './groups.js';
 import { cutModel, type PrunableModel } from './model.js';
 import { type LayerDecision, type LayerPlan, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
-import { groupScores, REDUCTIONS, type Reduction } from './scoring.js';
+import { scoreGroups } from './score-groups.js';
+import { REDUCTIONS, type Reduction } from './scoring.js';
 import { keptCount, selectGlobal, topK } from './selection.js';
 
 export interface PlanOptions {
@@ -44,12 +36,12 @@ export interface PlanOptions {
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
   /**
-   * Parts the member gradients are computed in for criteria that use ctx.gradientParts (moreau):
-   * default automatic (1 unless the gradients would not fit in the memory available, see
-   * CriterionContext.gradientParts). More parts bound memory at the cost of one forward +
-   * backward per part.
+   * How gradients run: the whole model as one graph, or layer-streamed (memory bounded by one
+   * layer). Default 'auto': whole when it fits in half the available memory.
    */
-  readonly gradientParts?: number;
+  readonly mode?: ExecMode | 'auto';
+  /** Where criterion state that does not fit in memory spills (default: a temp folder). */
+  readonly stateDir?: string;
 }
 
 export interface PruneResult {
@@ -57,6 +49,8 @@ export interface PruneResult {
   readonly model: PrunableModel;
   /** Unit scores of the last scoring step by group id, original unit order (NaN: cut earlier). */
   readonly scores: ReadonlyMap<string, Float64Array>;
+  /** How the gradients ran ('whole' also for criteria that need none). */
+  readonly mode: ExecMode;
 }
 
 function checkRange(
@@ -74,214 +68,6 @@ function checkRange(
     );
   }
   return [a, b];
-}
-
-/**
- * Bytes of memory available now (Linux MemAvailable, else os.freemem()); Infinity where neither
- * can be read (core imports no Node module statically).
- */
-async function availableMemory(): Promise<number> {
-  try {
-    const { readFileSync } = await import('node:fs');
-    const m = /MemAvailable:\s+(\d+) kB/.exec(readFileSync('/proc/meminfo', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch {}
-  try {
-    return (await import('node:os')).freemem();
-  } catch {
-    return Number.POSITIVE_INFINITY;
-  }
-}
-
-/**
- * Parts for gradientParts(): 1 while the gradients fit twice over (the engine's outputs and their
- * copies on the JS side exist together at the end of a run) in half of the available memory
- * (the rest: activations and headroom); more parts otherwise, at most one per member.
- */
-async function autoGradientParts(memberBytes: number, members: number): Promise<number> {
-  const budget = (await availableMemory()) / 2;
-  const need = 2 * memberBytes;
-  return need <= budget ? 1 : Math.min(members, Math.ceil(need / Math.max(budget, 1)));
-}
-
-/** Splits members (in order) into `parts` runs of about equal bytes. */
-function splitMembers(
-  members: readonly string[],
-  bytes: ReadonlyMap<string, number>,
-  parts: number,
-): string[][] {
-  const total = members.reduce((s, m) => s + bytes.get(m)!, 0);
-  const out: string[][] = [[]];
-  let acc = 0;
-  for (const m of members) {
-    if (out.length < parts && acc >= (total * out.length) / parts && out[out.length - 1]!.length > 0)
-      out.push([]);
-    out[out.length - 1]!.push(m);
-    acc += bytes.get(m)!;
-  }
-  return out;
-}
-
-/** A compiled loss-and-gradient over the group members' weights (other parameters are fixed). */
-function gradientOracle(
-  model: PrunableModel,
-  members: readonly string[],
-  backend: Backend | string | undefined,
-  partsOption: number | undefined,
-) {
-  const memberSet = new Set(members);
-  const fixed: Record<string, HostTensor> = {};
-  for (const [k, t] of model.params) {
-    if (!memberSet.has(k))
-      fixed[k] = t.dtype === 'float32' ? t : hostTensor(toFloat32Data(t), t.shape, 'float32');
-  }
-  const loss = (diff: Record<string, Tensor>, rest: Record<string, Tensor>, ids: Tensor) =>
-    model.loss({ ...rest, ...diff }, ids);
-  const f = jit<[HostTensor, Record<string, HostTensor>]>(valueAndGrad(loss), { backend });
-  const shapes = new Map(members.map((m) => [m, model.params.get(m)!.shape]));
-  const bytes = new Map(members.map((m) => [m, 4 * shapes.get(m)!.reduce((p, d) => p * d, 1)]));
-  const memberBytes = [...bytes.values()].reduce((a, b) => a + b, 0);
-  // One jitted function per part of each split used (the part's members differentiated, the rest fed as fixed).
-  const splits = new Map<number, { members: string[]; f: typeof f }[]>();
-  const idsOf = (batch: readonly (readonly number[])[]) => {
-    const len = batch[0]?.length ?? 0;
-    if (batch.length === 0 || batch.some((w) => w.length !== len))
-      throw new InputError('gradient: the batch needs equal-length windows');
-    return hostTensor(Int32Array.from(batch.flat()), [batch.length, len], 'int32');
-  };
-  const asTensor = (m: string, weights: ReadonlyMap<string, Float32Array>): HostTensor => ({
-    dtype: 'float32',
-    shape: shapes.get(m)!,
-    data: weights.get(m)!,
-  });
-  return {
-    async gradient(
-      batch: readonly (readonly number[])[],
-      weights: ReadonlyMap<string, Float32Array>,
-    ): Promise<GradientResult> {
-      const ids = idsOf(batch);
-      const diff: Record<string, HostTensor> = {};
-      for (const m of members) diff[m] = asTensor(m, weights);
-      const [value, grads] = await f(diff, fixed, ids);
-      const out = new Map<string, Float32Array>();
-      for (const m of members) out.set(m, grads[m]!.data as Float32Array);
-      return { loss: (value.data as Float32Array)[0]!, grads: out };
-    },
-    async gradientParts(
-      batch: readonly (readonly number[])[],
-      weights: ReadonlyMap<string, Float32Array>,
-      consume: (grads: Map<string, Float32Array>) => void | Promise<void>,
-      signal: AbortSignal | undefined,
-    ): Promise<number> {
-      const parts = Math.min(
-        partsOption ?? (await autoGradientParts(memberBytes, members.length)),
-        members.length,
-      );
-      if (parts <= 1) {
-        const r = await this.gradient(batch, weights);
-        await consume(r.grads);
-        return r.loss;
-      }
-      let split = splits.get(parts);
-      if (!split) {
-        split = splitMembers(members, bytes, parts).map((ms) => ({
-          members: ms,
-          f: jit<[HostTensor, Record<string, HostTensor>]>(valueAndGrad(loss), { backend }),
-        }));
-        splits.set(parts, split);
-      }
-      const ids = idsOf(batch);
-      let lossValue = Number.NaN;
-      for (const part of split) {
-        throwIfAborted(signal);
-        const inPart = new Set(part.members);
-        const diff: Record<string, HostTensor> = {};
-        const rest: Record<string, HostTensor> = { ...fixed };
-        for (const m of members) (inPart.has(m) ? diff : rest)[m] = asTensor(m, weights);
-        const [value, grads] = await part.f(diff, rest, ids);
-        if (Number.isNaN(lossValue)) lossValue = (value.data as Float32Array)[0]!;
-        const out = new Map<string, Float32Array>();
-        for (const m of part.members) out.set(m, grads[m]!.data as Float32Array);
-        await consume(out);
-      }
-      return lossValue;
-    },
-    dispose: () => {
-      f.dispose();
-      for (const split of splits.values()) for (const p of split) p.f.dispose();
-    },
-  };
-}
-
-/** Scores one model state with the criterion: unit scores per group. */
-async function scoreGroups(
-  model: PrunableModel,
-  groups: readonly PrunableGroup[],
-  criterion: Criterion,
-  options: Readonly<Record<string, number | boolean | string>>,
-  reduction: Reduction,
-  rng: Rng,
-  opts: PlanOptions,
-): Promise<Float64Array[]> {
-  const members = [...new Set(groups.flatMap((g) => g.members.map((m) => m.param)))];
-  const weights = new Map<string, Float32Array>();
-  const shapes = new Map<string, readonly number[]>();
-  for (const m of members) {
-    const t = model.params.get(m);
-    if (!t) throw new InputError(`the model has no parameter '${m}' named by its groups`);
-    weights.set(m, toFloat32Data(t));
-    shapes.set(m, t.shape);
-  }
-  const oracle = criterion.requires.gradients
-    ? gradientOracle(model, members, opts.backend, opts.gradientParts)
-    : undefined;
-  const ctx: CriterionContext = {
-    weights,
-    shapes,
-    groups,
-    rng,
-    calibration: opts.calibration,
-    gradient: async (batch, w) => {
-      if (!oracle)
-        throw new InputError(
-          `criterion '${criterion.name}' asked for gradients but does not declare requires.gradients`,
-        );
-      throwIfAborted(opts.signal);
-      return oracle.gradient(batch, w ?? weights);
-    },
-    gradientParts: async (batch, w, consume) => {
-      if (!oracle)
-        throw new InputError(
-          `criterion '${criterion.name}' asked for gradients but does not declare requires.gradients`,
-        );
-      throwIfAborted(opts.signal);
-      return oracle.gradientParts(batch, w, consume, opts.signal);
-    },
-    backend: typeof opts.backend === 'object' ? opts.backend : undefined,
-    signal: opts.signal,
-    progress: (p) => opts.onProgress?.(p),
-  };
-  try {
-    const result = await criterion.score(ctx, options);
-    throwIfAborted(opts.signal);
-    if (result.unitScores) {
-      if (
-        result.unitScores.length !== groups.length ||
-        result.unitScores.some((s, i) => s.length !== groups[i]!.units)
-      ) {
-        throw new InputError(
-          `criterion '${criterion.name}' returned unit scores that do not match the model's groups`,
-        );
-      }
-      return [...result.unitScores];
-    }
-    if (!result.salience)
-      throw new InputError(`criterion '${criterion.name}' returned neither salience nor unit scores`);
-    const mode = criterion.channelMode(options);
-    return groups.map((g) => groupScores(g, result.salience!, shapes, mode, reduction));
-  } finally {
-    oracle?.dispose();
-  }
 }
 
 /**
@@ -303,13 +89,9 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
   const seed = opts.seed ?? 1;
   if (!Number.isInteger(seed))
     throw new InputError(`seed must be an integer, got ${seed}`, undefined, 'seed');
-  if (opts.gradientParts !== undefined && (!Number.isInteger(opts.gradientParts) || opts.gradientParts < 1)) {
-    throw new InputError(
-      `gradientParts must be a positive integer, got ${opts.gradientParts}`,
-      undefined,
-      'gradientParts',
-    );
-  }
+  const modeOption = opts.mode ?? 'auto';
+  if (!['auto', 'whole', 'streamed'].includes(modeOption))
+    throw new InputError(`mode must be auto, whole or streamed, got '${modeOption}'`, undefined, 'mode');
   const steps = opts.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
     throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
@@ -338,12 +120,47 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
   const lastScores = new Map<string, Float64Array>();
   const master = new Rng(seed);
   let current = model;
+  let mode: ExecMode = 'whole';
+  const backend = criterion.requires.gradients
+    ? typeof opts.backend === 'object'
+      ? opts.backend
+      : await getBackend(opts.backend)
+    : undefined;
+  const windows = opts.calibration?.iterations[0];
+  const tokens = windows ? windows.length * (windows[0]?.length ?? 0) : 512;
 
   for (let step = 1; step <= steps; step++) {
     throwIfAborted(opts.signal);
     const stepRatio = (opts.ratio * step) / steps;
     const groups = current.groups().filter(inRange);
-    const scores = await scoreGroups(current, groups, criterion, options, reduction, master.fork(), opts);
+    const executor = backend
+      ? await ModelExecutor.create(current, {
+          backend,
+          mode: modeOption,
+          tokens,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        })
+      : undefined;
+    if (executor) mode = executor.mode;
+    let scores: Float64Array[];
+    try {
+      scores = await scoreGroups({
+        model: current,
+        groups,
+        criterion,
+        options,
+        reduction,
+        rng: master.fork(),
+        calibration: opts.calibration,
+        executor,
+        backend,
+        ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      });
+    } finally {
+      executor?.dispose();
+    }
     const keep = new Map<string, number[]>();
     if (scope === 'local') {
       groups.forEach((g, i) => {
@@ -409,5 +226,5 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     numLayers: model.numLayers,
     layers,
   };
-  return { plan, model: current, scores: lastScores };
+  return { plan, model: current, scores: lastScores, mode };
 }

@@ -10,6 +10,7 @@
 import type { HostTensor } from '../dtype.js';
 import * as ops from '../ops.js';
 import { Rng } from '../rng.js';
+import type { StagedModel } from '../stream/staged-model.js';
 import type { Tensor } from '../tensor.js';
 import type { Criterion, CriterionContext } from './criterion.js';
 import type { PrunableGroup } from './groups.js';
@@ -85,6 +86,26 @@ export class ToyModel implements PrunableModel {
 
   withPruned(params: Map<string, HostTensor>): ToyModel {
     return new ToyModel(params);
+  }
+
+  /** Embedding, one stage per layer, and the tied output head. */
+  stages(): StagedModel {
+    return {
+      embed: { key: 'embed', params: { embed: 'embed' } },
+      layers: this.layers.map((d, l) => ({
+        key: `layer:${d.heads}:${d.mlp}`,
+        params: Object.fromEntries(['norm', 'q', 'o', 'up', 'down'].map((k) => [k, name(l, k)])),
+      })),
+      head: { key: 'head', params: { embed: 'embed' } },
+      embedFn: (p, ids) => ops.gather(p.embed!, ids),
+      layerFn: () => (p, x) => {
+        const h = ops.mul(x, p.norm!);
+        const attn = ops.linear(ops.tanh(ops.linear(h, p.q!)), p.o!);
+        const mlp = ops.linear(ops.tanh(ops.linear(h, p.up!)), p.down!);
+        return ops.add(x, ops.add(attn, mlp));
+      },
+      headFn: (p, h) => ops.linear(h, p.embed!),
+    };
   }
 }
 

@@ -8,8 +8,14 @@
  * per-head loop and no copy of K / V (HF's repeat_kv: query head h uses KV head floor(h / groups)).
  * Per-layer head counts and MLP widths (pruned models) come from the config's per-layer arrays.
  */
-import { ops, ShapeError, type Tensor, tensor } from '@moreau/core';
-import { expectedTensorShapes, type LlamaConfig, layerDims, layerPrefix } from '../formats/checkpoint.js';
+import { ops, ShapeError, type StagedModel, type Tensor, tensor } from '@moreau/core';
+import {
+  expectedTensorShapes,
+  type LayerDims,
+  type LlamaConfig,
+  layerDims,
+  layerPrefix,
+} from '../formats/checkpoint.js';
 import { ropeTables } from './rope.js';
 
 /** Parameters by Hugging Face name (lm_head.weight absent when the embeddings are tied). */
@@ -98,20 +104,35 @@ function rope(x: Tensor, cos: Tensor, sinSigned: Tensor): Tensor {
   return ops.add(ops.mul(x, cos), ops.mul(rotated, sinSigned));
 }
 
-function attention(x: Tensor, w: Weights, config: LlamaConfig, layer: number, c: Consts): Tensor {
+/** A decoder layer's weights under their local names (HF's, without the layer prefix). */
+export const LAYER_PARAMS = [
+  'input_layernorm',
+  'self_attn.q_proj',
+  'self_attn.k_proj',
+  'self_attn.v_proj',
+  'self_attn.o_proj',
+  'post_attention_layernorm',
+  'mlp.gate_proj',
+  'mlp.up_proj',
+  'mlp.down_proj',
+] as const;
+
+/** Looks up a layer weight by local name and casts it to float32 (storage dtypes are cast in the graph). */
+type LayerWeight = (local: (typeof LAYER_PARAMS)[number]) => Tensor;
+
+function attention(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDims, c: Consts): Tensor {
   const [B, T] = x.shape as [number, number, number];
-  const { heads, kvHeads } = layerDims(config, layer);
+  const { heads, kvHeads } = dims;
   const hd = config.headDim;
   if (heads % kvHeads !== 0) {
     throw new ShapeError(
-      `llama: layer ${layer} has ${heads} query heads, not a multiple of its ${kvHeads} KV heads`,
+      `llama: a layer has ${heads} query heads, not a multiple of its ${kvHeads} KV heads`,
     );
   }
   const groups = heads / kvHeads;
-  const p = `${layerPrefix(layer)}.self_attn`;
-  const q = ops.reshape(ops.linear(x, w.get(`${p}.q_proj.weight`)), [B, T, heads, hd]);
-  const k = ops.reshape(ops.linear(x, w.get(`${p}.k_proj.weight`)), [B, T, kvHeads, hd]);
-  const v = ops.reshape(ops.linear(x, w.get(`${p}.v_proj.weight`)), [B, T, kvHeads, hd]);
+  const q = ops.reshape(ops.linear(x, w('self_attn.q_proj')), [B, T, heads, hd]);
+  const k = ops.reshape(ops.linear(x, w('self_attn.k_proj')), [B, T, kvHeads, hd]);
+  const v = ops.reshape(ops.linear(x, w('self_attn.v_proj')), [B, T, kvHeads, hd]);
   // q: [B, T, kv, g, hd] -> [B, kv, g, T, hd] -> [B, kv, g*T, hd] (scaled by 1/sqrt(hd) via the tables).
   const qr = ops.reshape(
     ops.transpose(ops.reshape(rope(q, c.qCos, c.qSin), [B, T, kvHeads, groups, hd]), [0, 2, 3, 1, 4]),
@@ -123,14 +144,69 @@ function attention(x: Tensor, w: Weights, config: LlamaConfig, layer: number, c:
   const probs = ops.reshape(ops.softmax(scores, -1), [B, kvHeads, groups * T, T]);
   const out = ops.reshape(ops.matmul(probs, vt), [B, kvHeads, groups, T, hd]);
   const merged = ops.reshape(ops.transpose(out, [0, 3, 1, 2, 4]), [B, T, heads * hd]);
-  return ops.linear(merged, w.get(`${p}.o_proj.weight`));
+  return ops.linear(merged, w('self_attn.o_proj'));
 }
 
-function mlp(x: Tensor, w: Weights, layer: number): Tensor {
-  const p = `${layerPrefix(layer)}.mlp`;
-  const gate = ops.linear(x, w.get(`${p}.gate_proj.weight`));
-  const up = ops.linear(x, w.get(`${p}.up_proj.weight`));
-  return ops.linear(ops.mul(ops.silu(gate), up), w.get(`${p}.down_proj.weight`));
+function mlp(x: Tensor, w: LayerWeight): Tensor {
+  const gate = ops.linear(x, w('mlp.gate_proj'));
+  const up = ops.linear(x, w('mlp.up_proj'));
+  return ops.linear(ops.mul(ops.silu(gate), up), w('mlp.down_proj'));
+}
+
+/** One decoder layer: residual attention then residual MLP, on [B, T, hidden]. */
+function decoderLayer(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDims, c: Consts): Tensor {
+  const eps = config.rmsNormEps;
+  const h = ops.add(x, attention(ops.rmsNorm(x, w('input_layernorm'), eps), w, config, dims, c));
+  return ops.add(h, mlp(ops.rmsNorm(h, w('post_attention_layernorm'), eps), w));
+}
+
+/**
+ * A decoder layer of these dimensions as a function of its weights under local names (see
+ * LAYER_PARAMS): the same function, hence the same compiled graph, for every layer of one shape.
+ */
+export function llamaLayerFn(
+  config: LlamaConfig,
+  dims: LayerDims,
+): (p: Readonly<Record<string, Tensor>>, h: Tensor) => Tensor {
+  const shapes = expectedLayerShapes(config, dims);
+  return (p, h) => {
+    const T = h.shape[1]!;
+    return decoderLayer(
+      h,
+      (local) => castChecked(p[local], local, shapes.get(local)!),
+      config,
+      dims,
+      buildConsts(config, T),
+    );
+  };
+}
+
+/** Shapes of one layer's weights under local names. */
+function expectedLayerShapes(config: LlamaConfig, d: LayerDims): Map<string, number[]> {
+  const h = config.hiddenSize;
+  const hd = config.headDim;
+  return new Map<string, number[]>([
+    ['input_layernorm', [h]],
+    ['self_attn.q_proj', [d.heads * hd, h]],
+    ['self_attn.k_proj', [d.kvHeads * hd, h]],
+    ['self_attn.v_proj', [d.kvHeads * hd, h]],
+    ['self_attn.o_proj', [h, d.heads * hd]],
+    ['post_attention_layernorm', [h]],
+    ['mlp.gate_proj', [d.intermediate, h]],
+    ['mlp.up_proj', [d.intermediate, h]],
+    ['mlp.down_proj', [h, d.intermediate]],
+  ]);
+}
+
+function castChecked(t: Tensor | undefined, name: string, shape: readonly number[]): Tensor {
+  if (!t)
+    throw new ShapeError(`llama: parameter '${name}' is missing (expected shape [${shape.join(', ')}])`);
+  if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new ShapeError(
+      `llama: parameter '${name}' has shape [${t.shape.join(', ')}], the config needs [${shape.join(', ')}]`,
+    );
+  }
+  return ops.cast(t, 'float32');
 }
 
 /** The residual stream after the last decoder layer, before the final norm: [B, T, hidden]. */
@@ -138,11 +214,9 @@ function decoder(w: Weights, inputIds: Tensor, config: LlamaConfig): Tensor {
   const [, T] = checkIds(inputIds, 'inputIds');
   const c = buildConsts(config, T);
   let x = ops.gather(w.get('model.embed_tokens.weight'), inputIds);
-  const eps = config.rmsNormEps;
   for (let i = 0; i < config.numHiddenLayers; i++) {
     const p = layerPrefix(i);
-    x = ops.add(x, attention(ops.rmsNorm(x, w.get(`${p}.input_layernorm.weight`), eps), w, config, i, c));
-    x = ops.add(x, mlp(ops.rmsNorm(x, w.get(`${p}.post_attention_layernorm.weight`), eps), w, i));
+    x = decoderLayer(x, (local) => w.get(`${p}.${local}.weight`), config, layerDims(config, i), c);
   }
   return x;
 }
@@ -236,4 +310,55 @@ export function llamaMaskedLoss(
   }
   const nll = llamaTargetNll(params, inputIds, targets, config);
   return ops.div(ops.sum(ops.mul(nll, mask)), ops.sum(mask));
+}
+
+/**
+ * The LLaMA as stages for layer-streamed execution: the token embedding, one stage per decoder
+ * layer (layers of equal dimensions share a key, hence one compiled graph), and the head (final
+ * norm + output layer; the embedding matrix itself when tied).
+ */
+export function llamaStages(config: LlamaConfig): StagedModel {
+  const layerKey = (d: LayerDims) => `llama-layer:${d.heads}:${d.kvHeads}:${d.intermediate}`;
+  const fns = new Map<string, ReturnType<typeof llamaLayerFn>>();
+  const dimsByKey = new Map<string, LayerDims>();
+  const layers = Array.from({ length: config.numHiddenLayers }, (_, i) => {
+    const d = layerDims(config, i);
+    const key = layerKey(d);
+    dimsByKey.set(key, d);
+    return {
+      key,
+      params: Object.fromEntries(LAYER_PARAMS.map((local) => [local, `${layerPrefix(i)}.${local}.weight`])),
+    };
+  });
+  const h = config.hiddenSize;
+  return {
+    embed: { key: 'llama-embed', params: { embed_tokens: 'model.embed_tokens.weight' } },
+    layers,
+    head: {
+      key: 'llama-head',
+      params: {
+        norm: 'model.norm.weight',
+        lm_head: config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight',
+      },
+    },
+    embedFn: (p, ids) => {
+      checkIds(ids, 'inputIds');
+      return ops.gather(castChecked(p.embed_tokens, 'model.embed_tokens.weight', [config.vocabSize, h]), ids);
+    },
+    layerFn: (key) => {
+      let f = fns.get(key);
+      if (!f) {
+        const d = dimsByKey.get(key);
+        if (!d) throw new ShapeError(`llama: no layer has the stage key '${key}'`);
+        f = llamaLayerFn(config, d);
+        fns.set(key, f);
+      }
+      return f;
+    },
+    headFn: (p, hidden) =>
+      ops.linear(
+        ops.rmsNorm(hidden, castChecked(p.norm, 'model.norm.weight', [h]), config.rmsNormEps),
+        castChecked(p.lm_head, 'lm_head.weight', [config.vocabSize, h]),
+      ),
+  };
 }

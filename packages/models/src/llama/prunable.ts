@@ -2,10 +2,10 @@
  * A LLaMA as core's PrunableModel: its parameters, its attention and MLP groups, its loss in IR,
  * and how it rebuilds itself (new per-layer config) after a cut.
  */
-import type { HostTensor, PrunableGroup, PrunableModel, Tensor } from '@moreau/core';
+import type { HostTensor, PrunableGroup, PrunableModel, StagedModel, Tensor } from '@moreau/core';
 import type { LlamaConfig } from '../formats/checkpoint.js';
 import { llamaConfigAfterCut, llamaGroups } from './groups.js';
-import { llamaLoss } from './model.js';
+import { llamaLoss, llamaStages } from './model.js';
 
 export class LlamaModel implements PrunableModel {
   constructor(
@@ -24,6 +24,10 @@ export class LlamaModel implements PrunableModel {
 
   loss(params: Readonly<Record<string, Tensor>>, ids: Tensor): Tensor {
     return llamaLoss(params, ids, this.config);
+  }
+
+  stages(): StagedModel {
+    return llamaStages(this.config);
   }
 
   withPruned(params: Map<string, HostTensor>, kept: ReadonlyMap<string, readonly number[]>): LlamaModel {

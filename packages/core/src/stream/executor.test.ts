@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { type HostTensor, tensor } from '../dtype.js';
+import { TOY_VOCAB, toyModel } from '../pruning/test-fixtures.js';
+import { ReferenceBackend } from '../reference-backend.js';
+import { Rng } from '../rng.js';
+import { ModelExecutor } from './executor.js';
+
+const model = toyModel([
+  { heads: 3, mlp: 5 },
+  { heads: 2, mlp: 4 },
+  { heads: 3, mlp: 5 },
+]);
+const rng = new Rng(7);
+const ids = tensor(
+  Int32Array.from({ length: 3 * 6 }, () => rng.int(TOY_VOCAB)),
+  [3, 6],
+  'int32',
+);
+
+async function run(
+  mode: 'whole' | 'streamed',
+  wanted: (n: string) => boolean,
+  weights?: Map<string, HostTensor>,
+) {
+  const exec = await ModelExecutor.create(model, { backend: new ReferenceBackend(), mode });
+  const calls: string[][] = [];
+  const grads = new Map<string, Float32Array>();
+  const loss = await exec.lossAndGradients(ids, {
+    wanted,
+    ...(weights
+      ? { weights: async (names) => new Map(names.map((n) => [n, weights.get(n) ?? model.params.get(n)!])) }
+      : {}),
+    consume: (g) => {
+      calls.push([...g.keys()]);
+      for (const [k, v] of g) {
+        expect(grads.has(k)).toBe(false); // each gradient arrives once
+        grads.set(k, v);
+      }
+    },
+  });
+  exec.dispose();
+  return { loss, grads, calls };
+}
+
+const close = (a: Float32Array, b: Float32Array) => {
+  let scale = 0;
+  for (const v of b) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThanOrEqual(1e-5 * scale + 1e-7);
+};
+
+describe('ModelExecutor: layer-streamed equals whole-graph', () => {
+  it('loss and every gradient, with the tied embedding summed over both uses', async () => {
+    const whole = await run('whole', () => true);
+    const streamed = await run('streamed', () => true);
+    expect(Math.abs(streamed.loss - whole.loss)).toBeLessThanOrEqual(1e-5 * Math.abs(whole.loss));
+    expect([...streamed.grads.keys()].sort()).toEqual([...whole.grads.keys()].sort());
+    for (const [k, g] of whole.grads) close(streamed.grads.get(k)!, g);
+    // Streamed: the last layer's gradients arrive first, the embedding last (head + input uses).
+    expect(streamed.calls[0]).toEqual(expect.arrayContaining(['layers.2.q']));
+    expect(streamed.calls.at(-1)).toEqual(['embed']);
+    expect(whole.calls).toHaveLength(1);
+  });
+
+  it('computes only the wanted gradients, at the given weights', async () => {
+    const wanted = (n: string) => n.endsWith('.up') || n.endsWith('.down');
+    const moved = new Map<string, HostTensor>();
+    for (const [k, t] of model.params) {
+      moved.set(k, { ...t, data: (t.data as Float32Array).map((v) => v * 0.9) });
+    }
+    const whole = await run('whole', wanted, moved);
+    const streamed = await run('streamed', wanted, moved);
+    expect([...streamed.grads.keys()].sort()).toEqual([
+      'layers.0.down',
+      'layers.0.up',
+      'layers.1.down',
+      'layers.1.up',
+      'layers.2.down',
+      'layers.2.up',
+    ]);
+    for (const [k, g] of whole.grads) close(streamed.grads.get(k)!, g);
+    const base = await run('whole', wanted);
+    expect(base.loss).not.toBeCloseTo(whole.loss, 6);
+  });
+});

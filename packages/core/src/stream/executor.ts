@@ -1,0 +1,385 @@
+/**
+ * Runs a model's loss, gradients and forward passes on a backend in one of two modes:
+ *
+ * - whole: the whole model is one compiled graph (forward + backward together). Fastest while the
+ *   model, its gradients and the activations fit in memory.
+ * - streamed: one compiled graph per stage key (embedding, each distinct layer shape, head). The
+ *   forward pass keeps only the activations between stages; the backward pass runs the head, then
+ *   the layers in reverse, recomputing each from its saved input, and hands each stage's
+ *   gradients over as soon as they exist. Memory is bounded by one layer, not by the model.
+ *
+ * Weights are fetched per stage through a `WeightSource` (default: the model's own tensors in
+ * their storage dtype, which the graph casts), so a criterion can evaluate at perturbed weights
+ * without a copy of the whole model.
+ */
+import type { Backend } from '../backend.js';
+import type { HostTensor } from '../dtype.js';
+import { sizeOf } from '../dtype.js';
+import { InputError, throwIfAborted } from '../errors.js';
+import * as ops from '../ops.js';
+import type { PrunableModel } from '../pruning/model.js';
+import type { Tensor } from '../tensor.js';
+import { type Jitted, jit, valueAndGrad } from '../transforms.js';
+import { availableMemory, gib } from './memory.js';
+import { allStages, type Stage, type StagedModel, type StageParams } from './staged-model.js';
+
+export type ExecMode = 'whole' | 'streamed';
+
+/** Weights for a list of parameter names (float32 or a storage dtype). */
+export type WeightSource = (names: readonly string[]) => Promise<ReadonlyMap<string, HostTensor>>;
+
+export interface GradientPass {
+  /** Parameters whose gradients are wanted. */
+  readonly wanted: (name: string) => boolean;
+  /**
+   * The weights to evaluate at (default: the model's). Streamed mode asks for a stage's weights
+   * twice per pass (forward, then the backward recompute); both answers must be identical.
+   */
+  readonly weights?: WeightSource;
+  /**
+   * Receives float32 gradients as soon as they are complete: once in whole mode, stage by stage
+   * (head first) in streamed mode. A parameter used by two stages (tied embeddings) arrives once,
+   * with both uses summed. The arrays are the consumer's; nothing else keeps them.
+   */
+  readonly consume: (grads: Map<string, Float32Array>) => void | Promise<void>;
+}
+
+export interface ExecutorOptions {
+  readonly backend: Backend;
+  /** 'auto' (default): whole when the estimate fits in half the available memory. */
+  readonly mode?: ExecMode | 'auto';
+  /** Tokens per pass (batch x length) the caller expects, for the automatic choice. */
+  readonly tokens?: number;
+  readonly signal?: AbortSignal;
+  /** Per-stage progress of streamed passes. */
+  readonly onStage?: (phase: 'forward' | 'backward', done: number, total: number) => void;
+}
+
+/** Output functions evaluated on the final hidden states by `forward`. */
+export type HeadOutputs = (
+  head: (h: Tensor) => Tensor,
+  hidden: Tensor,
+  ids: Tensor,
+) => Readonly<Record<string, Tensor>>;
+
+const localParams = (stage: Stage, all: Readonly<Record<string, Tensor>>): Record<string, Tensor> =>
+  Object.fromEntries(Object.entries(stage.params).map(([local, name]) => [local, all[name]!]));
+
+/** Mean next-token NLL of the logits of positions 0..T-2 (the shift every loss here uses). */
+function shiftedLoss(head: (h: Tensor) => Tensor, hidden: Tensor, ids: Tensor): Tensor {
+  const T = ids.shape[1]!;
+  const logits = head(ops.slice(hidden, 1, 0, T - 1));
+  return ops.mean(ops.tokenNll(logits, ops.slice(ids, 1, 1, T)));
+}
+
+/**
+ * Bytes a whole-graph gradient pass is estimated to need: float32 weights, gradients (twice: the
+ * engine's buffers and their copies), and activations for `tokens` tokens.
+ */
+export function estimateWholeBytes(model: PrunableModel, tokens: number): number {
+  let elements = 0;
+  for (const t of model.params.values()) elements += sizeOf(t.shape);
+  const staged = model.stages?.();
+  const embed = staged ? model.params.get(Object.values(staged.embed.params)[0]!) : undefined;
+  const [vocab, hidden] = embed && embed.shape.length === 2 ? (embed.shape as [number, number]) : [0, 0];
+  const layers = staged?.layers.length ?? model.numLayers;
+  const activations = tokens * 4 * (40 * hidden * layers + 4 * vocab);
+  return 12 * elements + activations;
+}
+
+export class ModelExecutor {
+  private readonly staged: StagedModel | undefined;
+  private readonly jitted = new Map<string, Jitted<any>>();
+
+  private constructor(
+    readonly model: PrunableModel,
+    readonly mode: ExecMode,
+    private readonly options: ExecutorOptions,
+  ) {
+    this.staged = mode === 'streamed' ? model.stages!() : undefined;
+  }
+
+  /** Picks the mode: a forced one, or whole when its estimate fits in half the available memory. */
+  static async create(model: PrunableModel, options: ExecutorOptions): Promise<ModelExecutor> {
+    const wanted = options.mode ?? 'auto';
+    if (wanted === 'streamed' && !model.stages) {
+      throw new InputError('this model cannot run layer-streamed: it describes no stages', undefined, 'mode');
+    }
+    let mode: ExecMode = wanted === 'auto' ? 'whole' : wanted;
+    if (wanted === 'auto' && model.stages) {
+      const need = estimateWholeBytes(model, options.tokens ?? 512);
+      if (need > (await availableMemory()) / 2) mode = 'streamed';
+    }
+    return new ModelExecutor(model, mode, options);
+  }
+
+  /** Loss at the given weights, with gradients of the wanted parameters handed to `consume`. */
+  async lossAndGradients(ids: HostTensor, pass: GradientPass): Promise<number> {
+    checkIds(ids);
+    const weights = pass.weights ?? ((names) => this.modelWeights(names));
+    return this.mode === 'whole'
+      ? this.wholeGradients(ids, pass, weights)
+      : this.streamedGradients(ids, pass, weights);
+  }
+
+  /**
+   * Runs every batch of ids through the model and evaluates `outputs` on the final hidden states.
+   * Streamed mode runs layer-major (each layer's weights fetched once for all batches).
+   */
+  async forward(
+    batches: readonly HostTensor[],
+    outputs: HeadOutputs,
+    key: string,
+    weights: WeightSource = (names) => this.modelWeights(names),
+  ): Promise<Record<string, HostTensor>[]> {
+    for (const b of batches) checkIds(b);
+    const staged = this.staged ?? this.model.stages?.();
+    if (!staged) throw new InputError('this model describes no stages: it cannot be evaluated here');
+    if (this.mode === 'whole') {
+      const f = this.fn(`whole-forward:${key}`, () =>
+        jit(
+          (p: Record<string, Tensor>, ids: Tensor) => {
+            let h = staged.embedFn(localParams(staged.embed, p), ids);
+            for (const s of staged.layers) h = staged.layerFn(s.key)(localParams(s, p), h);
+            const hp = localParams(staged.head, p);
+            return outputs((x) => staged.headFn(hp, x), h, ids);
+          },
+          { backend: this.options.backend },
+        ),
+      );
+      const all = Object.fromEntries(
+        await weights(allStages(staged).flatMap((s) => Object.values(s.params))),
+      );
+      const out: Record<string, HostTensor>[] = [];
+      for (const ids of batches) {
+        throwIfAborted(this.options.signal);
+        out.push(await f(all, ids));
+      }
+      return out;
+    }
+    const stages = allStages(staged);
+    let hidden: HostTensor[] = [];
+    for (let s = 0; s < stages.length; s++) {
+      throwIfAborted(this.options.signal);
+      const stage = stages[s]!;
+      const p = await this.stageWeights(stage, weights);
+      const f = this.stageForward(staged, stage, s, stages.length, outputs, key);
+      const next: HostTensor[] = [];
+      for (let b = 0; b < batches.length; b++) {
+        throwIfAborted(this.options.signal);
+        next.push(await f(p, s === 0 ? batches[b]! : hidden[b]!, batches[b]!));
+      }
+      if (s === stages.length - 1) return next as unknown as Record<string, HostTensor>[];
+      hidden = next;
+      this.options.onStage?.('forward', s + 1, stages.length);
+    }
+    return [];
+  }
+
+  dispose(): void {
+    for (const f of this.jitted.values()) f.dispose();
+    this.jitted.clear();
+  }
+
+  // ----- internals ----------------------------------------------------------------------------
+
+  private fn<R>(key: string, make: () => Jitted<R>): Jitted<R> {
+    let f = this.jitted.get(key);
+    if (!f) {
+      f = make();
+      this.jitted.set(key, f);
+    }
+    return f;
+  }
+
+  private async modelWeights(names: readonly string[]): Promise<Map<string, HostTensor>> {
+    const out = new Map<string, HostTensor>();
+    for (const n of names) {
+      const t = this.model.params.get(n);
+      if (!t) throw new InputError(`the model has no parameter '${n}'`);
+      out.set(n, t);
+    }
+    return out;
+  }
+
+  private async stageWeights(stage: Stage, weights: WeightSource): Promise<Record<string, HostTensor>> {
+    const got = await weights([...new Set(Object.values(stage.params))]);
+    return Object.fromEntries(Object.entries(stage.params).map(([local, name]) => [local, got.get(name)!]));
+  }
+
+  private async wholeGradients(ids: HostTensor, pass: GradientPass, weights: WeightSource): Promise<number> {
+    const names = [...this.model.params.keys()];
+    const w = await weights(names);
+    const diff: Record<string, HostTensor> = {};
+    const fixed: Record<string, HostTensor> = {};
+    for (const n of names) (pass.wanted(n) ? diff : fixed)[n] = w.get(n)!;
+    const f = this.fn('whole-grad', () =>
+      jit(
+        valueAndGrad((d: Record<string, Tensor>, r: Record<string, Tensor>, x: Tensor) =>
+          this.model.loss({ ...r, ...d }, x),
+        ),
+        { backend: this.options.backend },
+      ),
+    );
+    throwIfAborted(this.options.signal);
+    const [value, grads] = (await f(diff, fixed, ids)) as [HostTensor, Record<string, HostTensor>];
+    const out = new Map<string, Float32Array>();
+    for (const n of Object.keys(diff)) out.set(n, grads[n]!.data as Float32Array);
+    await pass.consume(out);
+    return (value.data as Float32Array)[0]!;
+  }
+
+  private stageForward(
+    staged: StagedModel,
+    stage: Stage,
+    index: number,
+    count: number,
+    outputs: HeadOutputs,
+    key: string,
+  ): (p: Record<string, HostTensor>, x: HostTensor, ids: HostTensor) => Promise<any> {
+    const backend = this.options.backend;
+    if (index === 0) {
+      const f = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), { backend }));
+      return (p, x) => f(p, x);
+    }
+    if (index === count - 1) {
+      const f = this.fn(`head-forward:${key}`, () =>
+        jit((p: StageParams, h: Tensor, ids: Tensor) => outputs((x) => staged.headFn(p, x), h, ids), {
+          backend,
+        }),
+      );
+      return (p, h, ids) => f(p, h, ids);
+    }
+    const f = this.fn(`layer:${stage.key}`, () =>
+      jit((p: StageParams, h: Tensor) => staged.layerFn(stage.key)(p, h), { backend }),
+    );
+    return (p, h) => f(p, h);
+  }
+
+  private async streamedGradients(
+    ids: HostTensor,
+    pass: GradientPass,
+    weights: WeightSource,
+  ): Promise<number> {
+    const staged = this.staged!;
+    const backend = this.options.backend;
+    const stages = allStages(staged);
+    const S = stages.length;
+    const signal = this.options.signal;
+    // A parameter's gradient is complete at the first stage (in forward order) that uses it.
+    const firstUse = new Map<string, number>();
+    stages.forEach((st, i) => {
+      for (const n of Object.values(st.params)) if (!firstUse.has(n)) firstUse.set(n, i);
+    });
+
+    // Forward, keeping the input of every stage after the embedding.
+    const inputs: HostTensor[] = [];
+    const embedF = this.fn('embed', () =>
+      jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), { backend }),
+    );
+    let h: HostTensor = await embedF(await this.stageWeights(staged.embed, weights), ids);
+    for (let l = 0; l < staged.layers.length; l++) {
+      throwIfAborted(signal);
+      inputs.push(h);
+      const st = staged.layers[l]!;
+      const f = this.fn(`layer:${st.key}`, () =>
+        jit((p: StageParams, x: Tensor) => staged.layerFn(st.key)(p, x), { backend }),
+      );
+      h = await f(await this.stageWeights(st, weights), h);
+      this.options.onStage?.('forward', l + 1, staged.layers.length);
+    }
+
+    const pending = new Map<string, Float32Array>();
+    const split = (stage: Stage, p: Record<string, HostTensor>) => {
+      const d: Record<string, HostTensor> = {};
+      const r: Record<string, HostTensor> = {};
+      for (const [local, name] of Object.entries(stage.params))
+        (pass.wanted(name) ? d : r)[local] = p[local]!;
+      return [d, r] as const;
+    };
+    const collect = async (stageIndex: number, stage: Stage, grads: Record<string, HostTensor>) => {
+      const done = new Map<string, Float32Array>();
+      for (const [local, g] of Object.entries(grads)) {
+        const name = stage.params[local]!;
+        const data = g.data as Float32Array;
+        const prev = pending.get(name);
+        if (prev) for (let i = 0; i < prev.length; i++) prev[i]! += data[i]!;
+        const sum = prev ?? data;
+        if (firstUse.get(name) === stageIndex) {
+          pending.delete(name);
+          done.set(name, sum);
+        } else pending.set(name, sum);
+      }
+      if (done.size) await pass.consume(done);
+    };
+
+    // Head: loss, its parameters' gradients, and the gradient flowing into the last layer.
+    throwIfAborted(signal);
+    const headF = this.fn('head-grad', () =>
+      jit(
+        valueAndGrad(
+          (d: StageParams, r: StageParams, x: Tensor, i: Tensor) =>
+            shiftedLoss((y) => staged.headFn({ ...r, ...d }, y), x, i),
+          { argnums: [0, 2] },
+        ),
+        { backend },
+      ),
+    );
+    const [hd, hr] = split(staged.head, await this.stageWeights(staged.head, weights));
+    const [lossT, [headGrads, dLast]] = (await headF(hd, hr, h, ids)) as [
+      HostTensor,
+      [Record<string, HostTensor>, HostTensor],
+    ];
+    await collect(S - 1, staged.head, headGrads);
+    let dh = dLast;
+
+    for (let l = staged.layers.length - 1; l >= 0; l--) {
+      throwIfAborted(signal);
+      const st = staged.layers[l]!;
+      const f = this.fn(`layer-vjp:${st.key}`, () =>
+        jit(
+          valueAndGrad(
+            (d: StageParams, r: StageParams, x: Tensor, g: Tensor) =>
+              ops.sum(ops.mul(staged.layerFn(st.key)({ ...r, ...d }, x), g)),
+            { argnums: [0, 2] },
+          ),
+          { backend },
+        ),
+      );
+      const [d, r] = split(st, await this.stageWeights(st, weights));
+      const [, [grads, dIn]] = (await f(d, r, inputs[l]!, dh)) as [
+        HostTensor,
+        [Record<string, HostTensor>, HostTensor],
+      ];
+      inputs[l] = undefined as unknown as HostTensor; // the saved input is no longer needed
+      await collect(l + 1, st, grads);
+      dh = dIn;
+      this.options.onStage?.('backward', staged.layers.length - l, staged.layers.length);
+    }
+
+    const [ed, er] = split(staged.embed, await this.stageWeights(staged.embed, weights));
+    if (Object.keys(ed).length > 0) {
+      throwIfAborted(signal);
+      const embedVjp = this.fn('embed-vjp', () =>
+        jit(
+          valueAndGrad((d: StageParams, r: StageParams, x: Tensor, g: Tensor) =>
+            ops.sum(ops.mul(staged.embedFn({ ...r, ...d }, x), g)),
+          ),
+          { backend },
+        ),
+      );
+      const [, grads] = (await embedVjp(ed, er, ids, dh)) as [HostTensor, Record<string, HostTensor>];
+      await collect(0, staged.embed, grads);
+    }
+    if (pending.size) await pass.consume(new Map(pending));
+    return (lossT.data as Float32Array)[0]!;
+  }
+}
+
+function checkIds(ids: HostTensor): void {
+  if (ids.dtype !== 'int32' || ids.shape.length !== 2 || ids.shape[1]! < 2) {
+    throw new InputError(`ids must be int32 [batch, seq >= 2], got ${ids.dtype} [${ids.shape.join(', ')}]`);
+  }
+}
+
+export { gib };
