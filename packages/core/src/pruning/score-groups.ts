@@ -60,13 +60,13 @@ class SalienceSink {
     private readonly criterion: string,
   ) {
     this.perMember = groups.map((g) => g.members.map(() => undefined));
-    groups.forEach((g, gi) =>
+    groups.forEach((g, gi) => {
       g.members.forEach((m, mi) => {
         const list = this.where.get(m.param) ?? [];
         list.push({ group: gi, member: mi });
         this.where.set(m.param, list);
-      }),
-    );
+      });
+    });
   }
 
   add(name: string, values: Float32Array | Float64Array): void {
