@@ -70,10 +70,8 @@ export {
 } from './formats/safetensors.js';
 // The LLaMA graph (llama/): model functions in core ops, prunable groups and cutting, presets.
 export {
-  cutLlama,
   type LayerSizes,
   type LlamaGroupsOptions,
-  type LlamaKeep,
   llamaAttentionGroup,
   llamaConfigAfterCut,
   llamaGroups,

@@ -67,7 +67,6 @@ describe('public surface', () => {
       'llamaLoss',
       'llamaTokenNll',
       'llamaGroups',
-      'cutLlama',
       'randomInit',
       'ropeInvFreq',
     ]) {
