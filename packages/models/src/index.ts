@@ -2,36 +2,28 @@
 export {
   type Checkpoint,
   type CheckpointFormat,
-  expectedTensorShapes,
-  isPruned,
-  type LayerDims,
-  type Llama3RopeScaling,
-  type LlamaConfig,
-  layerDims,
+  type LoadCheckpointOptions,
   validateCheckpointTensors,
-  validateLlamaConfig,
 } from './formats/checkpoint.js';
 export { FormatError } from './formats/errors.js';
+export {
+  ggufLlamaConfig,
+  ggufToHfName,
+  hfToGgufName,
+  loadGguf,
+  type SaveGgufOptions,
+  saveGguf,
+} from './formats/gguf/llama.js';
 export {
   GGML_TYPES,
   type GgufFile,
   type GgufTensorInfo,
-  type GgufTokenizerData,
   type GgufValue,
-  type GgufWriteTensor,
-  type GgufWriteValue,
-  ggufLlamaConfig,
-  ggufToHfName,
-  ggufTokenizerData,
-  hfToGgufName,
-  type LoadGgufOptions,
-  loadGguf,
   openGguf,
   readGgufInfo,
-  type SaveGgufOptions,
-  saveGguf,
-  writeGguf,
-} from './formats/gguf.js';
+} from './formats/gguf/read.js';
+export { type GgufTokenizerData, ggufTokenizerData } from './formats/gguf/tokenizer.js';
+export { type GgufWriteTensor, type GgufWriteValue, writeGguf } from './formats/gguf/write.js';
 export {
   type HfConfigJsonOptions,
   hfConfigToJson,
@@ -39,21 +31,9 @@ export {
   parseHfConfig,
   readHfConfig,
 } from './formats/hf-config.js';
-export {
-  type LoadHfOptions,
-  loadHfDirectory,
-  type SaveHfOptions,
-  saveHfDirectory,
-} from './formats/hf-dir.js';
-export {
-  type Llama2cHeader,
-  type LoadLlama2cOptions,
-  loadLlama2c,
-  permuteRopeRows,
-  readLlama2cHeader,
-  saveLlama2c,
-} from './formats/llama2c.js';
-export { type LoadCheckpointOptions, loadCheckpoint } from './formats/load.js';
+export { loadHfDirectory, type SaveHfOptions, saveHfDirectory } from './formats/hf-dir.js';
+export { type Llama2cHeader, loadLlama2c, readLlama2cHeader, saveLlama2c } from './formats/llama2c.js';
+export { loadCheckpoint } from './formats/load.js';
 export {
   openSafetensors,
   readSafetensors,
@@ -68,7 +48,16 @@ export {
   writeSafetensors,
   writeSafetensorsDir,
 } from './formats/safetensors.js';
-// The LLaMA graph (llama/): model functions in core ops, prunable groups and cutting, presets.
+// The LLaMA model (llama/): its description, model functions in core ops, prunable groups, presets.
+export {
+  expectedTensorShapes,
+  isPruned,
+  type LayerDims,
+  type Llama3RopeScaling,
+  type LlamaConfig,
+  layerDims,
+  validateLlamaConfig,
+} from './llama/config.js';
 export {
   type LayerSizes,
   type LlamaGroupsOptions,
@@ -83,7 +72,6 @@ export {
 } from './llama/groups.js';
 export {
   type LlamaParams,
-  llamaForward,
   llamaLogits,
   llamaLoss,
   llamaMaskedLoss,
@@ -101,7 +89,7 @@ export {
   randomInit,
 } from './llama/presets.js';
 export { LlamaModel } from './llama/prunable.js';
-export { type RopeTables, ropeInvFreq, ropeTables } from './llama/rope.js';
+export { permuteRopeRows, type RopeTables, ropeInvFreq, ropeTables } from './llama/rope.js';
 export {
   type LoadedModel,
   type LoadModelOptions,

@@ -5,7 +5,7 @@ import {
   tensor,
 } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import type { LlamaConfig } from '../formats/checkpoint.js';
+import type { LlamaConfig } from './config.js';
 import {
   llamaAttentionGroup,
   llamaConfigAfterCut,

@@ -14,7 +14,7 @@ import {
   normalizeUnits,
   type PrunableGroup,
 } from '@moreau/core';
-import { type LlamaConfig, layerDims, layerPrefix } from '../formats/checkpoint.js';
+import { type LlamaConfig, layerDims, layerPrefix } from './config.js';
 
 export type MemberRole =
   | 'q'

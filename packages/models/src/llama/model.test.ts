@@ -9,7 +9,7 @@ import {
   valueAndGrad,
 } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import { type LlamaConfig, layerDims } from '../formats/checkpoint.js';
+import { type LlamaConfig, layerDims } from './config.js';
 import { llamaLogits, llamaLoss, llamaMaskedLoss, llamaTargetNll, llamaTokenNll } from './model.js';
 import { randomInit } from './presets.js';
 import { cutLlamaModel, smallConfig, smallLlama3Scaling } from './test-fixtures.js';

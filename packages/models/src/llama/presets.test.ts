@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { validateLlamaConfig } from '../formats/checkpoint.js';
+import { validateLlamaConfig } from './config.js';
 import { LLAMA_PRESET_NAMES, llamaPreset, paramCount, randomInit } from './presets.js';
 
 describe('presets', () => {

@@ -1,6 +1,6 @@
 /** Test-only helpers of the LLaMA graph tests. Not exported from the package. */
 import { cutModel, type HostTensor } from '@moreau/core';
-import type { Llama3RopeScaling, LlamaConfig } from '../formats/checkpoint.js';
+import type { Llama3RopeScaling, LlamaConfig } from './config.js';
 import { LlamaModel } from './prunable.js';
 
 /** A small GQA config (4 query heads / 2 kv heads, untied head) for tests; `over` replaces fields. */
