@@ -1,101 +1,29 @@
-// Readers and writers of model files (formats/) and tokenizers (tokenizers/).
-export {
-  type Checkpoint,
-  type CheckpointFormat,
-  expectedTensorShapes,
-  isPruned,
-  type LayerDims,
-  type Llama3RopeScaling,
-  type LlamaConfig,
-  layerDims,
-  validateCheckpointTensors,
-  validateLlamaConfig,
-} from './formats/checkpoint.js';
+/**
+ * @moreau/models: the LLaMA family for Moreau. Load a model (HF directory, llama2.c, GGUF or a
+ * shipped name) with its tokenizer; use it as core's PrunableModel (`LlamaModel`) or call its
+ * functions in core ops; read and write checkpoint files. README.md documents every export.
+ */
+
+// Checkpoint files.
+export type { Checkpoint, CheckpointFormat, LoadCheckpointOptions } from './formats/checkpoint.js';
 export { FormatError } from './formats/errors.js';
-export {
-  GGML_TYPES,
-  type GgufFile,
-  type GgufTensorInfo,
-  type GgufTokenizerData,
-  type GgufValue,
-  type GgufWriteTensor,
-  type GgufWriteValue,
-  ggufLlamaConfig,
-  ggufToHfName,
-  ggufTokenizerData,
-  hfToGgufName,
-  type LoadGgufOptions,
-  loadGguf,
-  openGguf,
-  readGgufInfo,
-  type SaveGgufOptions,
-  saveGguf,
-  writeGguf,
-} from './formats/gguf.js';
-export {
-  type HfConfigJsonOptions,
-  hfConfigToJson,
-  hfFieldName,
-  parseHfConfig,
-  readHfConfig,
-} from './formats/hf-config.js';
-export {
-  type LoadHfOptions,
-  loadHfDirectory,
-  type SaveHfOptions,
-  saveHfDirectory,
-} from './formats/hf-dir.js';
-export {
-  type Llama2cHeader,
-  type LoadLlama2cOptions,
-  loadLlama2c,
-  permuteRopeRows,
-  readLlama2cHeader,
-  saveLlama2c,
-} from './formats/llama2c.js';
-export { type LoadCheckpointOptions, loadCheckpoint } from './formats/load.js';
-export {
-  openSafetensors,
-  readSafetensors,
-  readShardedSafetensors,
-  type SafetensorsContents,
-  type SafetensorsDType,
-  type SafetensorsFile,
-  type SafetensorsReadOptions,
-  type SafetensorsTensorInfo,
-  type SafetensorsWriteOptions,
-  type ShardedWriteOptions,
-  writeSafetensors,
-  writeSafetensorsDir,
-} from './formats/safetensors.js';
-// The LLaMA graph (llama/): model functions in core ops, prunable groups and cutting, presets.
-export {
-  cutLlama,
-  type LayerSizes,
-  type LlamaGroupsOptions,
-  type LlamaKeep,
-  llamaAttentionGroup,
-  llamaConfigAfterCut,
-  llamaGroups,
-  llamaHiddenGroup,
-  llamaLayerGroup,
-  llamaMlpGroup,
-  type MemberRole,
-  pruneConfig,
-} from './llama/groups.js';
+export { loadGguf, type SaveGgufOptions, saveGguf } from './formats/gguf/llama.js';
+export { loadHfDirectory, type SaveHfOptions, saveHfDirectory } from './formats/hf-dir.js';
+export { loadLlama2c, saveLlama2c } from './formats/llama2c.js';
+export { loadCheckpoint } from './formats/load.js';
+export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
+// The model: its description, core's PrunableModel, its functions in core ops, presets.
+export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
 export {
   type LlamaParams,
-  llamaForward,
   llamaLogits,
   llamaLoss,
-  llamaMaskedLoss,
   llamaShiftedLogits,
   llamaTargetNll,
   llamaTokenNll,
 } from './llama/model.js';
 export {
   LLAMA_PRESET_NAMES,
-  LLAMA_PRESETS,
   type LlamaPresetName,
   llamaPreset,
   paramCount,
@@ -103,16 +31,11 @@ export {
   randomInit,
 } from './llama/presets.js';
 export { LlamaModel } from './llama/prunable.js';
-export { type RopeTables, ropeInvFreq, ropeTables } from './llama/rope.js';
-export {
-  type LoadedModel,
-  type LoadModelOptions,
-  loadModel,
-  SHIPPED_MODELS,
-  shippedModelDir,
-} from './load-model.js';
-export { HfTokenizer } from './tokenizers/hf.js';
+// Loading a model with its tokenizer.
+export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
+
+// Tokenizers.
 export { Llama2cTokenizer } from './tokenizers/llama2c.js';
 export { type LoadTokenizerOptions, loadTokenizer } from './tokenizers/load.js';
-export { PieceType, SentencePieceTokenizer, type SentencePieceVocab } from './tokenizers/sentencepiece.js';
+export { SentencePieceTokenizer } from './tokenizers/sentencepiece.js';
 export type { EncodeOptions, Tokenizer, TokenizerKind } from './tokenizers/types.js';

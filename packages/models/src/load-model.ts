@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type FloatDType, InputError } from '@moreau/core';
-import type { Checkpoint, LlamaConfig } from './formats/checkpoint.js';
+import type { CheckpointFormat } from './formats/checkpoint.js';
 import { loadCheckpoint } from './formats/load.js';
 import { LlamaModel } from './llama/prunable.js';
 import { loadTokenizer } from './tokenizers/load.js';
@@ -30,15 +30,18 @@ export function shippedModelDir(name: string): string {
   );
 }
 
+/** A loaded model: its parameters and config are `model.params` and `model.config`. */
 export interface LoadedModel {
+  readonly model: LlamaModel;
+  readonly tokenizer: Tokenizer;
   /** What the user passed. */
   readonly source: string;
   /** Resolved path of the checkpoint (file or directory). */
   readonly path: string;
-  readonly checkpoint: Checkpoint;
-  readonly config: LlamaConfig;
-  readonly tokenizer: Tokenizer;
-  readonly model: LlamaModel;
+  /** The file format it was read from. */
+  readonly format: CheckpointFormat;
+  /** The storage dtype(s) of the source, e.g. "F32", "F16", "BF16", or "F16+F32" when mixed. */
+  readonly sourceDtype: string;
   /** For shipped models: the held-out text that serves as default calibration and evaluation text. */
   readonly defaultText?: string;
 }
@@ -87,12 +90,12 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     );
   }
   return {
+    model: new LlamaModel(checkpoint.config, checkpoint.tensors),
+    tokenizer,
     source,
     path,
-    checkpoint,
-    config: checkpoint.config,
-    tokenizer,
-    model: new LlamaModel(checkpoint.config, checkpoint.tensors),
+    format: checkpoint.format,
+    sourceDtype: checkpoint.sourceDtype,
     ...(defaultText ? { defaultText } : {}),
   };
 }

@@ -148,7 +148,7 @@ export async function compareCommand(
     throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
   const backend = await openBackend(opts, progress);
   try {
-    const paramsBefore = countParams(loaded.checkpoint.tensors);
+    const paramsBefore = countParams(loaded.model.params);
     progress.note(
       `model ${source}: ${paramsBefore.toLocaleString('en-US')} parameters; backend ${backend.name} (${backend.device}); ${criteria.length} ${criteria.length === 1 ? 'criterion' : 'criteria'} x ${ratios.length} ${ratios.length === 1 ? 'ratio' : 'ratios'}`,
     );
@@ -273,13 +273,13 @@ export async function compareCommand(
         moreau: VERSION,
         model: {
           source,
-          format: loaded.checkpoint.format,
+          format: loaded.format,
           params: paramsBefore,
-          layers: loaded.config.numHiddenLayers,
-          heads: loaded.config.numAttentionHeads,
-          kv_heads: loaded.config.numKeyValueHeads,
-          intermediate_size: loaded.config.intermediateSize,
-          vocab_size: loaded.config.vocabSize,
+          layers: loaded.model.config.numHiddenLayers,
+          heads: loaded.model.config.numAttentionHeads,
+          kv_heads: loaded.model.config.numKeyValueHeads,
+          intermediate_size: loaded.model.config.intermediateSize,
+          vocab_size: loaded.model.config.vocabSize,
         },
         backend: backendInfo(backend),
         settings: {

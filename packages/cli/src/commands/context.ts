@@ -150,7 +150,7 @@ export async function replayedCalibration(
   if (!opts.calibTokens) return undefined;
   const file = String(opts.calibTokens);
   if (!existsSync(file)) throw new InputError(`calibration tokens file '${file}' not found`, file);
-  return parseCalibration(await readFile(file, 'utf8'), file, loaded.config.vocabSize);
+  return parseCalibration(await readFile(file, 'utf8'), file, loaded.model.config.vocabSize);
 }
 
 /**

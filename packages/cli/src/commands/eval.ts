@@ -59,8 +59,8 @@ export async function evalCommand(
   const backend = await openBackend(opts, progress);
   try {
     const ppl = await perplexities(
-      loaded.checkpoint.tensors,
-      loaded.config,
+      loaded.model.params,
+      loaded.model.config,
       loaded.tokenizer,
       texts,
       backend,
@@ -68,7 +68,7 @@ export async function evalCommand(
       progress,
       signal,
     );
-    const scorer = scoringModelFromLlama(loaded.checkpoint.tensors, loaded.config, backend, {
+    const scorer = scoringModelFromLlama(loaded.model.params, loaded.model.config, backend, {
       batchSize: opts.batchSize ?? 8,
     });
     let taskScores: Record<string, TaskScores> = {};

@@ -7,13 +7,13 @@ import { type Opts, openModel } from './context.js';
 /** A standalone ONNX model input_ids [batch, seq] -> logits [batch, seq, vocab], weights inside. */
 export async function exportCommand(source: string, opts: Opts, progress: ProgressReporter): Promise<void> {
   const loaded = await openModel(source, opts);
-  const names = [...loaded.checkpoint.tensors.keys()];
+  const names = [...loaded.model.params.keys()];
   const batch = opts.batch ?? 1;
   const seqLen = opts.seqLen ?? 128;
-  const weights = names.map((n) => loaded.checkpoint.tensors.get(n)!);
+  const weights = names.map((n) => loaded.model.params.get(n)!);
   const traced = trace(
     (w: HostTensor[], ids) =>
-      llamaLogits(Object.fromEntries(names.map((n, i) => [n, w[i]!])) as never, ids, loaded.config),
+      llamaLogits(Object.fromEntries(names.map((n, i) => [n, w[i]!])) as never, ids, loaded.model.config),
     [
       weights.map((t) => ({ shape: t.shape, dtype: t.dtype === 'bfloat16' ? 'float32' : t.dtype })),
       { shape: [batch, seqLen], dtype: 'int32' },

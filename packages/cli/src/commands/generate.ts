@@ -15,7 +15,7 @@ export async function generateCommand(
   const prompt = String(opts.prompt ?? '');
   const ids = prompt ? tok.encode(prompt, { bos: true }) : tok.bosId !== undefined ? [tok.bosId] : [];
   if (ids.length === 0) ids.push(0);
-  const scorer = scoringModelFromLlama(loaded.checkpoint.tensors, loaded.config, backend, { batchSize: 1 });
+  const scorer = scoringModelFromLlama(loaded.model.params, loaded.model.config, backend, { batchSize: 1 });
   process.stdout.write(prompt);
   const all = [...ids];
   let printed = tok.decode(all);

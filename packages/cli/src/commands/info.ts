@@ -5,13 +5,13 @@ import { type Opts, openModel } from './context.js';
 
 /** The model summary shared by info, eval and prune outputs. */
 export function modelSummary(m: LoadedModel) {
-  const c = m.config;
+  const c = m.model.config;
   return {
     source: m.source,
     path: m.path,
-    format: m.checkpoint.format,
-    dtype: m.checkpoint.sourceDtype,
-    params: countParams(m.checkpoint.tensors),
+    format: m.format,
+    dtype: m.sourceDtype,
+    params: countParams(m.model.params),
     layers: c.numHiddenLayers,
     hidden_size: c.hiddenSize,
     heads: c.numAttentionHeads,

@@ -78,7 +78,7 @@ export async function pruneCommand(
   const loaded = await openModel(source, opts);
   const backend = await openBackend(opts, progress);
   try {
-    const paramsBefore = countParams(loaded.checkpoint.tensors);
+    const paramsBefore = countParams(loaded.model.params);
     progress.note(
       `model ${source}: ${paramsBefore.toLocaleString('en-US')} parameters; backend ${backend.name} (${backend.device})`,
     );
@@ -122,7 +122,7 @@ export async function pruneCommand(
           config: model.config,
           tensors: new Map(model.params),
           format: 'hf',
-          sourceDtype: loaded.checkpoint.sourceDtype,
+          sourceDtype: loaded.sourceDtype,
         },
         {
           ...(opts.dtype ? { dtype: opts.dtype } : {}),

@@ -1,6 +1,6 @@
 import { InputError, MoreauError } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import type { LlamaConfig } from './checkpoint.js';
+import type { LlamaConfig } from '../llama/config.js';
 import { FormatError } from './errors.js';
 import { hfConfigToJson, parseHfConfig } from './hf-config.js';
 

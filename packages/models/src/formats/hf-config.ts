@@ -3,7 +3,7 @@
  * (unknown fields, hidden_act other than silu, biases, other RoPE scalings, quantization), liberal
  * about the bookkeeping fields transformers writes.
  */
-import { type Llama3RopeScaling, type LlamaConfig, validateLlamaConfig } from './checkpoint.js';
+import { type Llama3RopeScaling, type LlamaConfig, validateLlamaConfig } from '../llama/config.js';
 import { FormatError } from './errors.js';
 import { isJsonObject, type JsonObject, readJsonFile } from './io.js';
 

@@ -7,7 +7,7 @@ import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import { SentencePieceTokenizer } from '../tokenizers/sentencepiece.js';
 import type { Checkpoint } from './checkpoint.js';
-import { loadGguf } from './gguf.js';
+import { loadGguf } from './gguf/llama.js';
 import { loadHfDirectory, saveHfDirectory } from './hf-dir.js';
 import { writeDirAtomic } from './io.js';
 import { loadLlama2c } from './llama2c.js';

@@ -5,13 +5,13 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type FloatDType, type HostTensor, hostTensorsEqual, isFloat } from '@moreau/core';
+import { validateLlamaConfig } from '../llama/config.js';
 import {
   type Checkpoint,
   describeSourceDtypes,
-  expectedTensorShapes,
   isIgnorableTensorName,
+  type LoadCheckpointOptions,
   validateCheckpointTensors,
-  validateLlamaConfig,
 } from './checkpoint.js';
 import { describeError, FormatError } from './errors.js';
 import { hfConfigToJson, readHfConfig } from './hf-config.js';
@@ -22,11 +22,6 @@ import {
   type SafetensorsContents,
   writeSafetensorsDir,
 } from './safetensors.js';
-
-export interface LoadHfOptions {
-  /** Convert floating-point tensors to this dtype while reading. Default: keep the stored dtype. */
-  dtype?: FloatDType;
-}
 
 async function listDir(dir: string): Promise<string[]> {
   try {
@@ -44,7 +39,7 @@ async function listDir(dir: string): Promise<string[]> {
  * (names and shapes); rotary inv_freq buffers are dropped; an lm_head equal to the embedding in a
  * tied model is dropped.
  */
-export async function loadHfDirectory(dir: string, options: LoadHfOptions = {}): Promise<Checkpoint> {
+export async function loadHfDirectory(dir: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
   const files = new Set(await listDir(dir));
   if (!files.has('config.json')) throw new FormatError(dir, 'has no config.json');
   const config = await readHfConfig(join(dir, 'config.json'));
@@ -72,11 +67,8 @@ export async function loadHfDirectory(dir: string, options: LoadHfOptions = {}):
     const emb = tensors.get('model.embed_tokens.weight');
     if (head && emb && hostTensorsEqual(head, emb)) tensors.delete('lm_head.weight');
   }
-  validateCheckpointTensors(source, config, tensors);
+  const ordered = validateCheckpointTensors(source, config, tensors);
   const dtypes = [...tensors.keys()].map((n) => contents.dtypes.get(n)!);
-  // Canonical order.
-  const ordered = new Map<string, HostTensor>();
-  for (const name of expectedTensorShapes(config).keys()) ordered.set(name, tensors.get(name)!);
   return { config, tensors: ordered, format: 'hf', sourceDtype: describeSourceDtypes(dtypes) };
 }
 
@@ -119,7 +111,7 @@ export async function saveHfDirectory(
   options: SaveHfOptions = {},
 ): Promise<string[]> {
   validateLlamaConfig(ckpt.config, dir);
-  validateCheckpointTensors(dir, ckpt.config, ckpt.tensors);
+  const ordered = validateCheckpointTensors(dir, ckpt.config, ckpt.tensors);
   const tokFiles = Object.entries(options.tokenizerFiles ?? {});
   for (const [name, content] of tokFiles) {
     if (typeof content !== 'string' && !(content instanceof Uint8Array)) {
@@ -132,8 +124,6 @@ export async function saveHfDirectory(
       throw new FormatError(dir, `tokenizer file name ${name} would overwrite a model file`);
     }
   }
-  const ordered = new Map<string, HostTensor>();
-  for (const name of expectedTensorShapes(ckpt.config).keys()) ordered.set(name, ckpt.tensors.get(name)!);
   const configJson = hfConfigToJson(ckpt.config, { torchDtype: torchDtypeOf(ckpt, options.dtype) });
   const generation = {
     _from_model_config: true,

@@ -2,8 +2,9 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HostTensor, hostTensorsEqual } from '@moreau/core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { permuteRopeRows } from '../llama/rope.js';
 import type { Checkpoint } from './checkpoint.js';
-import { llama2cFileSize, loadLlama2c, permuteRopeRows, readLlama2cHeader, saveLlama2c } from './llama2c.js';
+import { llama2cFileSize, loadLlama2c, readLlama2cHeader, saveLlama2c } from './llama2c.js';
 import { formatError, haveShared, STORIES_BIN, sharedPath, useScratchDir } from './test-fixtures.js';
 
 const HAVE = haveShared(STORIES_BIN);

@@ -16,15 +16,10 @@
  * save, so the loaded checkpoint computes the same function in the HF convention.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { type FloatDType, type HostTensor, toFloat32Data } from '@moreau/core';
-import {
-  type Checkpoint,
-  expectedTensorShapes,
-  isPruned,
-  type LlamaConfig,
-  validateCheckpointTensors,
-  validateLlamaConfig,
-} from './checkpoint.js';
+import { type HostTensor, toFloat32Data } from '@moreau/core';
+import { isPruned, type LlamaConfig, validateLlamaConfig } from '../llama/config.js';
+import { permuteRopeRows } from '../llama/rope.js';
+import { type Checkpoint, type LoadCheckpointOptions, validateCheckpointTensors } from './checkpoint.js';
 import { FormatError } from './errors.js';
 import { assertLittleEndianHost, openForRead, readExactly, writeAll, writeFileAtomic } from './io.js';
 import { castFloatTensor, dataBytes } from './tensor.js';
@@ -44,40 +39,6 @@ export interface Llama2cHeader {
 
 const V1_MAGIC = 0x616b3432; // "ak42"
 const V1_HEADER_BYTES = 256;
-
-/**
- * Permute the rows of a [heads * headDim, cols] matrix between llama2.c's adjacent-pair RoPE layout
- * and HF's rotate_half layout. `toHf` true: row h*hd + 2i + j -> h*hd + j*hd/2 + i (load);
- * false: the inverse (export). Returns a new array.
- */
-export function permuteRopeRows<T extends Float32Array | Uint16Array>(
-  data: T,
-  heads: number,
-  headDim: number,
-  cols: number,
-  toHf: boolean,
-): T {
-  if (data.length !== heads * headDim * cols) {
-    throw new RangeError(
-      `permuteRopeRows: ${data.length} elements is not ${heads} heads x ${headDim} x ${cols} columns`,
-    );
-  }
-  const out = (
-    data instanceof Float32Array ? new Float32Array(data.length) : new Uint16Array(data.length)
-  ) as T;
-  const half = headDim / 2;
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < half; i++) {
-      for (let j = 0; j < 2; j++) {
-        const adjacent = h * headDim + 2 * i + j;
-        const rotateHalf = h * headDim + j * half + i;
-        const [src, dst] = toHf ? [adjacent, rotateHalf] : [rotateHalf, adjacent];
-        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
-      }
-    }
-  }
-  return out;
-}
 
 function checkHeader(file: string, h: Llama2cHeader): void {
   const fields: [keyof Llama2cHeader, number][] = [
@@ -265,13 +226,8 @@ function checkSize(file: string, h: Llama2cHeader, size: number): void {
   );
 }
 
-export interface LoadLlama2cOptions {
-  /** Convert the float32 weights to this dtype after reading. Default float32. */
-  dtype?: FloatDType;
-}
-
 /** Load a llama2.c checkpoint as HF-named tensors (wq / wk permuted to rotate_half). */
-export async function loadLlama2c(file: string, options: LoadLlama2cOptions = {}): Promise<Checkpoint> {
+export async function loadLlama2c(file: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
   assertLittleEndianHost(file);
   const { fh, size } = await openForRead(file);
   try {
@@ -298,9 +254,7 @@ export async function loadLlama2c(file: string, options: LoadLlama2cOptions = {}
         tensors.set(name, castFloatTensor(t, options.dtype));
       }
     }
-    validateCheckpointTensors(file, config, tensors);
-    const ordered = new Map<string, HostTensor>();
-    for (const name of expectedTensorShapes(config).keys()) ordered.set(name, tensors.get(name)!);
+    const ordered = validateCheckpointTensors(file, config, tensors);
     return { config, tensors: ordered, format: 'llama2c', sourceDtype: 'F32' };
   } finally {
     await fh.close();

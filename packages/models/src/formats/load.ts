@@ -3,17 +3,12 @@
  * GGUF, any other file is tried as a llama2.c checkpoint (whose header and size are validated).
  */
 import { open, stat } from 'node:fs/promises';
-import type { FloatDType } from '@moreau/core';
-import type { Checkpoint } from './checkpoint.js';
+import type { Checkpoint, LoadCheckpointOptions } from './checkpoint.js';
 import { describeError, FormatError } from './errors.js';
-import { GGUF_MAGIC, loadGguf } from './gguf.js';
+import { loadGguf } from './gguf/llama.js';
+import { GGUF_MAGIC } from './gguf/read.js';
 import { loadHfDirectory } from './hf-dir.js';
 import { loadLlama2c } from './llama2c.js';
-
-export interface LoadCheckpointOptions {
-  /** Convert floating-point tensors to this dtype while reading. Default: keep the stored dtype. */
-  dtype?: FloatDType;
-}
 
 export async function loadCheckpoint(path: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
   let isDir: boolean;

@@ -39,11 +39,6 @@ const FROM_HOST: Record<DType, SafetensorsDType> = {
   bool: 'BOOL',
 };
 
-/** safetensors dtype name of a host dtype. */
-export function safetensorsDType(dtype: DType): SafetensorsDType {
-  return FROM_HOST[dtype];
-}
-
 /** Largest header the reader accepts (the reference implementation's limit). */
 export const MAX_SAFETENSORS_HEADER = 100_000_000;
 

@@ -5,9 +5,8 @@ import {
   tensor,
 } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import type { LlamaConfig } from '../formats/checkpoint.js';
+import type { LlamaConfig } from './config.js';
 import {
-  cutLlama,
   llamaAttentionGroup,
   llamaConfigAfterCut,
   llamaGroups,
@@ -15,6 +14,7 @@ import {
   pruneConfig,
 } from './groups.js';
 import { randomInit } from './presets.js';
+import { cutLlamaModel } from './test-fixtures.js';
 
 const cfg = (over: Partial<LlamaConfig> = {}): LlamaConfig => ({
   vocabSize: 10,
@@ -120,25 +120,22 @@ describe('prunable groups', () => {
   });
 
   it('pruneConfig writes per-layer arrays and validates them', () => {
-    const c = pruneConfig(cfg(), { 0: { intermediate: 3 } });
+    const c = pruneConfig(cfg(), new Map([[0, { intermediate: 3 }]]));
     expect(c.layerHeadNum).toEqual([6, 6]);
     expect(c.layerKvHeadNum).toEqual([2, 2]);
     expect(c.layerInterSize).toEqual([3, 5]);
     expect(c.intermediateSize).toBe(5);
-    expect(pruneConfig(c, { 0: { intermediate: 5 } }).layerInterSize).toBeUndefined();
-    expect(() => pruneConfig(cfg(), { 0: { heads: 4, kvHeads: 2 } })).not.toThrow();
-    expect(() => pruneConfig(cfg(), { 0: { heads: 3, kvHeads: 2 } })).toThrow(/multiple/);
-    expect(() => pruneConfig(cfg(), { 0: { intermediate: 0 } })).toThrow(/\[1, 5\]/);
-    expect(() => pruneConfig(cfg(), { 5: { intermediate: 1 } })).toThrow(/out of range/);
+    expect(pruneConfig(c, new Map([[0, { intermediate: 5 }]])).layerInterSize).toBeUndefined();
+    expect(() => pruneConfig(cfg(), new Map([[0, { heads: 4, kvHeads: 2 }]]))).not.toThrow();
+    expect(() => pruneConfig(cfg(), new Map([[0, { heads: 3, kvHeads: 2 }]]))).toThrow(/multiple/);
+    expect(() => pruneConfig(cfg(), new Map([[0, { intermediate: 0 }]]))).toThrow(/\[1, 5\]/);
+    expect(() => pruneConfig(cfg(), new Map([[5, { intermediate: 1 }]]))).toThrow(/out of range/);
   });
 
-  it('cutLlama selects the right slices and the generic cutter leaves other params alone', () => {
+  it('cutModel on a LlamaModel selects the right slices and leaves other params alone', () => {
     const c = cfg();
     const p = randomInit(c, 1);
-    const { params, config } = cutLlama(p, c, {
-      attention: new Map([[0, [1]]]),
-      mlp: new Map([[1, [0, 4]]]),
-    });
+    const { params, config } = cutLlamaModel(c, p, { 'layer.0.attention': [1], 'layer.1.mlp': [0, 4] });
     expect(config.layerHeadNum).toEqual([3, 6]);
     expect(config.layerKvHeadNum).toEqual([1, 2]);
     expect(config.layerInterSize).toEqual([5, 2]);
@@ -155,24 +152,19 @@ describe('prunable groups', () => {
     expect(Array.from(down.data.subarray(0, 4))).toEqual([d0[0], d0[4], d0[5], d0[9]]);
     expect(params.get('model.embed_tokens.weight')).toBe(p.get('model.embed_tokens.weight'));
     expect(() => cutGroups(p, llamaGroups(c), new Map([['layer.0.mlp', []]]))).toThrow(/no unit/);
-    expect(() => cutLlama(p, c, { mlp: new Map([[0, [5]]]) })).toThrow(/out of range/);
+    expect(() => cutLlamaModel(c, p, { 'layer.0.mlp': [5] })).toThrow(/out of range/);
+    // Units are taken in index order, whatever order they are given in.
+    const sorted = cutLlamaModel(c, p, { 'layer.0.mlp': [1, 2] });
+    const unsorted = cutLlamaModel(c, p, { 'layer.0.mlp': [2, 1] });
+    expect(unsorted.config).toEqual(sorted.config);
+    for (const [k, t] of sorted.params)
+      expect(Array.from(unsorted.params.get(k)!.data)).toEqual(Array.from(t.data));
   });
 });
 
-describe('generic cut + llamaConfigAfterCut', () => {
-  it('equals cutLlama and rejects whole-layer groups', () => {
+describe('llamaConfigAfterCut', () => {
+  it('sets the hidden size and rejects whole-layer groups', () => {
     const c = cfg();
-    const p = randomInit(c, 2);
-    const kept = new Map([
-      ['layer.1.attention', [0]],
-      ['layer.0.mlp', [1, 2]],
-    ]);
-    const generic = cutGroups(p, llamaGroups(c), kept);
-    const viaLlama = cutLlama(p, c, { attention: new Map([[1, [0]]]), mlp: new Map([[0, [2, 1]]]) });
-    expect([...generic.keys()]).toEqual([...viaLlama.params.keys()]);
-    for (const [k, t] of generic)
-      expect(Array.from(t.data)).toEqual(Array.from(viaLlama.params.get(k)!.data));
-    expect(llamaConfigAfterCut(c, kept)).toEqual(viaLlama.config);
     expect(llamaConfigAfterCut(c, new Map([['hidden', [0, 1, 2]]])).hiddenSize).toBe(3);
     expect(() => llamaConfigAfterCut(c, new Map([['layer.1', [0]]]))).toThrow(/cannot cut group 'layer.1'/);
   });

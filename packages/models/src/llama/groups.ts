@@ -1,21 +1,20 @@
 /**
  * Prunable groups: which slices of which parameters must be removed together. The description is
  * model-agnostic (core's pruning engine reads it without knowing what a LLaMA is); `llamaGroups`
- * produces it for a LLaMA config and `cutLlama` applies a selection of kept units.
+ * produces it for a LLaMA config, core's `cutModel` cuts the kept units, and `llamaConfigAfterCut`
+ * gives the new per-layer config.
  *
  * A group has `units` units. Member m of the group covers, for unit u, the contiguous index range
  * [m.offset + u * m.span, m.offset + (u + 1) * m.span) along m.axis of parameter m.param.
  */
 import {
-  cutGroups,
   type GroupKind,
   type GroupMember,
-  type HostTensor,
   InputError,
   normalizeUnits,
   type PrunableGroup,
 } from '@moreau/core';
-import { type LlamaConfig, layerDims, layerPrefix } from '../formats/checkpoint.js';
+import { type LlamaConfig, layerDims, layerPrefix } from './config.js';
 
 export type MemberRole =
   | 'q'
@@ -160,13 +159,8 @@ export interface LayerSizes {
  * layerKvHeadNum, layerInterSize) for every layer; the ordinary fields keep the maxima. When every
  * layer ends up at the ordinary sizes the arrays are dropped.
  */
-export function pruneConfig(
-  config: LlamaConfig,
-  sizes: ReadonlyMap<number, LayerSizes> | Readonly<Record<number, LayerSizes>>,
-): LlamaConfig {
+export function pruneConfig(config: LlamaConfig, sizes: ReadonlyMap<number, LayerSizes>): LlamaConfig {
   const L = config.numHiddenLayers;
-  const entries: [number, LayerSizes][] =
-    sizes instanceof Map ? [...sizes] : Object.entries(sizes).map(([k, v]) => [Number(k), v as LayerSizes]);
   const heads: number[] = [];
   const kv: number[] = [];
   const inter: number[] = [];
@@ -176,7 +170,7 @@ export function pruneConfig(
     kv.push(d.kvHeads);
     inter.push(d.intermediate);
   }
-  for (const [layer, s] of entries) {
+  for (const [layer, s] of sizes) {
     if (!Number.isInteger(layer) || layer < 0 || layer >= L) {
       throw new InputError(`pruneConfig: layer ${layer} out of range [0, ${L})`);
     }
@@ -246,37 +240,4 @@ export function llamaConfigAfterCut(
   }
   const out = pruneConfig(config, sizes);
   return hiddenSize === config.hiddenSize ? out : { ...out, hiddenSize };
-}
-
-/** What to keep: per layer, the kept KV groups (attention) and the kept intermediate channels (mlp). */
-export interface LlamaKeep {
-  readonly attention?: ReadonlyMap<number, Iterable<number>>;
-  readonly mlp?: ReadonlyMap<number, Iterable<number>>;
-}
-
-/**
- * Cuts a LLaMA: index-selects the kept KV groups (with their query heads and o_proj columns) and
- * MLP channels on host tensors (dtypes preserved), and returns the new per-layer config. Layers
- * not listed stay whole. Equivalent to cutGroups + llamaConfigAfterCut on the groups' ids.
- */
-export function cutLlama(
-  params: ReadonlyMap<string, HostTensor> | Readonly<Record<string, HostTensor>>,
-  config: LlamaConfig,
-  keep: LlamaKeep,
-): { params: Map<string, HostTensor>; config: LlamaConfig } {
-  const groups: PrunableGroup[] = [];
-  const kept = new Map<string, number[]>();
-  const L = config.numHiddenLayers;
-  const add = (kind: 'attention' | 'mlp', layer: number, units: Iterable<number>) => {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= L) {
-      throw new InputError(`cutLlama: ${kind} layer ${layer} out of range [0, ${L})`);
-    }
-    const g = kind === 'attention' ? llamaAttentionGroup(config, layer) : llamaMlpGroup(config, layer);
-    groups.push(g);
-    kept.set(g.id, normalizeUnits(units, g.units, `cutLlama: layer ${layer} ${kind}`));
-  };
-  for (const [layer, units] of keep.attention ?? []) add('attention', layer, units);
-  for (const [layer, units] of keep.mlp ?? []) add('mlp', layer, units);
-  const source = params instanceof Map ? params : new Map(Object.entries(params));
-  return { params: cutGroups(source, groups, kept), config: llamaConfigAfterCut(config, kept) };
 }

@@ -9,16 +9,15 @@ import {
   valueAndGrad,
 } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import { type LlamaConfig, layerDims } from '../formats/checkpoint.js';
-import { cutLlama } from './groups.js';
+import { type LlamaConfig, layerDims } from './config.js';
 import { llamaLogits, llamaLoss, llamaMaskedLoss, llamaTargetNll, llamaTokenNll } from './model.js';
 import { randomInit } from './presets.js';
-import { smallConfig, smallLlama3Scaling } from './test-fixtures.js';
+import { cutLlamaModel, smallConfig, smallLlama3Scaling } from './test-fixtures.js';
 
 // ---------------------------------------------------------------------------------------------
 // An independent, loop-based float64 LLaMA (HF semantics) used as the oracle.
 
-type W = Map<string, HostTensor>;
+type W = ReadonlyMap<string, HostTensor>;
 
 function f64(t: HostTensor): Float64Array {
   return Float64Array.from(toFloat32Data(t));
@@ -304,16 +303,12 @@ describe('pruned (per-layer) dimensions', () => {
   it('a cut model runs and matches the oracle with the same per-layer dims', async () => {
     const c = smallConfig({ numAttentionHeads: 6, numKeyValueHeads: 3, headDim: 4, numHiddenLayers: 3 });
     const params = randomParams(c, 31);
-    const cut = cutLlama(params, c, {
-      attention: new Map([
-        [0, [2]],
-        [2, [0, 2]],
-      ]),
-      mlp: new Map([
-        [0, [0, 3, 5, 7, 11, 23]],
-        [1, [4]],
-        [2, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]],
-      ]),
+    const cut = cutLlamaModel(c, params, {
+      'layer.0.attention': [2],
+      'layer.2.attention': [0, 2],
+      'layer.0.mlp': [0, 3, 5, 7, 11, 23],
+      'layer.1.mlp': [4],
+      'layer.2.mlp': [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     });
     expect(cut.config.layerHeadNum).toEqual([2, 6, 4]);
     expect(cut.config.layerKvHeadNum).toEqual([1, 3, 2]);
@@ -329,7 +324,7 @@ describe('pruned (per-layer) dimensions', () => {
     const params = randomParams(c, 41);
     const keptKv = [1];
     const keptCh = [2, 5, 6, 20];
-    const cut = cutLlama(params, c, { attention: new Map([[1, keptKv]]), mlp: new Map([[0, keptCh]]) });
+    const cut = cutLlamaModel(c, params, { 'layer.1.attention': keptKv, 'layer.0.mlp': keptCh });
     // Zero o_proj columns of the removed KV group's query heads (group 0 = heads 0, 1 = columns 0..15)
     // and down_proj columns of removed channels: the outputs must not change.
     const zeroed = new Map(

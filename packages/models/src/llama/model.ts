@@ -9,13 +9,7 @@
  * Per-layer head counts and MLP widths (pruned models) come from the config's per-layer arrays.
  */
 import { ops, ShapeError, type StagedModel, type Tensor, tensor } from '@moreau/core';
-import {
-  expectedTensorShapes,
-  type LayerDims,
-  type LlamaConfig,
-  layerDims,
-  layerPrefix,
-} from '../formats/checkpoint.js';
+import { expectedTensorShapes, type LayerDims, type LlamaConfig, layerDims, layerPrefix } from './config.js';
 import { ropeTables } from './rope.js';
 
 /** Parameters by Hugging Face name (lm_head.weight absent when the embeddings are tied). */
@@ -225,12 +219,6 @@ function head(w: Weights, hidden: Tensor, config: LlamaConfig): Tensor {
   const normed = ops.rmsNorm(hidden, w.get('model.norm.weight'), config.rmsNormEps);
   const lm = config.tieWordEmbeddings ? w.get('model.embed_tokens.weight') : w.get('lm_head.weight');
   return ops.linear(normed, lm);
-}
-
-/** Final hidden states (after the final RMSNorm): [B, T, hidden]. */
-export function llamaForward(params: LlamaParams, inputIds: Tensor, config: LlamaConfig): Tensor {
-  const w = new Weights(params, config);
-  return ops.rmsNorm(decoder(w, inputIds, config), w.get('model.norm.weight'), config.rmsNormEps);
 }
 
 /** Next-token logits: [B, T, vocab] (float32). */

@@ -10,10 +10,9 @@ import {
   valueAndGrad,
 } from '@moreau/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cutLlama } from './groups.js';
 import { type LlamaParams, llamaLoss } from './model.js';
 import { randomInit } from './presets.js';
-import { smallConfig, smallLlama3Scaling } from './test-fixtures.js';
+import { cutLlamaModel, smallConfig, smallLlama3Scaling } from './test-fixtures.js';
 
 let ort: Backend | undefined;
 let reason = '';
@@ -38,7 +37,7 @@ describe.skipIf(!ort)('llama graph on onnxruntime', () => {
 
   it('loss and gradients equal the reference backend (loss rel 1e-5), also for a cut model', async () => {
     const base = randomInit(config, 3, { std: 0.3 });
-    const cut = cutLlama(base, config, { attention: new Map([[1, [0]]]), mlp: new Map([[0, [1, 3, 5]]]) });
+    const cut = cutLlamaModel(config, base, { 'layer.1.attention': [0], 'layer.0.mlp': [1, 3, 5] });
     for (const [params, c] of [
       [base, config],
       [cut.params, cut.config],

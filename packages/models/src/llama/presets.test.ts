@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { validateLlamaConfig } from '../formats/checkpoint.js';
+import { validateLlamaConfig } from './config.js';
 import { LLAMA_PRESET_NAMES, llamaPreset, paramCount, randomInit } from './presets.js';
 
 describe('presets', () => {
@@ -60,18 +60,13 @@ describe('presets', () => {
 });
 
 describe('public surface', () => {
-  it('@moreau/models exports the llama API', async () => {
-    const m = await import('@moreau/models');
-    for (const name of [
-      'llamaLogits',
-      'llamaLoss',
-      'llamaTokenNll',
-      'llamaGroups',
-      'cutLlama',
-      'randomInit',
-      'ropeInvFreq',
-    ]) {
-      expect(typeof (m as Record<string, unknown>)[name], name).toBe('function');
+  it('@moreau/models exports what a user composes, and no internals', async () => {
+    const m = (await import('@moreau/models')) as Record<string, unknown>;
+    for (const name of ['loadModel', 'llamaLogits', 'llamaLoss', 'llamaTokenNll', 'randomInit', 'saveGguf']) {
+      expect(typeof m[name], name).toBe('function');
+    }
+    for (const name of ['cutLlama', 'ggufToHfName', 'permuteRopeRows', 'GGML_TYPES', 'ropeInvFreq']) {
+      expect(m[name], name).toBeUndefined();
     }
   });
 });

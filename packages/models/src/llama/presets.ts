@@ -3,7 +3,7 @@
  * initialisation for tests, benchmarks and the synthetic model.
  */
 import { type HostTensor, InputError, Rng } from '@moreau/core';
-import { expectedTensorShapes, type LlamaConfig } from '../formats/checkpoint.js';
+import { expectedTensorShapes, type LlamaConfig } from './config.js';
 
 const base = {
   ropeTheta: 10000,

@@ -3,7 +3,7 @@
  * and how it rebuilds itself (new per-layer config) after a cut.
  */
 import type { HostTensor, PrunableGroup, PrunableModel, StagedModel, Tensor } from '@moreau/core';
-import type { LlamaConfig } from '../formats/checkpoint.js';
+import type { LlamaConfig } from './config.js';
 import { llamaConfigAfterCut, llamaGroups } from './groups.js';
 import { llamaLoss, llamaStages } from './model.js';
 

@@ -1,9 +1,10 @@
 /**
  * Rotary position embeddings computed on the host, exactly as Hugging Face transformers does
  * (float32 arithmetic, `rotate_half` convention: the two halves of each head are paired, and the
- * cos / sin tables are `cat(freqs, freqs)`).
+ * cos / sin tables are `cat(freqs, freqs)`), and the row permutation between llama2.c's / llama.cpp's
+ * adjacent-pair convention and HF's.
  */
-import type { LlamaConfig } from '../formats/checkpoint.js';
+import type { LlamaConfig } from './config.js';
 
 const f = Math.fround;
 
@@ -76,4 +77,38 @@ export function ropeTables(
     }
   }
   return { cos, sin };
+}
+
+/**
+ * Permute the rows of a [heads * headDim, cols] matrix between llama2.c's adjacent-pair RoPE layout
+ * and HF's rotate_half layout. `toHf` true: row h*hd + 2i + j -> h*hd + j*hd/2 + i (load);
+ * false: the inverse (export). Returns a new array.
+ */
+export function permuteRopeRows<T extends Float32Array | Uint16Array>(
+  data: T,
+  heads: number,
+  headDim: number,
+  cols: number,
+  toHf: boolean,
+): T {
+  if (data.length !== heads * headDim * cols) {
+    throw new RangeError(
+      `permuteRopeRows: ${data.length} elements is not ${heads} heads x ${headDim} x ${cols} columns`,
+    );
+  }
+  const out = (
+    data instanceof Float32Array ? new Float32Array(data.length) : new Uint16Array(data.length)
+  ) as T;
+  const half = headDim / 2;
+  for (let h = 0; h < heads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let j = 0; j < 2; j++) {
+        const adjacent = h * headDim + 2 * i + j;
+        const rotateHalf = h * headDim + j * half + i;
+        const [src, dst] = toHf ? [adjacent, rotateHalf] : [rotateHalf, adjacent];
+        out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
+      }
+    }
+  }
+  return out;
 }

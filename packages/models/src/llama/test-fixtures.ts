@@ -1,5 +1,7 @@
 /** Test-only helpers of the LLaMA graph tests. Not exported from the package. */
-import type { Llama3RopeScaling, LlamaConfig } from '../formats/checkpoint.js';
+import { cutModel, type HostTensor } from '@moreau/core';
+import type { Llama3RopeScaling, LlamaConfig } from './config.js';
+import { LlamaModel } from './prunable.js';
 
 /** A small GQA config (4 query heads / 2 kv heads, untied head) for tests; `over` replaces fields. */
 export function smallConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
@@ -29,3 +31,12 @@ export const smallLlama3Scaling: Llama3RopeScaling = {
   highFreqFactor: 4,
   originalMaxPositionEmbeddings: 64,
 };
+
+/** Core's cut applied to a LlamaModel: group id ('layer.<i>.attention' / '.mlp') -> kept units. */
+export function cutLlamaModel(
+  config: LlamaConfig,
+  params: ReadonlyMap<string, HostTensor>,
+  kept: Readonly<Record<string, readonly number[]>>,
+): LlamaModel {
+  return cutModel(new LlamaModel(config, params), new Map(Object.entries(kept))) as LlamaModel;
+}

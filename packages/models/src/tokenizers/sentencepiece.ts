@@ -9,7 +9,8 @@
  * Prepend/Replace normalizer, the layout transformers produces for Llama-2) and tokenizer_config.json.
  */
 import { FormatError } from '../formats/errors.js';
-import { type GgufTokenizerData, ggufTokenizerData, readGgufInfo } from '../formats/gguf.js';
+import { readGgufInfo } from '../formats/gguf/read.js';
+import { type GgufTokenizerData, ggufTokenizerData } from '../formats/gguf/tokenizer.js';
 import { bpeMerge } from './bpe.js';
 import { checkTokenId, type EncodeOptions, type Tokenizer } from './types.js';
 import { ByteBuilder, byteTokenValue, codePointBytes, utf8DecodeLenient, utf8Encode } from './utf8.js';

@@ -2,18 +2,8 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HostTensor, hostTensorsEqual } from '@moreau/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Checkpoint } from './checkpoint.js';
-import {
-  ggufToHfName,
-  ggufTokenizerData,
-  hfToGgufName,
-  loadGguf,
-  openGguf,
-  readGgufInfo,
-  saveGguf,
-  writeGguf,
-} from './gguf.js';
-import { loadLlama2c } from './llama2c.js';
+import type { Checkpoint } from '../checkpoint.js';
+import { loadLlama2c } from '../llama2c.js';
 import {
   formatError,
   haveShared,
@@ -21,7 +11,11 @@ import {
   sharedPath,
   TINY_GGUF,
   useScratchDir,
-} from './test-fixtures.js';
+} from '../test-fixtures.js';
+import { ggufToHfName, hfToGgufName, loadGguf, saveGguf } from './llama.js';
+import { openGguf, readGgufInfo } from './read.js';
+import { ggufTokenizerData } from './tokenizer.js';
+import { writeGguf } from './write.js';
 
 const HAVE = haveShared(TINY_GGUF);
 const GGUF = sharedPath(TINY_GGUF);
