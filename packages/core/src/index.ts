@@ -40,8 +40,8 @@ export {
   throwIfAborted,
   UnsupportedPrimitiveError,
 } from './errors.js';
-export type { Attr, Graph, Node, ValueInfo } from './ir.js';
-export { graphHash, graphToJSON, graphToText, inputInfos, opsUsed, outputInfos } from './ir.js';
+export type { Graph, Node, NodeOf, Primitive, PrimitiveAttrs, ValueInfo } from './ir.js';
+export { attrsOf, graphHash, graphToJSON, graphToText, inputInfos, outputInfos } from './ir.js';
 export * as ops from './ops.js';
 export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
 export { AdamW, clipGradNorm, globalNorm, warmupCosine } from './optim.js';
@@ -49,6 +49,7 @@ export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
 export { evaluateReference, ReferenceBackend } from './reference-backend.js';
 export { Rng } from './rng.js';
+export { broadcastShapes, sameShape } from './shapes.js';
 export { Tensor } from './tensor.js';
 export type { JitOptions, Jitted, TensorSpec, Traced, ValueAndGradOptions } from './transforms.js';
 export { jit, trace, valueAndGrad } from './transforms.js';

@@ -20,7 +20,6 @@ import {
   isFloat,
   jit,
   ops,
-  opsUsed,
   outputInfos,
   PRIMITIVES,
   ReferenceBackend,
@@ -99,6 +98,7 @@ const LLAMA_TESTS = [
 ] as const;
 
 const lowTitle = (p: string) => `lowering: ${p}`;
+const opsUsed = (graph: Graph) => new Set<string>(graph.nodes.map((n) => n.op));
 
 /** 32-bit FNV-1a of a title: each case draws from its own stream, independent of the others. */
 function seedOf(title: string): number {
