@@ -44,6 +44,7 @@ export type BinaryPrimitive =
   | 'equal';
 
 export type NoAttrs = Readonly<Record<string, never>>;
+type ReduceAttrs = { readonly axes: readonly number[]; readonly keepDims: boolean };
 
 /**
  * The attributes of each primitive, by name. Primitives with no attributes:
@@ -60,9 +61,9 @@ export interface PrimitiveAttrs
   /** Key into graph.constants (a HostTensor). */
   constant: { readonly constant: string };
   /** Axes sorted and non-negative; the sum of an empty axis is 0; empty `axes` reduces nothing. */
-  sum: { readonly axes: readonly number[]; readonly keepDims: boolean };
+  sum: ReduceAttrs;
   /** As sum; the max of an empty axis is -inf. */
-  max: { readonly axes: readonly number[]; readonly keepDims: boolean };
+  max: ReduceAttrs;
   reshape: { readonly shape: readonly number[] };
   transpose: { readonly perm: readonly number[] };
   /** One entry per axis, step 1, 0 <= start <= end <= dim. */
