@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { renderChart, reportCharts } from './charts.js';
-import { comparisonTable, markdownTable, renderHtml, renderMarkdown, textSummary } from './render.js';
-import type { CompareReport } from './types.js';
+import { renderChart, reportCharts } from './internal/report/charts.js';
+import {
+  comparisonTable,
+  markdownTable,
+  renderHtml,
+  renderMarkdown,
+  textSummary,
+} from './internal/report/render.js';
+import type { CompareReport } from './internal/report/types.js';
 
 const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
   criterion,
