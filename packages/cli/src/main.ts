@@ -47,9 +47,8 @@ function reportError(err: unknown, command: Command, aborted: boolean): number {
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof UsageError) {
-    const cmd = err.command ?? command;
-    process.stderr.write(`moreau${cmd.parent ? ` ${cmd.name()}` : ''}: error: ${err.message}\n\n`);
-    cmd.outputHelp({ error: true });
+    process.stderr.write(`moreau${command.parent ? ` ${command.name()}` : ''}: error: ${err.message}\n\n`);
+    command.outputHelp({ error: true });
     return EXIT.usage;
   }
   if (err instanceof AbortError || (err as Error)?.name === 'AbortError' || aborted) {

@@ -14,18 +14,12 @@ import {
   resolveOptions,
 } from '@moreau/core';
 import { parsePerturbation, perturbationName, STANDARD_TASKS } from '@moreau/eval';
-import { type Command, InvalidArgumentError } from 'commander';
+import { InvalidArgumentError } from 'commander';
 import type { CalibFlags, ModelFlags, PruneFlags } from '../program.js';
 
 /** A flag error found by a command: exit 2 with the command's help. */
 export class UsageError extends Error {
   override name = 'UsageError';
-  constructor(
-    message: string,
-    readonly command?: Command,
-  ) {
-    super(message);
-  }
 }
 
 /** Runs `f`, turning any error into a usage error (optionally prefixed with the flag). */

@@ -11,7 +11,6 @@ import {
   type Criterion,
   countParams,
   getCriterion,
-  type PruneResult,
   planToJSON,
   prune,
   resolveOptions,
@@ -221,8 +220,8 @@ async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<Ca
   const iterations = Math.max(
     1,
     ...needing.map((s) => {
-      const c = getCriterion(s.name);
-      return c.calibrationIterations?.(resolveOptions(c, s.options)) ?? 1;
+      const criterion = getCriterion(s.name);
+      return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
     }),
   );
   return calibrationFromFlags(c.loaded, flags, iterations);
@@ -249,9 +248,7 @@ function scoredOnce(
   };
   let cached: Criterion | undefined;
   let scoreSeconds = 0;
-  return async (
-    ratio: number,
-  ): Promise<{ result: PruneResult; scoreSeconds: number; cutSeconds: number }> => {
+  return async (ratio: number) => {
     const t0 = performance.now();
     const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
     if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
