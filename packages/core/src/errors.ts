@@ -55,3 +55,17 @@ export class AbortError extends MoreauError {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortError();
 }
+
+/** A run that would need more memory than there is, refused before it starts; names both numbers. */
+export class MemoryLimitError extends MoreauError {
+  override name = 'MemoryLimitError';
+  constructor(
+    message: string,
+    /** Estimated bytes the run needs. */
+    readonly needed: number,
+    /** Bytes available when it was checked. */
+    readonly available: number,
+  ) {
+    super(message);
+  }
+}

@@ -32,6 +32,7 @@ export {
   AbortError,
   BackendUnavailableError,
   InputError,
+  MemoryLimitError,
   MoreauError,
   ShapeError,
   throwIfAborted,
@@ -48,18 +49,38 @@ export * from './pruning/index.js';
 export { evaluateReference, ReferenceBackend } from './reference-backend.js';
 export { Rng } from './rng.js';
 export { broadcastShapes, sameShape } from './shapes.js';
+export { Decoder } from './stream/decoder.js';
+export {
+  type CallCost,
+  callBytes,
+  estimateForward,
+  type ForwardEstimate,
+  peakBytes,
+  streamedForwardBytes,
+  wholeForwardBytes,
+} from './stream/estimate.js';
 export {
   type ExecMode,
   type ExecutorOptions,
   estimateWholeBytes,
+  type ForwardBatch,
   type GradientPass,
   type HeadOutputs,
   ModelExecutor,
   type WeightSource,
 } from './stream/executor.js';
+export { capacityFor } from './stream/kv-cache.js';
 export { availableMemory, gib } from './stream/memory.js';
 export { ParamState, type ParamStateOptions } from './stream/param-state.js';
-export { allStages, type Stage, type StagedModel, type StageParams } from './stream/staged-model.js';
+export {
+  allStages,
+  type CacheSpec,
+  type DecodeStep,
+  type IncrementalDecoding,
+  type Stage,
+  type StagedModel,
+  type StageParams,
+} from './stream/staged-model.js';
 export { Tensor } from './tensor.js';
 export type { JitOptions, Jitted, TensorSpec, Traced, ValueAndGradOptions } from './transforms.js';
 export { jit, trace, valueAndGrad } from './transforms.js';

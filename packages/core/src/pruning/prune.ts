@@ -138,6 +138,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
           backend,
           mode: modeOption,
           tokens,
+          ...(windows?.[0] ? { length: windows[0].length } : {}),
           ...(opts.signal ? { signal: opts.signal } : {}),
         })
       : undefined;

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { type HostTensor, tensor } from '../dtype.js';
+import { MemoryLimitError } from '../errors.js';
+import * as ops from '../ops.js';
 import { TOY_VOCAB, toyModel } from '../pruning/test-fixtures.js';
 import { ReferenceBackend } from '../reference-backend.js';
 import { Rng } from '../rng.js';
-import { ModelExecutor } from './executor.js';
+import type { Tensor } from '../tensor.js';
+import { streamedForwardBytes, wholeForwardBytes } from './estimate.js';
+import { type HeadOutputs, ModelExecutor } from './executor.js';
 
 const model = toyModel([
   { heads: 3, mlp: 5 },
@@ -80,5 +84,72 @@ describe('ModelExecutor: layer-streamed equals whole-graph', () => {
     for (const [k, g] of whole.grads) close(streamed.grads.get(k)!, g);
     const base = await run('whole', wanted);
     expect(base.loss).not.toBeCloseTo(whole.loss, 6);
+  });
+});
+
+describe('ModelExecutor: forward passes', () => {
+  // Per-position NLL, and the logits at one position per row (an extra input).
+  const outputs: HeadOutputs = (head, hidden, x, inputs) => {
+    const T = x.shape[1]!;
+    const logits = head(ops.slice(hidden, 1, 0, T - 1));
+    const sel = ops.reshape(ops.oneHotMask(inputs.pos as Tensor, T), [x.shape[0]!, T, 1]);
+    return {
+      nll: ops.tokenNll(logits, ops.slice(x, 1, 1, T)),
+      at: head(ops.sum(ops.where(sel, hidden, 0), 1, true)),
+    };
+  };
+  const batches = [0, 1, 2].map((b) => ({
+    ids: tensor(ids.data.slice(b * 6, (b + 1) * 6), [1, 6], 'int32'),
+    inputs: { pos: tensor(Int32Array.of(b + 2), [1], 'int32') },
+  }));
+
+  it('whole and streamed (layer-major) give the same outputs, with and without uploads', async () => {
+    const results = [];
+    for (const [mode, upload] of [
+      ['whole', true],
+      ['streamed', true],
+      ['streamed', false],
+    ] as const) {
+      const exec = await ModelExecutor.create(model, { backend: new ReferenceBackend(), mode, upload });
+      results.push(await exec.forward(batches, outputs, 'test'));
+      exec.dispose();
+    }
+    const [whole, ...streamed] = results;
+    for (const s of streamed) {
+      s!.forEach((r, b) => {
+        close(r.nll!.data as Float32Array, whole![b]!.nll!.data as Float32Array);
+        close(r.at!.data as Float32Array, whole![b]!.at!.data as Float32Array);
+      });
+    }
+  });
+
+  it('picks whole when it fits in half the memory, streamed when not, and refuses what fits neither', async () => {
+    const backend = new ReferenceBackend();
+    const opts = { backend, forwardOnly: true, tokens: 12, length: 6 };
+    expect((await ModelExecutor.create(model, { ...opts, availableBytes: 1e9 })).mode).toBe('whole');
+    const exec = await ModelExecutor.create(model, { ...opts, availableBytes: 1e9 });
+    const e = exec.forwardEstimate(6);
+    expect(e.weights).toBeGreaterThan(e.stageWeights);
+    expect(e.hidden).toBe(6);
+    // Room for a streamed pass, but the whole graph needs more than half of it: streamed.
+    const whole = wholeForwardBytes(e, 2);
+    expect(streamedForwardBytes(e, 1, 1)).toBeLessThan(2 * whole);
+    const small = await ModelExecutor.create(model, { ...opts, availableBytes: 2 * whole - 1 });
+    expect(small.mode).toBe('streamed');
+    const err = await ModelExecutor.create(model, { ...opts, availableBytes: 64 }).catch((x) => x);
+    expect(err).toBeInstanceOf(MemoryLimitError);
+    expect(err.message).toMatch(
+      /evaluating this model layer by layer needs an estimated [\d.]+ KiB, but 0\.1 KiB is available/,
+    );
+    expect(err.needed).toBeGreaterThan(64);
+    // A deep model forced to run as one graph where only the streamed pass fits: the message says so.
+    const deep = toyModel(Array.from({ length: 12 }, () => ({ heads: 3, mlp: 5 })));
+    const d = (await ModelExecutor.create(deep, { ...opts, availableBytes: 1e9 })).forwardEstimate(6);
+    const forced = await ModelExecutor.create(deep, {
+      ...opts,
+      mode: 'whole',
+      availableBytes: wholeForwardBytes(d, 2) - 1,
+    }).catch((x) => x);
+    expect(forced.message).toMatch(/as one graph needs an estimated .* use streamed execution/);
   });
 });

@@ -10,16 +10,28 @@
  *
  * Weights are fetched per stage through a `WeightSource` (default: the model's own tensors in
  * their storage dtype, which the graph casts), so a criterion can evaluate at perturbed weights
- * without a copy of the whole model.
+ * without a copy of the whole model. Forward passes at the model's own weights keep them resident
+ * on the backend in whole mode (uploaded once); streamed mode uploads a stage's weights once per
+ * pass and drops them after the stage.
+ *
+ * The mode is chosen, and a run that cannot fit refused, from memory estimates (estimate.ts).
  */
-import type { Backend } from '../backend.js';
+import type { Backend, DeviceTensor, TensorInput } from '../backend.js';
 import type { HostTensor } from '../dtype.js';
 import { sizeOf } from '../dtype.js';
-import { InputError, throwIfAborted } from '../errors.js';
+import { InputError, MemoryLimitError, throwIfAborted } from '../errors.js';
 import * as ops from '../ops.js';
 import type { PrunableModel } from '../pruning/model.js';
 import type { Tensor } from '../tensor.js';
 import { type Jitted, jit, valueAndGrad } from '../transforms.js';
+import { Decoder } from './decoder.js';
+import {
+  estimateForward,
+  type ForwardEstimate,
+  streamedForwardBytes,
+  streamedGradientBytes,
+  wholeForwardBytes,
+} from './estimate.js';
 import { availableMemory, gib } from './memory.js';
 import { allStages, type Stage, type StagedModel, type StageParams } from './staged-model.js';
 
@@ -50,9 +62,23 @@ export interface ExecutorOptions {
   readonly mode?: ExecMode | 'auto';
   /** Tokens per pass (batch x length) the caller expects, for the automatic choice. */
   readonly tokens?: number;
+  /** Tokens per window of those passes (default min(tokens, 128)). */
+  readonly length?: number;
+  /** Forward passes only (evaluation, generation): no gradients, so other memory estimates. */
+  readonly forwardOnly?: boolean;
+  /** Keep weights on the backend between calls (default true; see the module comment). */
+  readonly upload?: boolean;
+  /** Bytes available to the run (default: what the system reports now). */
+  readonly availableBytes?: number;
   readonly signal?: AbortSignal;
   /** Per-stage progress of streamed passes. */
   readonly onStage?: (phase: 'forward' | 'backward', done: number, total: number) => void;
+}
+
+/** One call of `forward`: int32 ids [B, T] and any further inputs the outputs function reads. */
+export interface ForwardBatch {
+  readonly ids: HostTensor;
+  readonly inputs?: Readonly<Record<string, HostTensor>>;
 }
 
 /** Output functions evaluated on the final hidden states by `forward`. */
@@ -60,6 +86,7 @@ export type HeadOutputs = (
   head: (h: Tensor) => Tensor,
   hidden: Tensor,
   ids: Tensor,
+  inputs: Readonly<Record<string, Tensor>>,
 ) => Readonly<Record<string, Tensor>>;
 
 const localParams = (stage: Stage, all: Readonly<Record<string, Tensor>>): Record<string, Tensor> =>
@@ -90,27 +117,94 @@ export function estimateWholeBytes(model: PrunableModel, tokens: number): number
 export class ModelExecutor {
   private readonly staged: StagedModel | undefined;
   private readonly jitted = new Map<string, Jitted<any>>();
+  private readonly estimates = new Map<number, ForwardEstimate>();
+  private resident: Promise<Record<string, TensorInput>> | undefined;
+  private readonly uploaded: DeviceTensor[] = [];
 
   private constructor(
     readonly model: PrunableModel,
     readonly mode: ExecMode,
     private readonly options: ExecutorOptions,
   ) {
-    this.staged = mode === 'streamed' ? model.stages!() : undefined;
+    this.staged = model.stages?.();
   }
 
-  /** Picks the mode: a forced one, or whole when its estimate fits in half the available memory. */
+  /**
+   * Picks the mode — a forced one, or whole when its estimate fits in half the available memory —
+   * and refuses (MemoryLimitError, before any work) a run whose mode's estimate exceeds it.
+   */
   static async create(model: PrunableModel, options: ExecutorOptions): Promise<ModelExecutor> {
     const wanted = options.mode ?? 'auto';
+    if (!['auto', 'whole', 'streamed'].includes(wanted))
+      throw new InputError(`mode must be auto, whole or streamed, got '${wanted}'`, undefined, 'mode');
     if (wanted === 'streamed' && !model.stages) {
       throw new InputError('this model cannot run layer-streamed: it describes no stages', undefined, 'mode');
     }
+    const available = options.availableBytes ?? (await availableMemory());
+    const need = ModelExecutor.estimates(model, options);
     let mode: ExecMode = wanted === 'auto' ? 'whole' : wanted;
-    if (wanted === 'auto' && model.stages) {
-      const need = estimateWholeBytes(model, options.tokens ?? 512);
-      if (need > (await availableMemory()) / 2) mode = 'streamed';
+    if (wanted === 'auto' && model.stages && need.whole > available / 2) mode = 'streamed';
+    const needed = need[mode];
+    if (needed > available) {
+      const what = options.forwardOnly ? 'evaluating this model' : 'computing gradients of this model';
+      const hint =
+        mode === 'whole' && model.stages && need.streamed <= available
+          ? ` (layer-streamed it needs ${gib(need.streamed)}: use streamed execution)`
+          : ' even layer-streamed; use fewer or shorter windows, or a machine with more memory';
+      throw new MemoryLimitError(
+        `${what} ${mode === 'whole' ? 'as one graph' : 'layer by layer'} needs an estimated ${gib(needed)}, but ${gib(available)} is available${hint}`,
+        needed,
+        available,
+      );
     }
     return new ModelExecutor(model, mode, options);
+  }
+
+  /** Estimated bytes of a pass in each mode (streamed: Infinity for a model without stages). */
+  private static estimates(model: PrunableModel, options: ExecutorOptions): Record<ExecMode, number> {
+    const tokens = options.tokens ?? 512;
+    const length = Math.max(2, Math.min(options.length ?? 128, tokens));
+    const rows = Math.max(1, Math.ceil(tokens / length));
+    const staged = model.stages?.();
+    const e = staged ? estimateForward(model, staged, length) : undefined;
+    if (options.forwardOnly) {
+      // Streamed: the smallest run, one window per call and per chunk (callers size up from there).
+      return {
+        whole: e ? wholeForwardBytes(e, rows) : estimateWholeBytes(model, tokens) / 3,
+        streamed: e ? streamedForwardBytes(e, 1, 1) : Number.POSITIVE_INFINITY,
+      };
+    }
+    return {
+      whole: estimateWholeBytes(model, tokens),
+      streamed: e ? streamedGradientBytes(e, staged!.layers.length, rows) : Number.POSITIVE_INFINITY,
+    };
+  }
+
+  /** What a forward pass over windows of `length` tokens needs (cached per length). */
+  forwardEstimate(length: number): ForwardEstimate {
+    let e = this.estimates.get(length);
+    if (!e) {
+      e = estimateForward(this.model, this.stagedModel(), length);
+      this.estimates.set(length, e);
+    }
+    return e;
+  }
+
+  /** Incremental decoding (a cache per layer) in this executor's mode; see Decoder. */
+  decoder(batch = 1): Decoder {
+    const staged = this.stagedModel();
+    const backend = this.options.backend;
+    return new Decoder(
+      {
+        mode: this.mode,
+        staged,
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
+        jitted: (key, fn) => this.fn(key, () => jit(fn, { backend })),
+        allWeights: () => this.residentWeights(),
+        stageWeights: (stage) => this.stageWeights(stage, (names) => this.modelWeights(names)),
+      },
+      batch,
+    );
   }
 
   /** Loss at the given weights, with gradients of the wanted parameters handed to `consume`. */
@@ -123,54 +217,66 @@ export class ModelExecutor {
   }
 
   /**
-   * Runs every batch of ids through the model and evaluates `outputs` on the final hidden states.
-   * Streamed mode runs layer-major (each layer's weights fetched once for all batches).
+   * Runs every batch through the model and evaluates `outputs` on the final hidden states.
+   * Whole mode runs one graph per batch (the model's weights resident on the backend); streamed
+   * mode runs layer-major: each stage's weights are fetched (and uploaded) once for all batches,
+   * and only the hidden states between stages are kept.
    */
   async forward(
-    batches: readonly HostTensor[],
+    batches: readonly (HostTensor | ForwardBatch)[],
     outputs: HeadOutputs,
     key: string,
-    weights: WeightSource = (names) => this.modelWeights(names),
+    weights?: WeightSource,
   ): Promise<Record<string, HostTensor>[]> {
-    for (const b of batches) checkIds(b);
-    const staged = this.staged ?? this.model.stages?.();
-    if (!staged) throw new InputError('this model describes no stages: it cannot be evaluated here');
+    const items: ForwardBatch[] = batches.map((b) => ('ids' in b ? b : { ids: b }));
+    for (const b of items) checkIds(b.ids);
+    const staged = this.stagedModel();
+    const backend = this.options.backend;
     if (this.mode === 'whole') {
       const f = this.fn(`whole-forward:${key}`, () =>
         jit(
-          (p: Record<string, Tensor>, ids: Tensor) => {
+          (p: Record<string, Tensor>, ids: Tensor, inputs: Record<string, Tensor>) => {
             let h = staged.embedFn(localParams(staged.embed, p), ids);
             for (const s of staged.layers) h = staged.layerFn(s.key)(localParams(s, p), h);
             const hp = localParams(staged.head, p);
-            return outputs((x) => staged.headFn(hp, x), h, ids);
+            return outputs((x) => staged.headFn(hp, x), h, ids, inputs);
           },
-          { backend: this.options.backend },
+          { backend },
         ),
       );
-      const all = Object.fromEntries(
-        await weights(allStages(staged).flatMap((s) => Object.values(s.params))),
-      );
+      const all = weights
+        ? Object.fromEntries(await weights(allStages(staged).flatMap((s) => Object.values(s.params))))
+        : await this.residentWeights();
       const out: Record<string, HostTensor>[] = [];
-      for (const ids of batches) {
+      for (const b of items) {
         throwIfAborted(this.options.signal);
-        out.push(await f(all, ids));
+        out.push(await f(all, b.ids, b.inputs ?? {}));
       }
       return out;
     }
     const stages = allStages(staged);
+    const source = weights ?? ((names) => this.modelWeights(names));
     let hidden: HostTensor[] = [];
     for (let s = 0; s < stages.length; s++) {
       throwIfAborted(this.options.signal);
       const stage = stages[s]!;
-      const p = await this.stageWeights(stage, weights);
-      const f = this.stageForward(staged, stage, s, stages.length, outputs, key);
-      const next: HostTensor[] = [];
-      for (let b = 0; b < batches.length; b++) {
-        throwIfAborted(this.options.signal);
-        next.push(await f(p, s === 0 ? batches[b]! : hidden[b]!, batches[b]!));
+      // Several calls read the same weights: upload them once for all of them.
+      const held = await this.stageWeights(stage, source);
+      const device =
+        items.length > 1 && this.options.upload !== false ? await this.uploadAll(held) : undefined;
+      const p = device?.tensors ?? held;
+      try {
+        const f = this.stageForward(staged, stage, s, stages.length, outputs, key);
+        const next: HostTensor[] = [];
+        for (let b = 0; b < items.length; b++) {
+          throwIfAborted(this.options.signal);
+          next.push(await f(p, s === 0 ? items[b]!.ids : hidden[b]!, items[b]!));
+        }
+        if (s === stages.length - 1) return next as unknown as Record<string, HostTensor>[];
+        hidden = next;
+      } finally {
+        device?.dispose();
       }
-      if (s === stages.length - 1) return next as unknown as Record<string, HostTensor>[];
-      hidden = next;
       this.options.onStage?.('forward', s + 1, stages.length);
     }
     return [];
@@ -179,6 +285,8 @@ export class ModelExecutor {
   dispose(): void {
     for (const f of this.jitted.values()) f.dispose();
     this.jitted.clear();
+    for (const d of this.uploaded.splice(0)) d.dispose();
+    this.resident = undefined;
   }
 
   // ----- internals ----------------------------------------------------------------------------
@@ -200,6 +308,51 @@ export class ModelExecutor {
       out.set(n, t);
     }
     return out;
+  }
+
+  private stagedModel(): StagedModel {
+    if (!this.staged) throw new InputError('this model describes no stages: it cannot be evaluated here');
+    return this.staged;
+  }
+
+  /** The model's own weights, uploaded once and kept (or the host tensors with upload: false). */
+  private residentWeights(): Promise<Record<string, TensorInput>> {
+    this.resident ??= (async () => {
+      const host = await this.modelWeights([...this.model.params.keys()]);
+      if (this.options.upload === false) return Object.fromEntries(host);
+      const out: Record<string, TensorInput> = {};
+      for (const [name, t] of host) {
+        const d = await this.options.backend.upload(t);
+        this.uploaded.push(d);
+        out[name] = d;
+      }
+      return out;
+    })();
+    return this.resident;
+  }
+
+  /** Uploads a stage's weights for the calls of one stage; dispose() frees them. */
+  private async uploadAll(
+    p: Record<string, HostTensor>,
+  ): Promise<{ tensors: Record<string, TensorInput>; dispose: () => void }> {
+    const list: DeviceTensor[] = [];
+    const tensors: Record<string, TensorInput> = {};
+    try {
+      for (const [local, t] of Object.entries(p)) {
+        const d = await this.options.backend.upload(t);
+        list.push(d);
+        tensors[local] = d;
+      }
+    } catch (e) {
+      for (const d of list) d.dispose();
+      throw e;
+    }
+    return {
+      tensors,
+      dispose: () => {
+        for (const d of list) d.dispose();
+      },
+    };
   }
 
   private async stageWeights(stage: Stage, weights: WeightSource): Promise<Record<string, HostTensor>> {
@@ -236,7 +389,7 @@ export class ModelExecutor {
     count: number,
     outputs: HeadOutputs,
     key: string,
-  ): (p: Record<string, HostTensor>, x: HostTensor, ids: HostTensor) => Promise<any> {
+  ): (p: Record<string, TensorInput>, x: HostTensor, batch: ForwardBatch) => Promise<any> {
     const backend = this.options.backend;
     if (index === 0) {
       const f = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), { backend }));
@@ -244,11 +397,13 @@ export class ModelExecutor {
     }
     if (index === count - 1) {
       const f = this.fn(`head-forward:${key}`, () =>
-        jit((p: StageParams, h: Tensor, ids: Tensor) => outputs((x) => staged.headFn(p, x), h, ids), {
-          backend,
-        }),
+        jit(
+          (p: StageParams, h: Tensor, ids: Tensor, inputs: Record<string, Tensor>) =>
+            outputs((x) => staged.headFn(p, x), h, ids, inputs),
+          { backend },
+        ),
       );
-      return (p, h, ids) => f(p, h, ids);
+      return (p, h, b) => f(p, h, b.ids, b.inputs ?? {});
     }
     const f = this.fn(`layer:${stage.key}`, () =>
       jit((p: StageParams, h: Tensor) => staged.layerFn(stage.key)(p, h), { backend }),

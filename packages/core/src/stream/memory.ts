@@ -17,7 +17,9 @@ export async function availableMemory(): Promise<number> {
   }
 }
 
-/** GiB with two decimals, for messages. */
+/** GiB with two decimals, for messages (MiB / KiB below 1 GiB, so small numbers are not 0.00). */
 export function gib(bytes: number): string {
-  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+  if (bytes >= 2 ** 30 || !Number.isFinite(bytes)) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  return `${(bytes / 2 ** 10).toFixed(1)} KiB`;
 }

@@ -8,7 +8,7 @@
  * per-head loop and no copy of K / V (HF's repeat_kv: query head h uses KV head floor(h / groups)).
  * Per-layer head counts and MLP widths (pruned models) come from the config's per-layer arrays.
  */
-import { ops, ShapeError, type StagedModel, type Tensor, tensor } from '@moreau/core';
+import { ops, ShapeError, type Tensor, tensor } from '@moreau/core';
 import { expectedTensorShapes, type LayerDims, type LlamaConfig, layerDims, layerPrefix } from './config.js';
 import { ropeTables } from './rope.js';
 
@@ -28,26 +28,42 @@ interface Consts {
   mask: Tensor;
 }
 
-function buildConsts(config: LlamaConfig, seqLen: number): Consts {
+/**
+ * RoPE tables for positions 0 .. seqLen-1, [seqLen, hd] each: for K, and for Q with the
+ * 1/sqrt(hd) attention scale folded in; sin carries rotate_half's sign
+ * (rotate_half(x) * sin == cat(x2, x1) * cat(-sin1, sin2)).
+ */
+export function ropeConstTables(
+  config: LlamaConfig,
+  seqLen: number,
+): { kCos: Float32Array; kSin: Float32Array; qCos: Float32Array; qSin: Float32Array } {
   const hd = config.headDim;
   const half = hd / 2;
   const { cos, sin } = ropeTables(config, seqLen);
-  // rotate_half(x) * sin == cat(x2, x1) * cat(-sin1, sin2): fold the sign into the table.
   const sinSigned = new Float32Array(sin.length);
   for (let t = 0; t < seqLen; t++) {
     for (let i = 0; i < hd; i++) sinSigned[t * hd + i] = i < half ? -sin[t * hd + i]! : sin[t * hd + i]!;
   }
   const scale = 1 / Math.sqrt(hd);
-  const qCos = cos.map((v) => v * scale);
-  const qSin = sinSigned.map((v) => v * scale);
+  return {
+    kCos: cos,
+    kSin: sinSigned,
+    qCos: cos.map((v) => v * scale),
+    qSin: sinSigned.map((v) => v * scale),
+  };
+}
+
+function buildConsts(config: LlamaConfig, seqLen: number): Consts {
+  const hd = config.headDim;
+  const tables = ropeConstTables(config, seqLen);
   const mask = new Float32Array(seqLen * seqLen);
   for (let t = 0; t < seqLen; t++) for (let s = t + 1; s < seqLen; s++) mask[t * seqLen + s] = MASK_VALUE;
   const table = (d: Float32Array) => ops.constant(tensor(d, [seqLen, 1, hd]));
   return {
-    kCos: table(cos),
-    kSin: table(sinSigned),
-    qCos: table(qCos),
-    qSin: table(qSin),
+    kCos: table(tables.kCos),
+    kSin: table(tables.kSin),
+    qCos: table(tables.qCos),
+    qSin: table(tables.qSin),
     mask: ops.constant(tensor(mask, [seqLen, seqLen])),
   };
 }
@@ -81,7 +97,7 @@ class Weights {
   }
 }
 
-function checkIds(ids: Tensor, what: string): [number, number] {
+export function checkIds(ids: Tensor, what: string): [number, number] {
   if (ids.dtype !== 'int32' || ids.rank !== 2) {
     throw new ShapeError(
       `llama: ${what} must be int32 [batch, seq], got ${ids.dtype} [${ids.shape.join(', ')}]`,
@@ -91,7 +107,7 @@ function checkIds(ids: Tensor, what: string): [number, number] {
 }
 
 /** rotate_half RoPE on x [B, T, n, hd] with [T, 1, hd] tables (sin already signed). */
-function rope(x: Tensor, cos: Tensor, sinSigned: Tensor): Tensor {
+export function rope(x: Tensor, cos: Tensor, sinSigned: Tensor): Tensor {
   const hd = x.shape[x.rank - 1]!;
   const half = hd / 2;
   const rotated = ops.concat([ops.slice(x, -1, half, hd), ops.slice(x, -1, 0, half)], -1);
@@ -112,7 +128,7 @@ export const LAYER_PARAMS = [
 ] as const;
 
 /** Looks up a layer weight by local name and casts it to float32 (storage dtypes are cast in the graph). */
-type LayerWeight = (local: (typeof LAYER_PARAMS)[number]) => Tensor;
+export type LayerWeight = (local: (typeof LAYER_PARAMS)[number]) => Tensor;
 
 function attention(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDims, c: Consts): Tensor {
   const [B, T] = x.shape as [number, number, number];
@@ -141,7 +157,7 @@ function attention(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDi
   return ops.linear(merged, w('self_attn.o_proj'));
 }
 
-function mlp(x: Tensor, w: LayerWeight): Tensor {
+export function mlp(x: Tensor, w: LayerWeight): Tensor {
   const gate = ops.linear(x, w('mlp.gate_proj'));
   const up = ops.linear(x, w('mlp.up_proj'));
   return ops.linear(ops.mul(ops.silu(gate), up), w('mlp.down_proj'));
@@ -176,7 +192,7 @@ export function llamaLayerFn(
 }
 
 /** Shapes of one layer's weights under local names. */
-function expectedLayerShapes(config: LlamaConfig, d: LayerDims): Map<string, number[]> {
+export function expectedLayerShapes(config: LlamaConfig, d: LayerDims): Map<string, number[]> {
   const h = config.hiddenSize;
   const hd = config.headDim;
   return new Map<string, number[]>([
@@ -192,7 +208,7 @@ function expectedLayerShapes(config: LlamaConfig, d: LayerDims): Map<string, num
   ]);
 }
 
-function castChecked(t: Tensor | undefined, name: string, shape: readonly number[]): Tensor {
+export function castChecked(t: Tensor | undefined, name: string, shape: readonly number[]): Tensor {
   if (!t)
     throw new ShapeError(`llama: parameter '${name}' is missing (expected shape [${shape.join(', ')}])`);
   if (t.rank !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
@@ -298,55 +314,4 @@ export function llamaMaskedLoss(
   }
   const nll = llamaTargetNll(params, inputIds, targets, config);
   return ops.div(ops.sum(ops.mul(nll, mask)), ops.sum(mask));
-}
-
-/**
- * The LLaMA as stages for layer-streamed execution: the token embedding, one stage per decoder
- * layer (layers of equal dimensions share a key, hence one compiled graph), and the head (final
- * norm + output layer; the embedding matrix itself when tied).
- */
-export function llamaStages(config: LlamaConfig): StagedModel {
-  const layerKey = (d: LayerDims) => `llama-layer:${d.heads}:${d.kvHeads}:${d.intermediate}`;
-  const fns = new Map<string, ReturnType<typeof llamaLayerFn>>();
-  const dimsByKey = new Map<string, LayerDims>();
-  const layers = Array.from({ length: config.numHiddenLayers }, (_, i) => {
-    const d = layerDims(config, i);
-    const key = layerKey(d);
-    dimsByKey.set(key, d);
-    return {
-      key,
-      params: Object.fromEntries(LAYER_PARAMS.map((local) => [local, `${layerPrefix(i)}.${local}.weight`])),
-    };
-  });
-  const h = config.hiddenSize;
-  return {
-    embed: { key: 'llama-embed', params: { embed_tokens: 'model.embed_tokens.weight' } },
-    layers,
-    head: {
-      key: 'llama-head',
-      params: {
-        norm: 'model.norm.weight',
-        lm_head: config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight',
-      },
-    },
-    embedFn: (p, ids) => {
-      checkIds(ids, 'inputIds');
-      return ops.gather(castChecked(p.embed_tokens, 'model.embed_tokens.weight', [config.vocabSize, h]), ids);
-    },
-    layerFn: (key) => {
-      let f = fns.get(key);
-      if (!f) {
-        const d = dimsByKey.get(key);
-        if (!d) throw new ShapeError(`llama: no layer has the stage key '${key}'`);
-        f = llamaLayerFn(config, d);
-        fns.set(key, f);
-      }
-      return f;
-    },
-    headFn: (p, hidden) =>
-      ops.linear(
-        ops.rmsNorm(hidden, castChecked(p.norm, 'model.norm.weight', [h]), config.rmsNormEps),
-        castChecked(p.lm_head, 'lm_head.weight', [config.vocabSize, h]),
-      ),
-  };
 }

@@ -5,7 +5,8 @@
 import type { HostTensor, PrunableGroup, PrunableModel, StagedModel, Tensor } from '@moreau/core';
 import type { LlamaConfig } from './config.js';
 import { llamaConfigAfterCut, llamaGroups } from './groups.js';
-import { llamaLoss, llamaStages } from './model.js';
+import { llamaLoss } from './model.js';
+import { llamaStages } from './stages.js';
 
 export class LlamaModel implements PrunableModel {
   constructor(
