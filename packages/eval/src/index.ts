@@ -1,8 +1,9 @@
 /**
  * @moreau/eval: model-agnostic evaluation — perplexity (LLM-Pruner protocol), zero-shot multiple
  * choice (lm-evaluation-harness protocol), generation, and the robustness of pruning plans under
- * weight perturbation. Evaluators take a `ScoringModel`; `scoringModelFromLlama` adapts the LLaMA
- * graph of @moreau/models. Each export is described in the package README.
+ * weight perturbation. Evaluators take a `ScoringModel`; `scoringModelFromStages` runs any staged
+ * model on core's executor (whole or layer-streamed) and `scoringModelFromLlama` a LLaMA. Each
+ * export is described in the package README.
  */
 export { type GenerateOptions, type GenerateResult, generate } from './internal/generate.js';
 export {
@@ -28,13 +29,15 @@ export {
   robustness,
   type SeedFamilyStat,
 } from './internal/robustness.js';
+export type { DecodingSession, ScoringModel, TokenScores } from './internal/scoring-model.js';
 export {
   type LlamaScoringModel,
   type LlamaScoringOptions,
-  type ScoringModel,
+  type StagedScoringModel,
+  type StagedScoringOptions,
   scoringModelFromLlama,
-  type TokenScores,
-} from './internal/scoring-model.js';
+  scoringModelFromStages,
+} from './internal/staged-scoring.js';
 export {
   loadTask,
   loadTaskFile,

@@ -2,7 +2,8 @@ import { type HostTensor, jit, ReferenceBackend, type Tensor, tensor } from '@mo
 import { type LlamaConfig, llamaLogits, randomInit } from '@moreau/models';
 import { describe, expect, it } from 'vitest';
 import { lengthBucket } from './internal/buckets.js';
-import { checkWindows, scoringModelFromLlama } from './internal/scoring-model.js';
+import { checkWindows } from './internal/scoring-model.js';
+import { scoringModelFromLlama } from './internal/staged-scoring.js';
 
 const config: LlamaConfig = {
   vocabSize: 11,

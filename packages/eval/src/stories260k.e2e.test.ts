@@ -2,7 +2,7 @@
  * The evaluation harness on a real trained model, Karpathy's stories260K, on both engines:
  * perplexity on TinyStories / WikiText-2 raw / PTB, zero-shot on the seven standard tasks and
  * LAMBADA (with small limits: 2 shared cores), greedy generation against llama2.c's documented
- * output, and the same numbers on onnxruntime and tfjs.
+ * output, and the same numbers on onnxruntime and tfjs, and run as one graph and layer-streamed.
  */
 
 import { readFileSync } from 'node:fs';
@@ -57,6 +57,10 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
     const tfjs = await createTfjsBackend({ device: 'cpu' });
     backends.push(ort, tfjs);
     models.ort = scoringModelFromLlama(ckpt.tensors, ckpt.config, ort, { batchSize: 4 });
+    models.streamed = scoringModelFromLlama(ckpt.tensors, ckpt.config, ort, {
+      batchSize: 4,
+      exec: 'streamed',
+    });
     models.tfjs = scoringModelFromLlama(ckpt.tensors, ckpt.config, tfjs, { batchSize: 4 });
   });
   afterAll(async () => {
@@ -64,26 +68,31 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
     for (const b of backends) await b.dispose();
   });
 
-  it('perplexity on TinyStories, WikiText-2 raw and PTB (first 4 windows of 128) agrees across engines', async () => {
+  it('perplexity on TinyStories, WikiText-2 raw and PTB (first 4 windows of 128) agrees across engines and modes', async () => {
+    expect(models.ort!.exec).toBeUndefined(); // chosen on first use
     const out: Record<string, Record<string, number>> = {};
     for (const [name, file] of Object.entries(texts)) {
       const stream = tok.encode(await readText(path.join(SHARED, file)), { bos: true });
       const r = {
         ort: await perplexity(models.ort!, stream, { seqLen: 128, limit: 4 }),
         tfjs: await perplexity(models.tfjs!, stream, { seqLen: 128, limit: 4 }),
+        streamed: await perplexity(models.streamed!, stream, { seqLen: 128, limit: 4 }),
       };
       expect(r.ort.tokens).toBe(4 * 127);
       expect(rel(r.ort.nll, r.tfjs.nll)).toBeLessThan(1e-5);
+      expect(rel(r.ort.nll, r.streamed.nll)).toBeLessThan(1e-5);
       out[name] = { ort: r.ort.ppl, tfjs: r.tfjs.ppl };
     }
     console.log('stories260K PPL (4 windows of 128):', JSON.stringify(out));
+    expect(models.ort!.exec).toBe('whole');
+    expect(models.streamed!.exec).toBe('streamed');
     expect(out.tinystories!.ort).toBeGreaterThan(2);
     expect(out.tinystories!.ort).toBeLessThan(8);
     expect(out.wikitext2!.ort).toBeGreaterThan(out.tinystories!.ort!);
     expect(out.ptb!.ort).toBeGreaterThan(out.tinystories!.ort!);
   });
 
-  it('zero-shot on the seven tasks and LAMBADA (first items) agrees across engines', async () => {
+  it('zero-shot on the seven tasks and LAMBADA (first items) agrees across engines and modes', async () => {
     const table: Record<string, unknown> = {};
     for (const name of [...STANDARD_TASKS, 'lambada_openai']) {
       const task = await loadTask(SHARED, name);
@@ -91,15 +100,22 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
       const limit = name === 'boolq' ? 2 : 3;
       const ort = await evaluateTask(models.ort!, tok, task, { limit });
       const tfjs = await evaluateTask(models.tfjs!, tok, task, { limit });
+      const streamed = await evaluateTask(models.streamed!, tok, task, { limit });
       expect(tfjs.n).toBe(limit);
       const a = ort.logprobs.flat();
-      const b = tfjs.logprobs.flat();
-      a.forEach((v, i) => {
-        expect(rel(v, b[i]!), `${name} logprob ${i}`).toBeLessThan(1e-5);
-      });
-      expect(tfjs.acc).toBe(ort.acc);
-      if (ort.kind === 'multiple_choice' && tfjs.kind === 'multiple_choice') {
+      for (const other of [tfjs, streamed]) {
+        other.logprobs.flat().forEach((v, i) => {
+          expect(rel(v, a[i]!), `${name} logprob ${i}`).toBeLessThan(1e-5);
+        });
+        expect(other.acc).toBe(ort.acc);
+      }
+      if (
+        ort.kind === 'multiple_choice' &&
+        tfjs.kind === 'multiple_choice' &&
+        streamed.kind === 'multiple_choice'
+      ) {
         expect(tfjs.acc_norm).toBe(ort.acc_norm);
+        expect(streamed.acc_norm).toBe(ort.acc_norm);
         table[name] = { acc: ort.acc, acc_norm: ort.acc_norm };
       } else if (ort.kind === 'loglikelihood') table[name] = { acc: ort.acc, ppl: ort.ppl };
     }
@@ -110,19 +126,23 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
     const doc = readFileSync(path.join(SHARED, 'models/stories260K/llama2c_doc_stories260K.md'), 'utf8');
     const start = doc.indexOf('Once upon a time, there was a little girl named Lily.');
     const expected = doc.slice(start, start + 120);
-    const streamed: number[] = [];
-    // run.c stops at BOS (its story separator).
-    const g = await generate(models.ort!, [tok.bosId!], {
-      maxNewTokens: 80,
-      stopTokens: [tok.bosId!],
-      onToken: (id) => streamed.push(id),
-    });
-    expect(streamed).toEqual(g.tokens);
-    expect(tok.decode(g.tokens).slice(0, 120)).toBe(expected);
-    const sample = () =>
-      generate(models.ort!, [tok.bosId!], { maxNewTokens: 24, temperature: 1, topP: 0.9, seed: 133742 });
-    const [a, b] = [await sample(), await sample()];
+    for (const mode of ['ort', 'streamed']) {
+      const seen: number[] = [];
+      // run.c stops at BOS (its story separator).
+      const g = await generate(models[mode]!, [tok.bosId!], {
+        maxNewTokens: 80,
+        stopTokens: [tok.bosId!],
+        onToken: (id) => seen.push(id),
+      });
+      expect(seen).toEqual(g.tokens);
+      expect(tok.decode(g.tokens).slice(0, 120), mode).toBe(expected);
+    }
+    const g = await generate(models.ort!, [tok.bosId!], { maxNewTokens: 80, stopTokens: [tok.bosId!] });
+    const sample = (mode: string) =>
+      generate(models[mode]!, [tok.bosId!], { maxNewTokens: 24, temperature: 1, topP: 0.9, seed: 133742 });
+    const [a, b] = [await sample('ort'), await sample('ort')];
     expect(a.tokens).toEqual(b.tokens);
+    expect((await sample('streamed')).tokens).toEqual(a.tokens);
     expect(a.tokens).not.toEqual(g.tokens.slice(0, a.tokens.length));
   });
 });

@@ -1,7 +1,7 @@
 import { type HostTensor, jit, ReferenceBackend, type Tensor, tensor } from '@moreau/core';
 import { type LlamaConfig, llamaTargetNll, randomInit } from '@moreau/models';
 import { describe, expect, it } from 'vitest';
-import { scoringModelFromLlama } from './internal/scoring-model.js';
+import { scoringModelFromLlama } from './internal/staged-scoring.js';
 import type { MultipleChoiceItem, ZeroShotTask } from './internal/tasks.js';
 import { encodeRequest, evaluateTask, multipleChoiceMetrics, scoreRequests } from './internal/zeroshot.js';
 import { charTokenizer, unigramModel } from './testing/toy.js';

@@ -191,14 +191,14 @@ export class ModelExecutor {
   }
 
   /** Incremental decoding (a cache per layer) in this executor's mode; see Decoder. */
-  decoder(batch = 1): Decoder {
+  decoder(batch = 1, signal = this.options.signal): Decoder {
     const staged = this.stagedModel();
     const backend = this.options.backend;
     return new Decoder(
       {
         mode: this.mode,
         staged,
-        ...(this.options.signal ? { signal: this.options.signal } : {}),
+        ...(signal ? { signal } : {}),
         jitted: (key, fn) => this.fn(key, () => jit(fn, { backend })),
         allWeights: () => this.residentWeights(),
         stageWeights: (stage) => this.stageWeights(stage, (names) => this.modelWeights(names)),
@@ -226,7 +226,7 @@ export class ModelExecutor {
     batches: readonly (HostTensor | ForwardBatch)[],
     outputs: HeadOutputs,
     key: string,
-    weights?: WeightSource,
+    { weights, signal = this.options.signal }: { weights?: WeightSource; signal?: AbortSignal } = {},
   ): Promise<Record<string, HostTensor>[]> {
     const items: ForwardBatch[] = batches.map((b) => ('ids' in b ? b : { ids: b }));
     for (const b of items) checkIds(b.ids);
@@ -249,7 +249,7 @@ export class ModelExecutor {
         : await this.residentWeights();
       const out: Record<string, HostTensor>[] = [];
       for (const b of items) {
-        throwIfAborted(this.options.signal);
+        throwIfAborted(signal);
         out.push(await f(all, b.ids, b.inputs ?? {}));
       }
       return out;
@@ -258,7 +258,7 @@ export class ModelExecutor {
     const source = weights ?? ((names) => this.modelWeights(names));
     let hidden: HostTensor[] = [];
     for (let s = 0; s < stages.length; s++) {
-      throwIfAborted(this.options.signal);
+      throwIfAborted(signal);
       const stage = stages[s]!;
       // Several calls read the same weights: upload them once for all of them.
       const held = await this.stageWeights(stage, source);
@@ -269,7 +269,7 @@ export class ModelExecutor {
         const f = this.stageForward(staged, stage, s, stages.length, outputs, key);
         const next: HostTensor[] = [];
         for (let b = 0; b < items.length; b++) {
-          throwIfAborted(this.options.signal);
+          throwIfAborted(signal);
           next.push(await f(p, s === 0 ? items[b]!.ids : hidden[b]!, items[b]!));
         }
         if (s === stages.length - 1) return next as unknown as Record<string, HostTensor>[];

@@ -2,12 +2,12 @@
  * Text generation: greedy or sampled (temperature, top-k, top-p with the seeded core Rng), until a
  * stop token or a token budget.
  *
- * There is no KV cache: every step recomputes the whole prefix, O(T^2) attention work per new
- * token (O(T^3) for a sequence). To avoid compiling a graph per length, the prefix is right-padded
- * to a length bucket (capped at the model's context) and the
- * logits are read at the last real position; causal attention keeps the padding from affecting
- * them. Buckets are 32, 48, 64, 96, 128, 192, 256, ... (see lengthBucket), so a sequence of n
- * tokens compiles about 2 log2(n / 32) graphs and pads at most a third of a window.
+ * A model that decodes incrementally (`startDecoding`: a cache per layer) runs the prompt once and
+ * then one position per new token. Otherwise every step recomputes the whole prefix through
+ * `logitsAt`, O(T^2) attention work per new token: the prefix is right-padded to a length bucket
+ * (capped at the model's context) and the logits are read at the last real position; causal
+ * attention keeps the padding from affecting them. Buckets are 32, 48, 64, 96, 128, 192, 256, ...
+ * (see lengthBucket), so a sequence of n tokens compiles about 2 log2(n / 32) graphs.
  */
 import { InputError, Rng, throwIfAborted } from '@moreau/core';
 import { lengthBucket } from './buckets.js';
@@ -26,7 +26,7 @@ export interface GenerateOptions {
   readonly seed?: number;
   /** Token ids that end generation (not included in the output); default [model.eosId]. */
   readonly stopTokens?: readonly number[];
-  /** Smallest length bucket of the compiled windows (default 32; see lengthBucket). */
+  /** Without incremental decoding: smallest length bucket of the recomputed windows (default 32). */
   readonly bucket?: number;
   readonly signal?: AbortSignal;
   /** Called with every new token as it is produced. */
@@ -90,26 +90,50 @@ export async function generate(
   prompt: readonly number[],
   options: GenerateOptions = {},
 ): Promise<GenerateResult> {
-  if (!model.logitsAt) throw new InputError('generate: the model has no logitsAt()');
+  if (!model.startDecoding && !model.logitsAt)
+    throw new InputError('generate: the model has neither startDecoding() nor logitsAt()');
   if (prompt.length === 0) throw new InputError('generate: the prompt needs at least one token (e.g. BOS)');
   const maxNew = options.maxNewTokens ?? 256;
-  const bucket = options.bucket ?? 32;
   const stops = new Set(options.stopTokens ?? (model.eosId !== undefined ? [model.eosId] : []));
   const rng = (options.temperature ?? 0) > 0 ? new Rng(options.seed ?? 0) : undefined;
   const ids = [...prompt];
   const out: number[] = [];
-  while (out.length < maxNew) {
-    throwIfAborted(options.signal);
+  if (maxNew <= 0) return { tokens: out, reason: 'length' };
+  if (ids.length > model.maxLength) return { tokens: out, reason: 'context' };
+  const next = await nextLogits(model, options);
+  let logits = await next(ids, ids);
+  for (;;) {
+    const token = sampleToken(logits, rng, options);
+    if (stops.has(token)) return { tokens: out, reason: 'stop' };
+    ids.push(token);
+    out.push(token);
+    options.onToken?.(token);
+    if (out.length >= maxNew) return { tokens: out, reason: 'length' };
+    // A full context still predicted this token (from position maxLength - 1); nothing follows it.
     if (ids.length > model.maxLength) return { tokens: out, reason: 'context' };
+    throwIfAborted(options.signal);
+    logits = await next(ids, [token]);
+  }
+}
+
+/**
+ * The next-token logits after `ids`, given the tokens `added` since the last call: appended to a
+ * decoding session, or the whole prefix recomputed through logitsAt (padded to a length bucket).
+ */
+async function nextLogits(
+  model: ScoringModel,
+  options: GenerateOptions,
+): Promise<(ids: readonly number[], added: readonly number[]) => Promise<ArrayLike<number>>> {
+  if (model.startDecoding) {
+    const session = await model.startDecoding(options.signal);
+    return (_ids, added) => session.append(added);
+  }
+  const bucket = options.bucket ?? 32;
+  return async (ids) => {
     const T = lengthBucket(ids.length, bucket, model.maxLength);
     const window = ids.slice();
     while (window.length < T) window.push(0);
-    const [logits] = await model.logitsAt([window], [ids.length - 1], options.signal);
-    const next = sampleToken(logits!, rng, options);
-    if (stops.has(next)) return { tokens: out, reason: 'stop' };
-    ids.push(next);
-    out.push(next);
-    options.onToken?.(next);
-  }
-  return { tokens: out, reason: 'length' };
+    const [logits] = await model.logitsAt!([window], [ids.length - 1], options.signal);
+    return logits!;
+  };
 }

@@ -14,7 +14,7 @@ import type { ScoringModel } from './scoring-model.js';
 export interface PerplexityOptions {
   /** Window length in tokens (default 128). */
   readonly seqLen?: number;
-  /** Windows per model call (default the model's batchSize, else 8). */
+  /** Windows per model call (default what the model asks for, else its batchSize, else 8). */
   readonly batchSize?: number;
   /** Score at most this many windows (the first ones), for quick runs. */
   readonly limit?: number;
@@ -80,12 +80,12 @@ export async function perplexity(
       'seqLen',
     );
   }
-  const B = options.batchSize ?? model.batchSize ?? 8;
+  const full = windows.filter((w) => w.length === seqLen);
+  const B = options.batchSize ?? (await model.windowsPerCall?.(seqLen, full.length)) ?? model.batchSize ?? 8;
   let sum = 0;
   let count = 0;
   // Full windows first in batches of B; a shorter tail window goes alone.
   const groups: number[][][] = [];
-  const full = windows.filter((w) => w.length === seqLen);
   for (let i = 0; i < full.length; i += B) groups.push(full.slice(i, i + B));
   const tail = windows.filter((w) => w.length !== seqLen);
   if (tail.length) groups.push(tail);

@@ -18,6 +18,7 @@ import {
   type CalibrationSet,
   type Criterion,
   castHost,
+  type ExecMode,
   getCriterion,
   type HostTensor,
   InputError,
@@ -37,6 +38,7 @@ import {
   throwIfAborted,
   toFloat32Data,
 } from '@moreau/core';
+import { scoringModelFromStages } from './staged-scoring.js';
 import { jaccard, mean, sampleSd, spearman } from './stats.js';
 
 export type Perturbation =
@@ -117,30 +119,73 @@ export function withParams(model: PrunableModel, params: ReadonlyMap<string, Hos
     groups: () => model.groups(),
     loss: (p, ids) => model.loss(p, ids),
     withPruned: (p, units) => model.withPruned(p, units),
+    ...(model.stages ? { stages: () => model.stages!() } : {}),
   };
 }
 
 export interface LossPerplexityOptions {
   readonly backend?: Backend | string;
-  /** Windows per call (default 8; a smaller last batch compiles its own shape). */
+  /** Windows per compiled call at most (default 8). */
   readonly batchSize?: number;
+  /** How a staged model runs: 'auto' (default), 'whole' or 'streamed' (see scoringModelFromStages). */
+  readonly exec?: ExecMode | 'auto';
   readonly signal?: AbortSignal;
 }
 
 /**
- * Perplexity of a PrunableModel on equal-length token windows from its `loss` (mean next-token
- * cross-entropy): exp of the mean over every predicted position, the perplexity protocol's number,
- * without needing per-position scores. Compiles the model's loss once per batch shape.
+ * Perplexity of a PrunableModel on equal-length token windows: exp of the mean NLL over every
+ * predicted position, the perplexity protocol's number. A staged model runs on core's executor
+ * (whole or layer-streamed, weights in their storage dtype); any other model through its `loss`,
+ * one compiled graph per batch shape.
  */
 export async function lossPerplexity(
   model: PrunableModel,
   windows: readonly (readonly number[])[],
   options: LossPerplexityOptions = {},
-): Promise<{ nll: number; ppl: number; tokens: number }> {
+): Promise<{ nll: number; ppl: number; tokens: number; exec: ExecMode }> {
   if (windows.length === 0) throw new InputError('lossPerplexity: no windows');
   const T = windows[0]!.length;
   if (T < 2 || windows.some((w) => w.length !== T))
     throw new InputError('lossPerplexity: windows must share a length >= 2');
+  const { sum, exec } = model.stages
+    ? await stagedNllSum(model, windows, options)
+    : { sum: await lossNllSum(model, windows, options), exec: 'whole' as const };
+  const nll = sum / (windows.length * (T - 1));
+  return { nll, ppl: Math.exp(nll), tokens: windows.length * (T - 1), exec };
+}
+
+/** Summed per-position NLL of a staged model's windows. */
+async function stagedNllSum(
+  model: PrunableModel,
+  windows: readonly (readonly number[])[],
+  options: LossPerplexityOptions,
+): Promise<{ sum: number; exec: ExecMode }> {
+  const scorer = scoringModelFromStages(model, {
+    ...(options.backend !== undefined ? { backend: options.backend } : {}),
+    ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
+    ...(options.exec !== undefined ? { exec: options.exec } : {}),
+  });
+  try {
+    const per = await scorer.windowsPerCall(windows[0]!.length, windows.length);
+    let sum = 0;
+    for (let s = 0; s < windows.length; s += per) {
+      throwIfAborted(options.signal);
+      for (const row of await scorer.tokenNll(windows.slice(s, s + per), options.signal))
+        for (const v of row) sum += v;
+    }
+    return { sum, exec: scorer.exec! };
+  } finally {
+    scorer.dispose();
+  }
+}
+
+/** Summed NLL from a model's mean loss, batch by batch (float32 weights on the host). */
+async function lossNllSum(
+  model: PrunableModel,
+  windows: readonly (readonly number[])[],
+  options: LossPerplexityOptions,
+): Promise<number> {
+  const T = windows[0]!.length;
   const B = options.batchSize ?? 8;
   const params: Record<string, HostTensor> = {};
   for (const [k, t] of model.params) {
@@ -156,10 +201,9 @@ export async function lossPerplexity(
       const chunk = windows.slice(s, s + B);
       const ids = tensor(Int32Array.from(chunk.flat()), [chunk.length, T], 'int32');
       const loss = (await f(params, ids)) as HostTensor;
-      sum += (loss.data as Float32Array)[0]! * chunk.length;
+      sum += (loss.data as Float32Array)[0]! * chunk.length * (T - 1);
     }
-    const nll = sum / windows.length;
-    return { nll, ppl: Math.exp(nll), tokens: windows.length * (T - 1) };
+    return sum;
   } finally {
     f.dispose();
   }

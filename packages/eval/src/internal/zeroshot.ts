@@ -19,9 +19,9 @@
  * another request's tokens (of the same item, or identical anywhere) is read from that row, since
  * a causal model's scores at position t do not depend on what follows. Remaining rows are sorted
  * by length, padded on the right to a length bucket (32, 48, 64, 96, 128, ...; see lengthBucket)
- * and scored in batches. A
- * stateless graph has no KV cache, so a context shared by several choices is still recomputed
- * in each choice's row (in the same batch).
+ * and scored in batches of what the model asks for per call. Scoring runs whole windows (no
+ * cache), so a context shared by several choices is still recomputed in each choice's row (in
+ * the same batch).
  */
 import { InputError, type Progress, throwIfAborted } from '@moreau/core';
 import { lengthBucket } from './buckets.js';
@@ -36,7 +36,7 @@ export interface ZeroShotOptions {
   readonly bos?: boolean;
   /** Smallest row length bucket (default 32; see lengthBucket), bounding the compiled shapes. */
   readonly bucket?: number;
-  /** Rows per model call (default the model's batchSize, else 8). */
+  /** Rows per model call (default what the model asks for, else its batchSize, else 8). */
   readonly batchSize?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
@@ -143,7 +143,6 @@ export async function scoreRequests(
   } = {},
 ): Promise<RequestScore[]> {
   const bucket = options.bucket ?? 32;
-  const B = options.batchSize ?? model.batchSize ?? 8;
   // Request -> row that covers it.
   const rows: number[][] = [];
   const rowOf = new Int32Array(requests.length).fill(-1);
@@ -195,6 +194,9 @@ export async function scoreRequests(
   for (let s = 0; s < order.length; ) {
     throwIfAborted(options.signal);
     const T = padded(rows[order[s]!]!.length);
+    let same = s;
+    while (same < order.length && padded(rows[order[same]!]!.length) === T) same++;
+    const B = options.batchSize ?? (await model.windowsPerCall?.(T, same - s)) ?? model.batchSize ?? 8;
     const batch: number[] = [];
     while (s < order.length && batch.length < B && padded(rows[order[s]!]!.length) === T)
       batch.push(order[s++]!);
