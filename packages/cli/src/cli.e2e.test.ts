@@ -447,6 +447,11 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(text.length).toBeGreaterThan(400);
     expect(reference.startsWith(text), `got:\n${text}`).toBe(true);
     expect(text.startsWith('Once upon a time, there was a little girl named Lily.')).toBe(true);
+    // Layer-streamed decoding prints the same text, and says how it ran.
+    const streamed = await moreau(['generate', ...model, '--max-tokens', '200', '--exec', 'streamed']);
+    expect(streamed.code, streamed.stderr).toBe(0);
+    expect(streamed.stdout.replace(/\n$/, '')).toBe(text);
+    expect(streamed.stderr).toMatch(/generated 200 tokens in [\d.]+ s \([\d.]+ tokens\/s; exec streamed\)/);
     // Sampling is seeded: the same seed gives the same text, another seed another text.
     const sample = (seed: string) =>
       moreau(['generate', ...model, '--max-tokens', '32', '--temperature', '1', '--seed', seed, '-q']);
@@ -487,9 +492,10 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(r.stdout).toMatch(/^ppl ts\s+\d+\.\d{4}\s+\(nll \d\.\d+, 381 tokens\)$/m);
     expect(r.stdout).toMatch(/^task hellaswag\s+acc \d\.\d{4}\s+acc_norm \d\.\d{4}\s+n 3$/m);
     for (const line of r.stdout.trim().split('\n')) expect(line).toMatch(/^(ppl|task) /);
-    expect(r.stderr).toMatch(/ppl ts: 3\/3/);
+    expect(r.stderr).toMatch(/ppl ts \(whole\): 3\/3/);
     const j = json(out);
-    expect(Object.keys(j).sort()).toEqual(['backend', 'model', 'nll', 'ppl', 'tasks', 'tokens']);
+    expect(Object.keys(j).sort()).toEqual(['backend', 'exec', 'model', 'nll', 'ppl', 'tasks', 'tokens']);
+    expect(j.exec).toBe('whole');
     expect(j.backend).toEqual({ name: 'ort', device: 'cpu' });
     expect(j.model).toMatchObject({ params: 260032, format: 'llama2c' });
     expect(j.ppl.ts).toBeGreaterThan(2);
@@ -715,6 +721,8 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       `ts=${F.ts}`,
       '--limit',
       '2',
+      '--exec',
+      'streamed',
       '--json',
       tmp('rob.json'),
     ]);
@@ -727,7 +735,144 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(j.results.taylor.fp16.iou).toBeGreaterThan(0.5);
     expect(j.results.taylor['gauss:0.01x2']).toHaveProperty('iou_sd');
     expect(j.dense.ppl).toBeGreaterThan(1);
+    expect(j.exec).toBe('streamed');
   }, 120_000);
+
+  it('--exec: whole and streamed agree, the mode is reported; --state-dir; windows and batches follow the model and the work', async () => {
+    const evalArgs = [
+      'eval',
+      ...model,
+      '--ppl',
+      `ts=${F.ts}`,
+      '--task',
+      `lambada=${F.lambada}`,
+      '--task',
+      `arc_easy=${F.arc}`,
+      '--limit',
+      '2',
+    ];
+    const whole = await moreau([...evalArgs, '--exec', 'whole', '--json', tmp('ew.json')]);
+    const streamed = await moreau([...evalArgs, '--exec', 'streamed', '--json', tmp('es.json')]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(streamed.code, streamed.stderr).toBe(0);
+    expect(streamed.stderr).toMatch(/ppl ts \(streamed\): 2\/2/);
+    const [w, st] = [json(tmp('ew.json')), json(tmp('es.json'))];
+    expect([w.exec, st.exec]).toEqual(['whole', 'streamed']);
+    expect(Math.abs(st.nll.ts - w.nll.ts)).toBeLessThan(1e-5 * w.nll.ts);
+    expect(st.tasks).toEqual(w.tasks);
+
+    // Prune layer-streamed with a state folder: the plan of the whole-graph run; --eval-ppl's mode too.
+    const prune = (exec: string, out: string, extra: string[] = []) =>
+      moreau([
+        'prune',
+        ...model,
+        '--criterion',
+        'taylor',
+        '--ratio',
+        '0.2',
+        ...smallCalib,
+        '--exec',
+        exec,
+        '--out',
+        tmp(out),
+        '--plan-out',
+        tmp(`${out}.plan.json`),
+        '--json',
+        tmp(`${out}.json`),
+        ...extra,
+      ]);
+    const pw = await prune('whole', 'pw');
+    const ps = await prune('streamed', 'ps', [
+      '--state-dir',
+      tmp('state'),
+      '--eval-ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '1',
+    ]);
+    expect(pw.code, pw.stderr).toBe(0);
+    expect(ps.code, ps.stderr).toBe(0);
+    expect(ps.stderr).toMatch(/scored layer by layer \(exec streamed\)/);
+    expect(json(tmp('pw.json')).exec).toBe('whole');
+    expect(json(tmp('ps.json'))).toMatchObject({ exec: 'streamed', eval_exec: 'streamed' });
+    expect(keptOf(json(tmp('ps.plan.json')))).toEqual(keptOf(json(tmp('pw.plan.json'))));
+    writeFileSync(tmp('state-file'), 'not a folder');
+    expectRuntime(
+      await prune('streamed', 'pf', ['--state-dir', tmp('state-file')]),
+      /--state-dir '.*state-file' is a file, not a folder/,
+    );
+
+    // Windows longer than the model's 512 positions are usage errors, after the model is read.
+    expectUsage(
+      await moreau(['eval', ...model, '--ppl', `ts=${F.ts}`, '--seq-len', '1024']),
+      'eval',
+      /--seq-len 1024 exceeds the model's context of 512 positions/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        ...model,
+        '--criterion',
+        'taylor',
+        '--ratio',
+        '0.2',
+        '--calib',
+        F.ts,
+        '--calib-seq-len',
+        '1024',
+        '--out',
+        tmp('long'),
+      ]),
+      'prune',
+      /--calib-seq-len 1024 exceeds the model's context of 512 positions/,
+    );
+    const long = tmp('long-calib.json');
+    writeFileSync(long, JSON.stringify({ iterations: [[Array.from({ length: 600 }, (_, i) => i % 100)]] }));
+    expectRuntime(
+      await moreau([
+        'prune',
+        ...model,
+        '--criterion',
+        'taylor',
+        '--ratio',
+        '0.2',
+        '--calib-tokens',
+        long,
+        '--out',
+        tmp('long'),
+      ]),
+      /--calib-tokens '.*long-calib\.json': a window of 600 tokens exceeds the model's context of 512 positions/,
+    );
+
+    // Peak memory of one window does not grow with --batch-size.
+    const peakKb = (batch: string) => {
+      const r = spawnSync(
+        '/usr/bin/time',
+        [
+          '-f',
+          '%M',
+          process.execPath,
+          BIN,
+          'eval',
+          ...model,
+          '--ppl',
+          `ts=${F.ts}`,
+          '--limit',
+          '1',
+          '--batch-size',
+          batch,
+          '-q',
+        ],
+        { cwd: repoRoot, encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      return Number(r.stderr.trim().split('\n').at(-1));
+    };
+    if (existsSync('/usr/bin/time')) {
+      const [one, many] = [peakKb('1'), peakKb('1000')];
+      expect(many).toBeLessThan(one * 1.15);
+    }
+  }, 240_000);
 
   it('export --onnx writes a standalone model that onnxruntime runs', async () => {
     const file = tmp('stories.onnx');
@@ -783,8 +928,8 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(r.stdout).toMatch(/^\| moreau\s+\|\s+0\.2 \| 211,072 \|\s+81\.2% \|/m);
     expect(r.stdout).toMatch(/robustness at ratio 0\.1/);
     expect(r.stdout).toMatch(/report: .*report\.html/);
-    expect(r.stderr).toMatch(/\[1\/5\] dense: ppl ts: 2\/2/);
-    expect(r.stderr).toMatch(/\[5\/5\] moreau 0\.2: ppl ts: 2\/2/);
+    expect(r.stderr).toMatch(/\[1\/5\] dense: ppl ts \(whole\): 2\/2/);
+    expect(r.stderr).toMatch(/\[5\/5\] moreau 0\.2: ppl ts \(whole\): 2\/2/);
     const files = readdirSync(dir).sort();
     for (const f of [
       'report.json',
@@ -816,7 +961,9 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       'moreau@0.1',
       'moreau@0.2',
     ]);
-    expect(rep.dense).toMatchObject({ params: 260032 });
+    expect(rep.dense).toMatchObject({ params: 260032, exec: 'whole' });
+    expect(rep.settings.exec).toBe('auto');
+    for (const run of rep.runs) expect(run).toMatchObject({ exec: 'whole', score_exec: 'whole' });
     expect(rep.dense.ppl.ts).toBeLessThan(rep.runs[1].ppl.ts);
     expect(Object.keys(rep.robustness)).toEqual(['0.1', '0.2']);
     expect(Object.keys(rep.robustness['0.2'].results)).toEqual(['taylor', 'moreau']);

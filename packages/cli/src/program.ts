@@ -37,6 +37,34 @@ function modelOptions(cmd: Command): Command {
     .option('-q, --quiet', 'no progress output on stderr', false);
 }
 
+/** How a command runs the model: --exec (every command that runs one). */
+export interface ExecFlags {
+  readonly exec: 'auto' | 'whole' | 'streamed';
+}
+
+function execOption(cmd: Command): Command {
+  return cmd.addOption(
+    new Option(
+      '--exec <mode>',
+      'run the model as one graph (whole), a layer at a time (streamed: memory bounded by a layer), or pick by the memory available (auto)',
+    )
+      .choices(['auto', 'whole', 'streamed'])
+      .default('auto'),
+  );
+}
+
+/** Where criterion state spills when it does not fit in memory (commands that score with a criterion). */
+export interface StateFlags {
+  readonly stateDir?: string;
+}
+
+function stateDirOption(cmd: Command): Command {
+  return cmd.option(
+    '--state-dir <dir>',
+    'where criterion state goes when it does not fit in memory (default: a temporary folder)',
+  );
+}
+
 /** Flags of the commands that evaluate perplexity and zero-shot tasks. */
 export interface EvalFlags {
   readonly ppl: string[];
@@ -104,8 +132,10 @@ function calibOptions(cmd: Command): Command {
 
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
 export type InfoFlags = ModelFlags & { readonly json?: string };
-export type EvalCommandFlags = ModelFlags & EvalFlags & { readonly task: string[]; readonly json?: string };
-export interface PruneFlags extends ModelFlags, CalibFlags {
+export type EvalCommandFlags = ModelFlags &
+  EvalFlags &
+  ExecFlags & { readonly task: string[]; readonly json?: string };
+export interface PruneFlags extends ModelFlags, CalibFlags, ExecFlags, StateFlags {
   readonly criterion?: string;
   readonly ratio?: number;
   readonly out: string;
@@ -119,7 +149,7 @@ export interface PruneFlags extends ModelFlags, CalibFlags {
   readonly limit?: number;
   readonly json?: string;
 }
-export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags {
+export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags, ExecFlags, StateFlags {
   readonly criteria: string;
   readonly ratios: string;
   readonly report: string;
@@ -127,7 +157,7 @@ export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags {
   readonly robustness: boolean;
   readonly perturb: string;
 }
-export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
+export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags, ExecFlags, StateFlags {
   readonly criteria: string;
   readonly ratio: number;
   readonly perturb: string;
@@ -138,7 +168,7 @@ export type ExportFlags = ModelFlags & {
   readonly seqLen: number;
   readonly batch: number;
 };
-export interface GenerateFlags extends ModelFlags {
+export interface GenerateFlags extends ModelFlags, ExecFlags {
   readonly prompt: string;
   readonly maxTokens: number;
   readonly temperature: number;
@@ -177,7 +207,9 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'also write the result as JSON')
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
-  evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy')))
+  execOption(
+    evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
+  )
     .option(
       '--task <NAME=FILE>',
       'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
@@ -187,7 +219,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'write the results as JSON')
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
 
-  calibOptions(
+  const prune = calibOptions(
     modelOptions(program.command('prune').description('score with a criterion, prune, save an HF directory')),
   )
     .option(
@@ -216,10 +248,10 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--eval-ppl <NAME=FILE>', 'evaluate perplexity of the pruned model; repeatable', collect, [])
     .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
     .option('--limit <n>', 'evaluate at most N windows', parseIntArg('--limit'))
-    .option('--json <file>', 'write the result as JSON')
-    .action((m, o: PruneFlags) => handlers.prune(m, o));
+    .option('--json <file>', 'write the result as JSON');
+  stateDirOption(execOption(prune)).action((m, o: PruneFlags) => handlers.prune(m, o));
 
-  evalOptions(
+  const compare = evalOptions(
     calibOptions(
       modelOptions(
         program.command('compare').description('prune with every criterion at every ratio and report'),
@@ -235,10 +267,10 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'also run the robustness analysis at each ratio (perplexity on the first --ppl text, at most --limit windows, default 32)',
       false,
     )
-    .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3')
-    .action((m, o: CompareFlags) => handlers.compare(m, o));
+    .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3');
+  stateDirOption(execOption(compare)).action((m, o: CompareFlags) => handlers.compare(m, o));
 
-  evalOptions(
+  const robustness = evalOptions(
     calibOptions(
       modelOptions(
         program
@@ -252,8 +284,8 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .requiredOption('--criteria <list>', 'comma-separated criteria')
     .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
-    .option('--json <file>', 'write the result as JSON')
-    .action((m, o: RobustnessFlags) => handlers.robustness(m, o));
+    .option('--json <file>', 'write the result as JSON');
+  stateDirOption(execOption(robustness)).action((m, o: RobustnessFlags) => handlers.robustness(m, o));
 
   modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
     .requiredOption('--onnx <file>', 'output .onnx file')
@@ -261,14 +293,16 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--batch <n>', 'batch size of the exported graph', parseIntArg('--batch'), 1)
     .action((m, o: ExportFlags) => handlers.export(m, o));
 
-  modelOptions(program.command('generate').description('generate text (temperature 0 = greedy)'))
+  const generate = modelOptions(
+    program.command('generate').description('generate text (temperature 0 = greedy)'),
+  )
     .option('--prompt <text>', 'prompt; empty starts from BOS', '')
     .option('--max-tokens <n>', 'tokens to generate', parseIntArg('--max-tokens'), 64)
     .option('--temperature <t>', 'sampling temperature; 0 is greedy', parseNumberArg('--temperature'), 0)
     .option('--top-p <p>', 'nucleus sampling mass', parseNumberArg('--top-p'), 1)
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 0)
-    .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1)
-    .action((m, o: GenerateFlags) => handlers.generate(m, o));
+    .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1);
+  execOption(generate).action((m, o: GenerateFlags) => handlers.generate(m, o));
 
   program
     .command('criteria')

@@ -7,9 +7,9 @@ import {
   renderMarkdown,
   textSummary,
 } from './internal/report/render.js';
-import type { CompareReport } from './internal/report/types.js';
+import type { CompareReport, CompareRun } from './internal/report/types.js';
 
-const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
+const run = (criterion: string, ratio: number, ppl: number, acc: number): CompareRun => ({
   criterion,
   ratio,
   params_after: ratio === 0.1 ? 900 : 800,
@@ -20,6 +20,8 @@ const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
   seconds: 1.5,
   score_seconds: 1,
   eval_seconds: 0.5,
+  score_exec: 'whole',
+  exec: 'whole',
   plan: `plans/${criterion}-${ratio}.json`,
 });
 
@@ -53,6 +55,7 @@ const report: CompareReport = {
     attn_layers: null,
     mlp_layers: null,
     perturbations: ['fp16', 'gauss:0.01x2'],
+    exec: 'auto',
   },
   dense: {
     params: 1000,
@@ -61,6 +64,7 @@ const report: CompareReport = {
     tokens: { wiki: 508 },
     tasks: { arc_easy: { acc: 0.5, acc_norm: 0.5, n: 10 } },
     seconds: 1,
+    exec: 'whole',
   },
   runs: [
     run('taylor', 0.1, 12, 0.4),

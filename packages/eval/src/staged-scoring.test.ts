@@ -169,9 +169,9 @@ describe('batches follow the work', () => {
       const graphs: Graph[] = [];
       const ref = new ReferenceBackend();
       const spy = Object.assign(Object.create(ref), {
-        compile: (g: Graph, o?: unknown) => {
+        compile: (g: Graph) => {
           graphs.push(g);
-          return ref.compile(g, o as never);
+          return ref.compile(g);
         },
       }) as Backend;
       const m = scoringModelFromStages(model, { backend: spy, exec, batchSize: 1000 });

@@ -22,7 +22,7 @@ import '@moreau/criteria';
 import { readText } from '@moreau/eval';
 import { type LoadedModel, loadModel } from '@moreau/models';
 import type { CalibFlags, ModelFlags } from '../program.js';
-import { backendFlags, UsageError } from './flags.js';
+import { backendFlags, checkWindowLength, UsageError } from './flags.js';
 import { writeFileAtomic } from './output.js';
 import type { ProgressReporter } from './progress.js';
 
@@ -122,6 +122,7 @@ export async function readTextSource(file: string): Promise<string> {
 
 /** The calibration token stream: --calib text (default: the model's shipped held-out text). */
 export async function calibrationTokens(loaded: LoadedModel, flags: CalibFlags): Promise<number[]> {
+  checkWindowLength('--calib-seq-len', flags.calibSeqLen, loaded.model.config.maxPositionEmbeddings);
   const file = flags.calib || loaded.defaultText;
   if (!file)
     throw new UsageError(
@@ -138,7 +139,18 @@ export async function replayedCalibration(
   const file = flags.calibTokens;
   if (!file) return undefined;
   if (!existsSync(file)) throw new InputError(`calibration tokens file '${file}' not found`, file);
-  return parseCalibration(await readFile(file, 'utf8'), file, loaded.model.config.vocabSize);
+  const set = parseCalibration(await readFile(file, 'utf8'), file, loaded.model.config.vocabSize);
+  const max = loaded.model.config.maxPositionEmbeddings;
+  let longest = 0;
+  for (const it of set.iterations) for (const w of it) longest = Math.max(longest, w.length);
+  if (longest > max) {
+    throw new InputError(
+      `--calib-tokens '${file}': a window of ${longest} tokens exceeds the model's context of ${max} positions`,
+      file,
+      '--calib-tokens',
+    );
+  }
+  return set;
 }
 
 /**

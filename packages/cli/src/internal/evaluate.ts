@@ -1,7 +1,9 @@
 /** Perplexity and zero-shot accuracy of a (possibly pruned) model: eval, prune and compare share it. */
+import type { ExecMode } from '@moreau/core';
 import { evaluateTask, loadTaskFile, scoringModelFromLlama, textPerplexity } from '@moreau/eval';
 import type { LlamaModel, Tokenizer } from '@moreau/models';
 import { type BackendContext, readTextSource } from './context.js';
+import { checkWindowLength } from './flags.js';
 import type { TaskScores } from './report/types.js';
 
 export interface Evaluation {
@@ -9,6 +11,8 @@ export interface Evaluation {
   readonly nll: Record<string, number>;
   readonly tokens: Record<string, number>;
   readonly tasks: Record<string, TaskScores>;
+  /** How the model ran ('whole' graph or layer-'streamed'); absent when nothing was evaluated. */
+  readonly exec?: ExecMode;
 }
 
 /** What evaluation reads from the flags (without --batch-size, the scorer's default). */
@@ -16,6 +20,7 @@ interface EvalSettings {
   readonly seqLen: number;
   readonly limit?: number;
   readonly batchSize?: number;
+  readonly exec?: ExecMode | 'auto';
 }
 
 /** Perplexity on NAME=FILE texts, then accuracy on NAME=FILE tasks (format inferred from each file). */
@@ -28,14 +33,20 @@ export async function evaluate(
 ): Promise<Evaluation> {
   const out: Evaluation = { ppl: {}, nll: {}, tokens: {}, tasks: {} };
   if (texts.length === 0 && tasks.length === 0) return out;
-  const scorer = scoringModelFromLlama(model.params, model.config, backend, { batchSize: flags.batchSize });
+  if (texts.length) checkWindowLength('--seq-len', flags.seqLen, model.config.maxPositionEmbeddings);
+  const scorer = scoringModelFromLlama(model.params, model.config, backend, {
+    ...(flags.batchSize !== undefined ? { batchSize: flags.batchSize } : {}),
+    ...(flags.exec !== undefined ? { exec: flags.exec } : {}),
+  });
+  // The phase names the mode that runs (known once the first call chose it).
+  const phase = (what: string) => (scorer.exec ? `${what} (${scorer.exec})` : what);
   try {
     for (const [name, file] of texts) {
       const r = await textPerplexity(scorer, tokenizer, await readTextSource(file), {
         seqLen: flags.seqLen,
         limit: flags.limit,
         signal,
-        onProgress: (p) => progress.update({ ...p, phase: `ppl ${name}` }),
+        onProgress: (p) => progress.update({ ...p, phase: phase(`ppl ${name}`) }),
       });
       out.ppl[name] = r.ppl;
       out.nll[name] = r.nll;
@@ -45,7 +56,7 @@ export async function evaluate(
       const r = await evaluateTask(scorer, tokenizer, await loadTaskFile(name, file), {
         limit: flags.limit,
         signal,
-        onProgress: (p) => progress.update({ ...p, phase: `task ${name}` }),
+        onProgress: (p) => progress.update({ ...p, phase: phase(`task ${name}`) }),
       });
       out.tasks[name] =
         r.kind === 'multiple_choice'
@@ -55,5 +66,5 @@ export async function evaluate(
   } finally {
     scorer.dispose();
   }
-  return out;
+  return scorer.exec ? { ...out, exec: scorer.exec } : out;
 }

@@ -4,7 +4,7 @@
  * the criterion registry, NAME=FILE lists, files that must exist, flags that exclude each other).
  * Defaults are not restated here: program.ts declares them, and the parsed flags carry them.
  */
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import {
   type Criterion,
   getCriterion,
@@ -15,7 +15,7 @@ import {
 } from '@moreau/core';
 import { parsePerturbation, perturbationName, STANDARD_TASKS } from '@moreau/eval';
 import { InvalidArgumentError } from 'commander';
-import type { CalibFlags, ModelFlags, PruneFlags } from '../program.js';
+import type { CalibFlags, ExecFlags, ModelFlags, PruneFlags, StateFlags } from '../program.js';
 
 /** A flag error found by a command: exit 2 with the command's help. */
 export class UsageError extends Error {
@@ -256,15 +256,44 @@ export function requireInputFiles(
   }
 }
 
-/** The prune options the selection flags set (--seed, --global, --attn-layers, --mlp-layers, --reduction). */
+/**
+ * --state-dir: an existing path must be a writable folder (a missing one is created when state
+ * spills), checked before any work.
+ */
+export function checkStateDir(dir: string | undefined): void {
+  if (dir === undefined || !existsSync(dir)) return;
+  if (!statSync(dir).isDirectory())
+    throw new InputError(`--state-dir '${dir}' is a file, not a folder`, dir, '--state-dir');
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new InputError(`--state-dir '${dir}' is not writable`, dir, '--state-dir');
+  }
+}
+
+/**
+ * Windows longer than the model's context are a usage error (memory would grow with the flag):
+ * --seq-len, --calib-seq-len.
+ */
+export function checkWindowLength(flag: string, length: number, maxPositions: number): void {
+  if (length > maxPositions)
+    throw new UsageError(`${flag} ${length} exceeds the model's context of ${maxPositions} positions`);
+}
+
+/**
+ * The prune options the selection and execution flags set (--seed, --global, --attn-layers,
+ * --mlp-layers, --reduction, --exec, --state-dir).
+ */
 export function planOptionsFromFlags(
-  flags: CalibFlags,
-): Pick<PlanOptions, 'seed' | 'scope' | 'attnLayers' | 'mlpLayers' | 'reduction'> {
+  flags: CalibFlags & ExecFlags & StateFlags,
+): Pick<PlanOptions, 'seed' | 'scope' | 'attnLayers' | 'mlpLayers' | 'reduction' | 'mode' | 'stateDir'> {
   return {
     seed: flags.seed,
     scope: flags.global ? 'global' : 'local',
     attnLayers: flags.attnLayers,
     mlpLayers: flags.mlpLayers,
     reduction: (flags.reduction || undefined) as PlanOptions['reduction'],
+    mode: flags.exec,
+    ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
   };
 }

@@ -31,7 +31,8 @@ export class ParamState {
    * A folder that cannot be written is an error before any work starts.
    */
   static async create(bytes: number, budget: number, options: ParamStateOptions = {}): Promise<ParamState> {
-    if (!options.spill && !options.dir && bytes <= budget) return new ParamState(undefined, undefined, false);
+    // A folder says where spilled state goes; state that fits stays in memory either way.
+    if (!options.spill && bytes <= budget) return new ParamState(undefined, undefined, false);
     const fs = await import('node:fs/promises');
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');

@@ -10,6 +10,7 @@ import {
   type CalibrationSet,
   type Criterion,
   countParams,
+  type ExecMode,
   getCriterion,
   planToJSON,
   prune,
@@ -30,6 +31,7 @@ import {
 } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import {
+  checkStateDir,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
@@ -80,14 +82,15 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 
     label('dense');
     const denseStart = performance.now();
-    const dense = { params, ...(await evaluateModel(c.loaded.model)), seconds: seconds(denseStart) };
+    const { exec: denseExec = null, ...denseScores } = await evaluateModel(c.loaded.model);
+    const dense = { params, ...denseScores, seconds: seconds(denseStart), exec: denseExec };
     const runs: CompareRun[] = [];
     const plans = new Map<string, string>();
     for (const spec of c.criteria) {
       const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration);
       for (const ratio of c.ratios) {
         label(`${spec.name} ${ratio}`);
-        const { result, scoreSeconds, cutSeconds } = await pruneAt(ratio);
+        const { result, scoreSeconds, cutSeconds, scoreExec } = await pruneAt(ratio);
         const model = result.model as LlamaModel;
         const evalStart = performance.now();
         const ev = await evaluateModel(model);
@@ -106,6 +109,8 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           seconds: scoreSeconds + cutSeconds + evalSeconds,
           score_seconds: scoreSeconds,
           eval_seconds: evalSeconds,
+          score_exec: scoreExec,
+          exec: ev.exec ?? null,
           plan,
         });
       }
@@ -154,6 +159,7 @@ async function comparison(source: string, flags: CompareFlags): Promise<Comparis
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
   let texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  checkStateDir(flags.stateDir);
   await checkReportDir(flags.report);
 
   const loaded = await openModel(source, flags);
@@ -206,6 +212,7 @@ function reportHead(
       attn_layers: flags.attnLayers ?? null,
       mlp_layers: flags.mlpLayers ?? null,
       perturbations: c.perturbations,
+      exec: flags.exec,
     },
   };
 }
@@ -248,13 +255,15 @@ function scoredOnce(
   };
   let cached: Criterion | undefined;
   let scoreSeconds = 0;
+  let scoreExec: ExecMode = 'whole';
   return async (ratio: number) => {
     const t0 = performance.now();
     const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
-    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
+    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0), scoreExec };
     scoreSeconds = seconds(t0);
+    scoreExec = result.mode;
     cached = fromScores(criterion, result.scores);
-    return { result, scoreSeconds, cutSeconds: 0 };
+    return { result, scoreSeconds, cutSeconds: 0, scoreExec };
   };
 }
 

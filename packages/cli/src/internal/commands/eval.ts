@@ -19,6 +19,7 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       nll,
       tokens,
       tasks: scores,
+      exec,
     } = await evaluate(run, loaded.model, loaded.tokenizer, texts, tasks);
     for (const [k, v] of Object.entries(ppl)) {
       ctx.out(`ppl ${k.padEnd(16)} ${v.toFixed(4)}  (nll ${nll[k]!.toFixed(5)}, ${tokens[k]} tokens)\n`);
@@ -31,6 +32,7 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
     const result = {
       model: modelSummary(loaded),
       backend: backendInfo(run.backend),
+      exec,
       ppl,
       nll,
       tokens,

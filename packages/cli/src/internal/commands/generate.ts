@@ -2,9 +2,12 @@ import { generate, scoringModelFromLlama } from '@moreau/eval';
 import type { GenerateFlags } from '../../program.js';
 import { type CommandContext, openModel, withBackend } from '../context.js';
 
-/** Streams generated text to stdout; an empty prompt starts from BOS alone. */
+/**
+ * Streams generated text to stdout; an empty prompt starts from BOS alone. The model decodes with
+ * a cache per layer; a line on stderr says how it ran and how fast.
+ */
 export async function generateCommand(source: string, ctx: CommandContext<GenerateFlags>) {
-  const { flags, out } = ctx;
+  const { flags, out, progress } = ctx;
   const { model, tokenizer: tok } = await openModel(source, ctx.flags);
   await withBackend(ctx, async ({ backend, signal }) => {
     const ids = flags.prompt
@@ -13,12 +16,16 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
         ? [tok.bosId]
         : [];
     if (ids.length === 0) ids.push(0);
-    const scorer = scoringModelFromLlama(model.params, model.config, backend, { batchSize: 1 });
+    const scorer = scoringModelFromLlama(model.params, model.config, backend, {
+      batchSize: 1,
+      exec: flags.exec,
+    });
+    const started = performance.now();
     out(flags.prompt);
     const all = [...ids];
     let printed = tok.decode(all);
     try {
-      await generate(scorer, ids, {
+      const { tokens } = await generate(scorer, ids, {
         maxNewTokens: flags.maxTokens,
         temperature: flags.temperature,
         topP: flags.topP,
@@ -38,6 +45,10 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
       const final = tok.decode(all);
       if (final.startsWith(printed)) out(final.slice(printed.length));
       out('\n');
+      const secs = (performance.now() - started) / 1000;
+      progress.note(
+        `generated ${tokens.length} tokens in ${secs.toFixed(2)} s (${(tokens.length / secs).toFixed(1)} tokens/s; exec ${scorer.exec})`,
+      );
     } finally {
       scorer.dispose();
     }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import {
   applyPlan,
   countParams,
+  type ExecMode,
   type FloatDType,
   InputError,
   type PrunableModel,
@@ -23,6 +24,7 @@ import {
 import { evaluate } from '../evaluate.js';
 import {
   checkPlanFlags,
+  checkStateDir,
   criterionFromFlags,
   dtypeFlag,
   namedFiles,
@@ -53,6 +55,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
   checkPlanFlags(flags);
   const scoring = flags.plan ? undefined : criterionFromFlags(flags.criterion!, flags.opt);
   requireInputFiles(flags, { '--eval-ppl': texts });
+  checkStateDir(flags.stateDir);
   await checkOutDir(flags.out, flags.overwrite);
 
   const loaded = await openModel(source, flags);
@@ -64,6 +67,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
 
     let plan: PruningPlan;
     let pruned: PrunableModel;
+    let exec: ExecMode | null = null;
     if (!scoring) {
       plan = parsePlan(await readFile(flags.plan!, 'utf8'), flags.plan);
       pruned = applyPlan(loaded.model, plan);
@@ -72,7 +76,12 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       const calibration = criterion.requires.calibration
         ? await calibrationFromFlags(loaded, flags, criterion.calibrationIterations?.(resolved) ?? 1)
         : undefined;
-      ({ plan, model: pruned } = await prune(loaded.model, {
+      let mode: ExecMode;
+      ({
+        plan,
+        model: pruned,
+        mode,
+      } = await prune(loaded.model, {
         ...planOptionsFromFlags(flags),
         criterion,
         options,
@@ -83,6 +92,12 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
         signal: run.signal,
         onProgress: progress.update,
       }));
+      if (criterion.requires.gradients) {
+        exec = mode;
+        progress.note(
+          `scored ${mode === 'whole' ? 'with the model as one graph' : 'layer by layer'} (exec ${mode})`,
+        );
+      }
     }
     const model = pruned as LlamaModel;
     progress.note(`saving ${flags.out}`);
@@ -111,6 +126,8 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     const result = {
       model: source,
       backend: backendInfo(run.backend),
+      exec,
+      ...(evals.exec ? { eval_exec: evals.exec } : {}),
       criterion: plan.criterion,
       ratio: plan.ratio,
       params_before: paramsBefore,

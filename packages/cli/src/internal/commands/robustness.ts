@@ -1,4 +1,4 @@
-import { type CalibrationSet, getCriterion, type PrunableModel } from '@moreau/core';
+import { type CalibrationSet, type ExecMode, getCriterion, type PrunableModel } from '@moreau/core';
 import {
   formatRobustnessTable,
   lossPerplexity,
@@ -7,7 +7,7 @@ import {
   robustness,
 } from '@moreau/eval';
 import type { LoadedModel } from '@moreau/models';
-import type { CalibFlags, EvalFlags, RobustnessFlags } from '../../program.js';
+import type { CalibFlags, EvalFlags, ExecFlags, RobustnessFlags, StateFlags } from '../../program.js';
 import {
   type BackendContext,
   type CommandContext,
@@ -19,6 +19,8 @@ import {
   withBackend,
 } from '../context.js';
 import {
+  checkStateDir,
+  checkWindowLength,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
@@ -48,17 +50,27 @@ export interface RobustnessRun {
  * most --limit windows (default 32); calibration windows shared by every perturbation.
  */
 export async function runRobustness(
-  ctx: BackendContext<CalibFlags & EvalFlags>,
+  ctx: BackendContext<CalibFlags & EvalFlags & ExecFlags & StateFlags>,
   loaded: LoadedModel,
   run: RobustnessRun,
-): Promise<RobustnessReport> {
+): Promise<RobustnessReport & { exec: ExecMode | null }> {
   const { flags, backend } = ctx;
   const file = run.evalText ?? (flags.calib || loaded.defaultText);
   if (!file) throw new UsageError('robustness needs an evaluation text: pass --ppl NAME=FILE');
+  checkWindowLength('--seq-len', flags.seqLen, loaded.model.config.maxPositionEmbeddings);
   const stream = loaded.tokenizer.encode(await readTextSource(file), { bos: true });
   const windows = perplexityWindows(stream, flags.seqLen, { limit: flags.limit ?? ROBUSTNESS_WINDOWS });
-  const evaluate = (model: PrunableModel, signal?: AbortSignal) =>
-    lossPerplexity(model, windows, { backend, batchSize: flags.batchSize, signal }).then((r) => r.ppl);
+  let exec: ExecMode | null = null;
+  const evaluate = async (model: PrunableModel, signal?: AbortSignal) => {
+    const r = await lossPerplexity(model, windows, {
+      backend,
+      batchSize: flags.batchSize,
+      exec: flags.exec,
+      signal,
+    });
+    exec = r.exec;
+    return r.ppl;
+  };
   const needsCalibration = run.criteria.some((c) => getCriterion(c.name).requires.calibration);
   const calibration = needsCalibration
     ? (run.calibration ??
@@ -69,7 +81,7 @@ export async function runRobustness(
         seed: flags.seed,
       })
     : undefined;
-  return robustness(loaded.model, {
+  const report = await robustness(loaded.model, {
     ratio: run.ratio,
     criteria: run.criteria,
     perturbations: run.perturbations,
@@ -79,6 +91,7 @@ export async function runRobustness(
     signal: ctx.signal,
     onProgress: ctx.progress.update,
   });
+  return { ...report, exec };
 }
 
 export async function robustnessCommand(source: string, ctx: CommandContext<RobustnessFlags>) {
@@ -88,6 +101,7 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
   const perturbations = perturbFlag(flags.perturb);
   const texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts });
+  checkStateDir(flags.stateDir);
   const loaded = await openModel(source, flags);
   await withBackend(ctx, async (run) => {
     const report = await runRobustness(run, loaded, {

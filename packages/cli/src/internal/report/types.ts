@@ -23,6 +23,10 @@ export interface CompareRun {
   /** Scoring time (scores do not depend on the ratio: one scoring serves every ratio of a criterion). */
   readonly score_seconds: number;
   readonly eval_seconds: number;
+  /** How the criterion's gradients ran ('whole' also for criteria that need none). */
+  readonly score_exec: 'whole' | 'streamed';
+  /** How the evaluation ran (null when nothing was evaluated). */
+  readonly exec: 'whole' | 'streamed' | null;
   /** The pruning plan, relative to the report directory. */
   readonly plan: string;
 }
@@ -63,6 +67,8 @@ export interface CompareReport {
     readonly attn_layers: readonly [number, number] | null;
     readonly mlp_layers: readonly [number, number] | null;
     readonly perturbations: readonly string[] | null;
+    /** --exec as given: 'auto', 'whole' or 'streamed' (each run records the mode that ran). */
+    readonly exec: 'auto' | 'whole' | 'streamed';
   };
   readonly dense: {
     readonly params: number;
@@ -71,6 +77,8 @@ export interface CompareReport {
     readonly tokens: Record<string, number>;
     readonly tasks: Record<string, TaskScores>;
     readonly seconds: number;
+    /** How the evaluation ran (null when nothing was evaluated). */
+    readonly exec: 'whole' | 'streamed' | null;
   };
   readonly runs: readonly CompareRun[];
   /** Robustness analysis by ratio (with --robustness). */
