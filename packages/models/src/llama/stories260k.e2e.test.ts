@@ -7,12 +7,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Backend, type HostTensor, jit, ReferenceBackend, tensor } from '@moreau/core';
+import { type Backend, type HostTensor, jit, ModelExecutor, ReferenceBackend, tensor } from '@moreau/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Checkpoint } from '../formats/checkpoint.js';
 import { loadLlama2c } from '../formats/llama2c.js';
 import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import { llamaLogits, llamaTokenNll } from './model.js';
+import { LlamaModel } from './prunable.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
 const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
@@ -92,6 +93,39 @@ describe.skipIf(missing.length > 0)('stories260K (llama2.c) end to end', () => {
         `stories260K greedy on ${backend.name}: ${ids.length - 1} tokens in ${(performance.now() - t0).toFixed(0)} ms`,
       );
       expect(text.slice(0, 200)).toBe(expected);
+    },
+    SLOW,
+  );
+
+  it(
+    'greedy decoding with the key / value cache (whole and layer-streamed) gives the same 200 characters',
+    async () => {
+      const doc = readFileSync(files.doc, 'utf8');
+      const start = doc.indexOf('Once upon a time, there was a little girl named Lily.');
+      const expected = doc.slice(start, start + 200);
+      const model = new LlamaModel(ckpt.config, ckpt.tensors);
+      for (const mode of ['whole', 'streamed'] as const) {
+        const exec = await ModelExecutor.create(model, { backend, mode, forwardOnly: true });
+        const decoder = exec.decoder();
+        const ids = [tok.bosId];
+        const t0 = performance.now();
+        let text = '';
+        let logits = await decoder.append(tensor(Int32Array.of(tok.bosId), [1, 1], 'int32'));
+        while (text.length < 200) {
+          const row = logits.data as Float32Array;
+          let best = 0;
+          for (let v = 1; v < row.length; v++) if (row[v]! > row[best]!) best = v;
+          if (best === tok.bosId) break;
+          ids.push(best);
+          text = tok.decode(ids);
+          logits = await decoder.append(tensor(Int32Array.of(best), [1, 1], 'int32'));
+        }
+        console.log(
+          `stories260K cached greedy (${mode}) on ${backend.name}: ${ids.length - 1} tokens in ${(performance.now() - t0).toFixed(0)} ms`,
+        );
+        exec.dispose();
+        expect(text.slice(0, 200), mode).toBe(expected);
+      }
     },
     SLOW,
   );
