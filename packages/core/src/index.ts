@@ -9,7 +9,7 @@ export type {
   TensorInput,
 } from './backend.js';
 export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
-export { type CounterKey, counterKey, fillCounterNormals } from './counter-rng.js';
+export { type CounterKey, counterKey, fillCounterNormals, perturbInto } from './counter-rng.js';
 export type { DType, FloatDType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
 export {
   allocate,
