@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { assembleNoiseWasm, BYTES_PATH, renderBytesModule } from '../scripts/noise-wasm.js';
+import { assembleNoiseWasm, BYTES_PATH, renderBytesModule, WAT_PATH } from '../scripts/noise-wasm.js';
 import { counterKey, fillCounterNormals, perturbInto } from './index.js';
 import {
   cosQuarter,
@@ -435,5 +435,16 @@ describe('counter normals: the embedded WebAssembly is built from the committed 
     const bytes = await assembleNoiseWasm();
     expect(Buffer.from(bytes).toString('base64')).toBe(NOISE_WASM_BASE64);
     expect(renderBytesModule(bytes)).toBe(readFileSync(BYTES_PATH, 'utf8'));
+  });
+
+  it('fill and perturb compute the normals with the same code (the block between the markers)', () => {
+    const wat = readFileSync(WAT_PATH, 'utf8');
+    const blocks = wat
+      .split(';; ---- normals: begin')
+      .slice(1)
+      .map((b) => b.split(';; ---- normals: end')[0]);
+    expect(blocks).toHaveLength(2);
+    expect(blocks[0]!.length).toBeGreaterThan(1000);
+    expect(blocks[1]).toBe(blocks[0]);
   });
 });

@@ -10,8 +10,17 @@ import { NOISE_WASM_BASE64 } from './counter-noise-wasm-bytes.js';
 export const CHUNK = 16384;
 const PAGE = 65536;
 
-type Run = (
-  mode: number,
+type Fill = (
+  zp: number,
+  n4: number,
+  lo: number,
+  hi: number,
+  k0: number,
+  k1: number,
+  k2: number,
+  k3: number,
+) => void;
+type Perturb = (
   wp: number,
   dp: number,
   n4: number,
@@ -31,7 +40,7 @@ interface WasmApi {
     module: object,
     imports: object,
   ) => {
-    exports: { run: Run; memory: { buffer: ArrayBuffer; grow(pages: number): number } };
+    exports: { fill: Fill; perturb: Perturb; memory: { buffer: ArrayBuffer; grow(pages: number): number } };
   };
 }
 
@@ -64,9 +73,12 @@ function instantiate(): NoiseKernel | null {
   const need = 2 * CHUNK * 4;
   const have = exports.memory.buffer.byteLength;
   if (have < need) exports.memory.grow(Math.ceil((need - have) / PAGE)); // once, at start-up
-  const run = exports.run;
+  const { fill: wasmFill, perturb: wasmPerturb } = exports;
   const mem = new Float32Array(exports.memory.buffer, 0, 2 * CHUNK);
   const dBytes = CHUNK * 4;
+  // Without delta the kernel adds -0 (x + -0 = x for every x): the delta region holds -0s until
+  // a call with delta overwrites it.
+  let deltaIsNegZero = false;
 
   // Chunk c covers elements [e0, e0 + take) of the stream; the scratch holds whole pairs from
   // pair floor(e0 / 2), so element e0 sits at scratch index e0 % 2. A chunk is at most CHUNK
@@ -89,15 +101,21 @@ function instantiate(): NoiseKernel | null {
   return {
     fill(key, start, out) {
       chunks(start, out.length, (done, off, take, n4, lo, hi) => {
-        run(0, 0, 0, n4, lo, hi, key[0], key[1], key[2], key[3], 0);
+        wasmFill(0, n4, lo, hi, key[0], key[1], key[2], key[3]);
         out.set(mem.subarray(off, off + take), done);
       });
     },
     perturb(out, w, delta, std, key, start) {
       chunks(start, out.length, (done, off, take, n4, lo, hi) => {
         mem.set(w.subarray(done, done + take), off);
-        if (delta) mem.set(delta.subarray(done, done + take), CHUNK + off);
-        run(delta ? 2 : 1, 0, dBytes, n4, lo, hi, key[0], key[1], key[2], key[3], std);
+        if (delta) {
+          mem.set(delta.subarray(done, done + take), CHUNK + off);
+          deltaIsNegZero = false;
+        } else if (!deltaIsNegZero) {
+          mem.fill(-0, CHUNK);
+          deltaIsNegZero = true;
+        }
+        wasmPerturb(0, dBytes, n4, lo, hi, key[0], key[1], key[2], key[3], std);
         out.set(mem.subarray(off, off + take), done);
       });
     },
