@@ -22,9 +22,9 @@
  *   significant bits, to nearest with ties to even. The three operations are exact scalings of
  *   each other across binades, so checking every float32 in [1, 2) and (-2, -1] (the tests do)
  *   proves it for every normal input.
- * - below the dtype's smallest normal (2^-14 / 2^-126) the grid is fixed (2^-24 / 2^-133): scale x
- *   onto integers (exact), round with (v + 1.5*2^23) - 1.5*2^23 (float32 addition rounds to nearest
- *   even at unit spacing there), scale back (exact). A zero result is x * 0 (keeps x's sign).
+ * - below the dtype's smallest normal (2^-14 / 2^-126) the grid is fixed (2^-24 / 2^-133):
+ *   (x + B) - B with B = 1.5 * 2^(23-q), a float32 whose ulp is the grid step 2^-q, so float32
+ *   addition rounds x to the grid, to nearest even. A zero result is x * 0 (keeps x's sign).
  * - float16 overflow: |x| >= 65520 (halfway past the largest float16, 65504) becomes ±inf.
  *   bfloat16 shares float32's exponent range: overflow to ±inf falls out of the arithmetic, and
  *   |x| >= 2^111 is scaled by 2^-32 first so that C*x cannot overflow.
@@ -112,20 +112,17 @@ function roundHostTensor(t: HostTensor, dtype: ComputeDtype): HostTensor {
 
 // ----- device rounding (a composite of exact primitives) --------------------------------------
 
-const M = 1.5 * 2 ** 23;
 const INF = Number.POSITIVE_INFINITY;
 
 /**
- * x rounded on the fixed grid of multiples of 2^-q (|x| below the dtype's smallest normal): scaled
- * onto integers, rounded by the float32 adder, scaled back. `q` is split into factors that are
- * float32 numbers (2^133 is not). The sign of a zero result is not kept (the caller's job).
+ * x rounded on the fixed grid of multiples of 2^-q (|x| below the dtype's smallest normal):
+ * (x + B) - B with B = 1.5 * 2^(23-q), whose float32 ulp is 2^-q, so the float32 adder rounds x to
+ * the grid, to nearest even (|x| < 2^-q+23 keeps x + B in B's binade). The sign of a zero result is
+ * not kept (the caller's job).
  */
-function roundFixedGrid(x: Tensor, q: readonly number[]): Tensor {
-  let v = x;
-  for (const s of q) v = ops.mul(v, 2 ** s); // exact: |x| * 2^q < 2^11
-  let y = ops.sub(ops.add(v, M), M);
-  for (const s of q) y = ops.mul(y, 2 ** -s); // exact: the result is a multiple of 2^-q
-  return y;
+function roundFixedGrid(x: Tensor, q: number): Tensor {
+  const b = 1.5 * 2 ** (23 - q);
+  return ops.sub(ops.add(x, b), b);
 }
 
 /** x rounded to `bits` significant bits by Veltkamp's splitting (x normal, C*x finite). */
@@ -150,15 +147,17 @@ export function roundTo(x: Tensor, dtype: ComputeDtype): Tensor {
   let r: Tensor;
   let zeroBelow: number;
   if (dtype === 'float16') {
-    const y = ops.where(ops.less(a, 2 ** -14), roundFixedGrid(x, [24]), veltkamp(x, 11));
+    const y = ops.where(ops.less(a, 2 ** -14), roundFixedGrid(x, 24), veltkamp(x, 11));
     r = ops.where(ops.less(a, 65520), y, ops.mul(x, INF)); // |x| >= 65520: ±inf
     zeroBelow = 2 ** -25;
   } else {
-    // Scale |x| >= 2^111 down by 2^-32 (exactly) so that C*x stays finite; overflow to ±inf then
-    // comes out of the scaling back.
-    const scale = ops.where(ops.less(a, 2 ** 111), 1, 2 ** -32);
-    const normal = ops.div(veltkamp(ops.mul(x, scale), 8), scale);
-    const y = ops.where(ops.less(a, 2 ** -126), roundFixedGrid(x, [66, 67]), normal);
+    // |x| >= 2^111 is rounded at 2^-32 times its size (exact scalings) so that C*x stays finite;
+    // overflow to ±inf then comes out of the scaling back.
+    const fits = ops.less(a, 2 ** 111);
+    const big = 2 ** 32;
+    const split = veltkamp(ops.where(fits, x, ops.mul(x, 1 / big)), 8);
+    const normal = ops.where(fits, split, ops.mul(split, big));
+    const y = ops.where(ops.less(a, 2 ** -126), roundFixedGrid(x, 133), normal);
     r = ops.where(ops.less(a, INF), y, x); // ±inf stays
     zeroBelow = 2 ** -134;
   }
