@@ -203,7 +203,7 @@ describe.skipIf(missing.length > 0)('emulated half precision on stories260K', ()
             let t = performance.now();
             await pass(); // compiles
             const first = performance.now() - t;
-            const runs = name === 'ort' ? 5 : 2;
+            const runs = name === 'ort' ? 5 : 1;
             t = performance.now();
             for (let i = 0; i < runs; i++) await pass();
             const ms = (performance.now() - t) / runs;
