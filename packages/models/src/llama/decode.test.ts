@@ -15,12 +15,13 @@ import {
   type Tensor,
   tensor,
 } from '@moreau/core';
+import { smallConfig } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LlamaConfig } from './config.js';
 import { llamaLogits } from './model.js';
 import { randomInit } from './presets.js';
 import { LlamaModel } from './prunable.js';
-import { smallConfig, smallLlama3Scaling } from './test-fixtures.js';
+import { smallLlama3Scaling } from './test-fixtures.js';
 
 let backend: Backend;
 beforeAll(async () => {
