@@ -94,7 +94,8 @@ export function scoringModelFromStages(
 
   /** The executor, created on first use; its mode is chosen for `rows` windows of `length`. */
   const executorFor = (length: number, rows: number) => {
-    executor ??= (async () => {
+    if (executor) return executor;
+    executor = (async () => {
       const backend =
         typeof options.backend === 'object' ? options.backend : await getBackend(options.backend);
       const ex = await ModelExecutor.create(model, {
@@ -109,6 +110,7 @@ export function scoringModelFromStages(
       mode = ex.mode;
       return ex;
     })();
+    // A failed creation (e.g. a MemoryLimitError) is not cached: the next call tries again.
     executor.catch(() => {
       executor = undefined;
     });
