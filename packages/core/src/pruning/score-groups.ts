@@ -14,6 +14,7 @@ import type { CalibrationSet } from './calibration.js';
 import type {
   Criterion,
   CriterionContext,
+  CriterionResult,
   GradientRequest,
   OptionValues,
   ParamInfo,
@@ -44,6 +45,8 @@ export interface ScoreRun {
   readonly state?: ParamStateOptions;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
+  /** Receives the criterion's diagnostics and warnings (when it returns any). */
+  readonly onReport?: (report: Pick<CriterionResult, 'diagnostics' | 'warnings'>) => void;
 }
 
 /** Folds element salience into unit scores, one member parameter at a time. */
@@ -252,6 +255,8 @@ export async function scoreGroups(run: ScoreRun): Promise<Float64Array[]> {
   };
   const result = await criterion.score(ctx, run.options);
   throwIfAborted(run.signal);
+  if (result?.diagnostics || result?.warnings)
+    run.onReport?.({ diagnostics: result.diagnostics, warnings: result.warnings });
   if (result?.unitScores) {
     if (
       result.unitScores.length !== groups.length ||
