@@ -1015,8 +1015,9 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(r.code, r.stderr).toBe(0);
     // stdout: the comparison table, then robustness tables, then where the report is.
     expect(r.stdout).toMatch(
-      /^\| criterion \| ratio \|\s+params \|\s+left \|\s+PPL ts \|\s+arc_easy acc \|\s+arc_easy acc_norm \|\s+seconds \|$/m,
+      /^\| criterion \| ratio \|\s+params \|\s+left \|\s+GMACs 64 tok \|\s+PPL ts \|\s+arc_easy acc \|\s+arc_easy acc_norm \|\s+paper avg \|\s+seconds \|$/m,
     );
+    expect(r.stdout).toMatch(/^\| dense\s+\|\s+0 \| 260,032 \| 100\.0% \|\s+0\.0196 \|/m);
     expect(r.stdout).toMatch(/^\| dense\s+\|\s+0 \| 260,032 \| 100\.0% \|/m);
     expect(r.stdout).toMatch(/^\| moreau\s+\|\s+0\.2 \| 211,072 \|\s+81\.2% \|/m);
     expect(r.stdout).toMatch(/robustness at ratio 0\.1/);
@@ -1054,7 +1055,22 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       'moreau@0.1',
       'moreau@0.2',
     ]);
-    expect(rep.dense).toMatchObject({ params: 260032 });
+    expect(rep.dense).toMatchObject({
+      params: 260032,
+      macs: { total: 19609344 },
+      latency: null,
+      paper_tasks: 1,
+    });
+    expect(rep.dense.paper_average).toBe(rep.dense.tasks.arc_easy.acc);
+    expect(rep.runs[1].macs.total).toBe(15747904); // taylor 0.2: the same dims as prune's 0.2
+    expect(rep.runs[2].diagnostics).toEqual([{}]); // moreau (no soft threshold): nothing to report
+    expect(rep.settings).toMatchObject({
+      preset: null,
+      zeroshot_protocol: 'current',
+      macs_seq_len: 64,
+      latency: null,
+      calibration: { sampling: 'windows', samples: 2, seq_len: 32 },
+    });
     expect(rep.dense.ppl.ts).toBeLessThan(rep.runs[1].ppl.ts);
     expect(Object.keys(rep.robustness)).toEqual(['0.1', '0.2']);
     expect(Object.keys(rep.robustness['0.2'].results)).toEqual(['taylor', 'moreau']);

@@ -46,7 +46,7 @@ import {
   textSourceOptions,
   UsageError,
 } from '../flags.js';
-import { textSummary } from '../report/render.js';
+import { named, textSummary } from '../report/render.js';
 import type { CompareReport, CompareRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
 import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
@@ -296,7 +296,7 @@ function scoredOnce(
     scoreSeconds = seconds(t0);
     cached = fromScores(criterion, result.scores);
     report = { diagnostics: result.diagnostics, warnings: result.warnings };
-    for (const w of result.warnings) run.progress.warn(`${spec.name}: ${w}`);
+    for (const w of result.warnings) run.progress.warn(named(spec.name, w));
     return { result, scoreSeconds, cutSeconds: 0, ...report };
   };
 }

@@ -134,6 +134,10 @@ export function shrinkTable(report: CompareReport): Table | undefined {
   };
 }
 
+/** A criterion's warning, prefixed with its name unless it already starts with it. */
+export const named = (criterion: string, warning: string) =>
+  warning.startsWith(`${criterion}:`) ? warning : `${criterion}: ${warning}`;
+
 /** Every criterion's warnings, once per criterion. */
 function warningLines(report: CompareReport): string[] {
   const out: string[] = [];
@@ -141,7 +145,7 @@ function warningLines(report: CompareReport): string[] {
   for (const r of report.runs) {
     if (seen.has(r.criterion)) continue;
     seen.add(r.criterion);
-    for (const w of r.warnings ?? []) out.push(`${r.criterion}: ${w}`);
+    for (const w of r.warnings ?? []) out.push(named(r.criterion, w));
   }
   return out;
 }
