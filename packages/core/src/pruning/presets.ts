@@ -7,6 +7,11 @@
  * Layer ranges: both papers prune LLaMA-7B's layers 4..29 (Python's `range(4, 30)` of 32), keeping
  * the first 4 and the last 2 dense. For L layers the presets keep the same fractions:
  * `[floor(L / 8), L - floor(L / 16))` (32 -> [4, 30), 22 -> [2, 21), 5 -> [0, 5)).
+ *
+ * What a preset cannot carry: the reference's calibration corpus (BookCorpus; here the calibration
+ * text the user gives) and its random streams (Python's `random` / torch; here core's seeded Rng).
+ * Its 'windows' are cut from the calibration text tokenized once, where commit 9e894ff and
+ * LLM-Pruner cut each window from one random document of at least L tokens.
  */
 import { InputError } from '../errors.js';
 import type { Reduction } from './scoring.js';
