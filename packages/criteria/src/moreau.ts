@@ -222,8 +222,8 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       // Moreau-GS: what the soft-threshold did, per iteration and parameter kind.
       const shrinkCounts: Map<string, ShrinkCounts>[] = [];
       const countsFor = (p: string): ShrinkCounts => {
-        if (!shrinkCounts[t]) shrinkCounts[t] = new Map();
-        const kinds = shrinkCounts[t];
+        const kinds = shrinkCounts[t] ?? new Map<string, ShrinkCounts>();
+        shrinkCounts[t] = kinds;
         const kind = paramKind(p);
         const c = kinds.get(kind) ?? { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 };
         kinds.set(kind, c);

@@ -8,143 +8,138 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ReferenceBackend } from '@moreau/core';
 import { type LlamaConfig, randomInit, SentencePieceTokenizer } from '@moreau/models';
+import { haveShared, SHARED_DIR, TINY_GGUF } from '@moreau/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { forwardLatency } from './internal/latency.js';
 import { PAPER_METRICS, paperAverage, paperScore } from './internal/paper.js';
 import { loadTask, type MultipleChoiceItem, STANDARD_TASKS, type ZeroShotTask } from './internal/tasks.js';
 import { readText, textRows } from './internal/text-source.js';
 import { encodeRequest, evaluateTask, multipleChoiceMetrics } from './internal/zeroshot.js';
-import { missingShared, SHARED } from './testing/shared.js';
 import { unigramModel } from './testing/toy.js';
 
-const GGUF = 'models/llama-2-tiny-random-gguf/llama-2-tiny-random.gguf';
-const missingVocab = missingShared('zero-shot protocol tests on the Llama-2 vocabulary', [GGUF]);
+const haveVocab = haveShared('zero-shot protocol tests on the Llama-2 vocabulary', TINY_GGUF);
 
-describe.skipIf(missingVocab.length > 0)(
-  'zero-shot protocol harness-2023 (Llama-2 32k SentencePiece)',
-  () => {
-    let sp: SentencePieceTokenizer;
-    beforeAll(async () => {
-      sp = await SentencePieceTokenizer.fromGguf(path.join(SHARED, GGUF));
-    });
-    const piece = (id: number) => sp.idToToken(id);
+describe.skipIf(!haveVocab)('zero-shot protocol harness-2023 (Llama-2 32k SentencePiece)', () => {
+  let sp: SentencePieceTokenizer;
+  beforeAll(async () => {
+    sp = await SentencePieceTokenizer.fromGguf(path.join(SHARED_DIR, TINY_GGUF));
+  });
+  const piece = (id: number) => sp.idToToken(id);
 
-    it('the vocabulary encodes as HF LlamaTokenizer does (known ids)', () => {
-      // transformers: tok.encode('Hello world') == [1, 15043, 3186]; tok.encode(' Hello') ==
-      // [1, 29871, 15043]: a leading space becomes its own '▁' (29871) before '▁Hello'.
-      expect(sp.encode('Hello world')).toEqual([1, 15043, 3186]);
-      expect(sp.encode(' Hello')).toEqual([1, 29871, 15043]);
-      expect(piece(29871)).toBe('▁');
-    });
+  it('the vocabulary encodes as HF LlamaTokenizer does (known ids)', () => {
+    // transformers: tok.encode('Hello world') == [1, 15043, 3186]; tok.encode(' Hello') ==
+    // [1, 29871, 15043]: a leading space becomes its own '▁' (29871) before '▁Hello'.
+    expect(sp.encode('Hello world')).toEqual([1, 15043, 3186]);
+    expect(sp.encode(' Hello')).toEqual([1, 29871, 15043]);
+    expect(piece(29871)).toBe('▁');
+  });
 
-    it('context and continuation encoded apart, no BOS: every continuation starts with its own "▁"', () => {
-      const req = { context: 'Question: Is the sky blue?\nAnswer:', continuation: ' yes' };
-      const old = encodeRequest(sp, req, { protocol: 'harness-2023' });
-      // The old harness: context_enc = tok.encode(context, add_special_tokens=False), continuation_enc
-      // = tok.encode(continuation, add_special_tokens=False), input = context_enc + continuation_enc.
-      const ctx = [894, 29901, 1317, 278, 14744, 7254, 29973, 13, 22550, 29901];
-      expect(ctx.map(piece)).toEqual([
-        '▁Question',
-        ':',
-        '▁Is',
-        '▁the',
-        '▁sky',
-        '▁blue',
-        '?',
-        '<0x0A>',
-        'Answer',
-        ':',
-      ]);
-      expect(old).toEqual({ tokens: [...ctx, 29871, 4874], continuationLength: 2 });
-      // The current protocol: BOS, one joint encoding, the continuation is '▁yes' alone.
-      const cur = encodeRequest(sp, req);
-      expect(cur).toEqual({ tokens: [1, ...ctx, 4874], continuationLength: 1 });
-      expect(
-        encodeRequest(sp, { ...req, continuation: ' no' }, { protocol: 'harness-2023' }).tokens.slice(-2),
-      ).toEqual([29871, 694]);
-      // A context the harness leaves empty conditions on EOS (its eot_token_id), not BOS.
-      expect(encodeRequest(sp, { context: '', continuation: 'Hello' }, { protocol: 'harness-2023' })).toEqual(
-        {
-          tokens: [2, 15043],
-          continuationLength: 1,
-        },
-      );
-      // Trailing context whitespace stays in the context (the old harness moves nothing).
-      const spaced = encodeRequest(
-        sp,
-        { context: 'Answer: ', continuation: 'yes' },
-        { protocol: 'harness-2023' },
-      );
-      expect(spaced.tokens).toEqual([
-        ...sp.encode('Answer: ', { bos: false }),
-        ...sp.encode('yes', { bos: false }),
-      ]);
-      // Left truncation keeps the last maxLength tokens, as for the current protocol.
-      expect(encodeRequest(sp, req, { protocol: 'harness-2023', maxLength: 5 })).toEqual({
-        tokens: [7254, 29973, 13, 22550, 29901, 29871, 4874].slice(-5),
-        continuationLength: 2,
-      });
-    });
-
-    const SETS = STANDARD_TASKS.filter((t) => t !== 'hellaswag');
-    const missingTasks = missingShared('harness-2023 sequences of the shared task files', [
-      'data/zeroshot/arc_easy.jsonl',
-      'data/hellaswag/hellaswag_val_full.txt',
+  it('context and continuation encoded apart, no BOS: every continuation starts with its own "▁"', () => {
+    const req = { context: 'Question: Is the sky blue?\nAnswer:', continuation: ' yes' };
+    const old = encodeRequest(sp, req, { protocol: 'harness-2023' });
+    // The old harness: context_enc = tok.encode(context, add_special_tokens=False), continuation_enc
+    // = tok.encode(continuation, add_special_tokens=False), input = context_enc + continuation_enc.
+    const ctx = [894, 29901, 1317, 278, 14744, 7254, 29973, 13, 22550, 29901];
+    expect(ctx.map(piece)).toEqual([
+      '▁Question',
+      ':',
+      '▁Is',
+      '▁the',
+      '▁sky',
+      '▁blue',
+      '?',
+      '<0x0A>',
+      'Answer',
+      ':',
     ]);
-    it.skipIf(missingTasks.length > 0)(
-      'reproduces the old harness token sequences for the first items of every task',
-      async () => {
-        for (const name of [...SETS, 'hellaswag']) {
-          const task = await loadTask(SHARED, name);
-          if (task.kind !== 'multiple_choice') throw new Error(name);
-          for (const item of task.items.slice(0, 5)) {
-            for (const r of item.requests) {
-              const want = [
-                ...sp.encode(r.context, { bos: false }),
-                ...sp.encode(r.continuation, { bos: false }),
-              ];
-              const got = encodeRequest(sp, r, { protocol: 'harness-2023' });
-              expect(got.tokens, `${name}: ${r.continuation}`).toEqual(want);
-              expect(got.tokens[0]).not.toBe(1);
-              // Every continuation starts with a space, so with the dummy prefix it starts '▁▁...':
-              // the lone '▁' (29871), or a '▁▁' piece when more spaces follow.
-              expect(r.continuation.startsWith(' ')).toBe(true);
-              const first = piece(got.tokens[got.tokens.length - got.continuationLength]!)!;
-              expect(first === '▁' || first.startsWith('▁▁'), first).toBe(true);
-            }
+    expect(old).toEqual({ tokens: [...ctx, 29871, 4874], continuationLength: 2 });
+    // The current protocol: BOS, one joint encoding, the continuation is '▁yes' alone.
+    const cur = encodeRequest(sp, req);
+    expect(cur).toEqual({ tokens: [1, ...ctx, 4874], continuationLength: 1 });
+    expect(
+      encodeRequest(sp, { ...req, continuation: ' no' }, { protocol: 'harness-2023' }).tokens.slice(-2),
+    ).toEqual([29871, 694]);
+    // A context the harness leaves empty conditions on EOS (its eot_token_id), not BOS.
+    expect(encodeRequest(sp, { context: '', continuation: 'Hello' }, { protocol: 'harness-2023' })).toEqual({
+      tokens: [2, 15043],
+      continuationLength: 1,
+    });
+    // Trailing context whitespace stays in the context (the old harness moves nothing).
+    const spaced = encodeRequest(
+      sp,
+      { context: 'Answer: ', continuation: 'yes' },
+      { protocol: 'harness-2023' },
+    );
+    expect(spaced.tokens).toEqual([
+      ...sp.encode('Answer: ', { bos: false }),
+      ...sp.encode('yes', { bos: false }),
+    ]);
+    // Left truncation keeps the last maxLength tokens, as for the current protocol.
+    expect(encodeRequest(sp, req, { protocol: 'harness-2023', maxLength: 5 })).toEqual({
+      tokens: [7254, 29973, 13, 22550, 29901, 29871, 4874].slice(-5),
+      continuationLength: 2,
+    });
+  });
+
+  const SETS = STANDARD_TASKS.filter((t) => t !== 'hellaswag');
+  const haveTasks = haveShared(
+    'harness-2023 sequences of the shared task files',
+    'data/zeroshot/arc_easy.jsonl',
+    'data/hellaswag/hellaswag_val_full.txt',
+  );
+  it.skipIf(!haveTasks)(
+    'reproduces the old harness token sequences for the first items of every task',
+    async () => {
+      for (const name of [...SETS, 'hellaswag']) {
+        const task = await loadTask(SHARED_DIR, name);
+        if (task.kind !== 'multiple_choice') throw new Error(name);
+        for (const item of task.items.slice(0, 5)) {
+          for (const r of item.requests) {
+            const want = [
+              ...sp.encode(r.context, { bos: false }),
+              ...sp.encode(r.continuation, { bos: false }),
+            ];
+            const got = encodeRequest(sp, r, { protocol: 'harness-2023' });
+            expect(got.tokens, `${name}: ${r.continuation}`).toEqual(want);
+            expect(got.tokens[0]).not.toBe(1);
+            // Every continuation starts with a space, so with the dummy prefix it starts '▁▁...':
+            // the lone '▁' (29871), or a '▁▁' piece when more spaces follow.
+            expect(r.continuation.startsWith(' ')).toBe(true);
+            const first = piece(got.tokens[got.tokens.length - got.continuationLength]!)!;
+            expect(first === '▁' || first.startsWith('▁▁'), first).toBe(true);
           }
         }
-      },
-    );
+      }
+    },
+  );
 
-    it('evaluateTask scores the extra "▁": its log-probability is part of each continuation', async () => {
-      const probs = new Array(sp.vocabSize).fill(0.5 / (sp.vocabSize - 3));
-      probs[29871] = 0.25; // '▁'
-      probs[4874] = 0.125; // '▁yes'
-      probs[694] = 0.125; // '▁no'
-      const model = unigramModel(probs, { eosId: 2 });
-      const model2023 = unigramModel(probs, { eosId: 2 });
-      const task: ZeroShotTask = {
-        name: 'boolq',
-        kind: 'multiple_choice',
-        items: [
-          {
-            requests: [' yes', ' no'].map((c) => ({ context: 'Is it?\nAnswer:', continuation: c })),
-            gold: 0,
-            normTexts: ['yes', 'no'],
-          },
-        ],
-      };
-      const cur = await evaluateTask(model, sp, task);
-      const old = await evaluateTask(model2023, sp, task, { protocol: 'harness-2023' });
-      if (cur.kind !== 'multiple_choice' || old.kind !== 'multiple_choice') throw new Error('kind');
-      expect(cur.logprobs[0]![0]).toBeCloseTo(Math.log(0.125), 5);
-      expect(old.logprobs[0]![0]).toBeCloseTo(Math.log(0.25) + Math.log(0.125), 5);
-      // No row starts with BOS under harness-2023.
-      expect(model.calls.flat().filter((w) => w[0] === 1)).toHaveLength(2); // the current run's rows only
-    });
-  },
-);
+  it('evaluateTask scores the extra "▁": its log-probability is part of each continuation', async () => {
+    const probs = new Array(sp.vocabSize).fill(0.5 / (sp.vocabSize - 3));
+    probs[29871] = 0.25; // '▁'
+    probs[4874] = 0.125; // '▁yes'
+    probs[694] = 0.125; // '▁no'
+    const model = unigramModel(probs, { eosId: 2 });
+    const model2023 = unigramModel(probs, { eosId: 2 });
+    const task: ZeroShotTask = {
+      name: 'boolq',
+      kind: 'multiple_choice',
+      items: [
+        {
+          requests: [' yes', ' no'].map((c) => ({ context: 'Is it?\nAnswer:', continuation: c })),
+          gold: 0,
+          normTexts: ['yes', 'no'],
+        },
+      ],
+    };
+    const cur = await evaluateTask(model, sp, task);
+    const old = await evaluateTask(model2023, sp, task, { protocol: 'harness-2023' });
+    if (cur.kind !== 'multiple_choice' || old.kind !== 'multiple_choice') throw new Error('kind');
+    expect(cur.logprobs[0]![0]).toBeCloseTo(Math.log(0.125), 5);
+    expect(old.logprobs[0]![0]).toBeCloseTo(Math.log(0.25) + Math.log(0.125), 5);
+    // No row starts with BOS under harness-2023.
+    expect(model.calls.flat().filter((w) => w[0] === 1)).toHaveLength(2); // the current run's rows only
+  });
+});
 
 describe('zero-shot protocol: acc_norm normalisation', () => {
   it('harness-2023 divides by characters (code points), current by UTF-8 bytes', () => {
