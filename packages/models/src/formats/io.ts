@@ -4,7 +4,7 @@
  * writes (write next to the target, then rename; nothing half-written is left behind on failure).
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { existsSync, constants as fsConstants, renameSync, rmSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -213,6 +213,37 @@ export function randomSuffix(): string {
   return randomBytes(6).toString('hex');
 }
 
+/** What to undo if the process exits in the middle of an atomic write (run synchronously). */
+const pendingCleanups = new Set<() => void>();
+let exitHookInstalled = false;
+
+/**
+ * Register a synchronous cleanup until `release()`: should the process exit in between (a forced
+ * exit on a second Ctrl-C, process.exit from a signal handler), it runs on the way out, so an
+ * interrupted write never leaves a half-written file or directory behind.
+ */
+function onExitUntilDone(cleanup: () => void): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const c of pendingCleanups) {
+        try {
+          c();
+        } catch {}
+      }
+    });
+  }
+  pendingCleanups.add(cleanup);
+  return () => {
+    pendingCleanups.delete(cleanup);
+  };
+}
+
+/** Remove `path` (file or directory) if the process exits before `release()`. */
+function trackTemp(path: string): () => void {
+  return onExitUntilDone(() => rmSync(path, { recursive: true, force: true }));
+}
+
 /**
  * Write a file atomically: `fill` writes into a temporary file in the same directory, which is
  * fsync'ed and renamed over `file`. On any failure the temporary file is removed and `file` is
@@ -221,6 +252,7 @@ export function randomSuffix(): string {
 export async function writeFileAtomic(file: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
   const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomSuffix()}`);
   let fh: FileHandle | undefined;
+  const release = trackTemp(tmp);
   try {
     fh = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
     await fill(fh);
@@ -232,6 +264,8 @@ export async function writeFileAtomic(file: string, fill: (fh: FileHandle) => Pr
     if (fh) await fh.close().catch(() => {});
     await rm(tmp, { force: true }).catch(() => {});
     throw e;
+  } finally {
+    release();
   }
 }
 
@@ -263,6 +297,7 @@ export async function writeDirAtomic(
   }
   await mkdir(dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${randomSuffix()}`;
+  const release = trackTemp(tmp);
   await mkdir(tmp);
   try {
     await fill(tmp);
@@ -280,17 +315,30 @@ export async function writeDirAtomic(
         );
       }
       const old = `${dir}.old-${randomSuffix()}`;
-      await rename(dir, old);
+      // An exit between the two renames puts the old directory back; one after them removes it.
+      let swapped = false;
+      const undo = onExitUntilDone(() => {
+        if (swapped) rmSync(old, { recursive: true, force: true });
+        else if (existsSync(old) && !existsSync(dir)) renameSync(old, dir);
+      });
       try {
-        await rename(tmp, dir);
-      } catch (e) {
-        await rename(old, dir).catch(() => {});
-        throw e;
+        await rename(dir, old);
+        try {
+          await rename(tmp, dir);
+          swapped = true;
+        } catch (e) {
+          await rename(old, dir).catch(() => {});
+          throw e;
+        }
+        await rm(old, { recursive: true, force: true });
+      } finally {
+        undo();
       }
-      await rm(old, { recursive: true, force: true });
     }
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
     throw e;
+  } finally {
+    release();
   }
 }
