@@ -82,7 +82,15 @@ function handGraph(
   const inputs: number[] = [];
   const nodes: Node[] = spec.map((s, id) => {
     if (s.op === 'input') inputs.push(id);
-    return { id, op: s.op, inputs: s.inputs ?? [], attrs: s.attrs ?? {}, shape: s.shape, dtype: s.dtype };
+    // The op may name a primitive no backend knows (hence the cast).
+    return {
+      id,
+      op: s.op,
+      inputs: s.inputs ?? [],
+      attrs: s.attrs ?? {},
+      shape: s.shape,
+      dtype: s.dtype,
+    } as Node;
   });
   return {
     nodes,

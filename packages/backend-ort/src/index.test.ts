@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { getBackend, listBackends, ops, trace } from '@moreau/core';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import { createOrtBackend, ORT_SUPPORTED_PRIMITIVES, ortAvailableProviders } from './index.js';
-import { lowerGraph } from './internal/lower.js';
+import { createOrtBackend, ortAvailableProviders } from './index.js';
+import { lowerGraph, SUPPORTED_PRIMITIVES } from './internal/lower.js';
 import { ONNX_DESCRIPTOR_JSON } from './internal/onnx-descriptor.js';
 import { decodeModel, encodeModel } from './internal/proto.js';
 
@@ -17,7 +17,7 @@ describe('@moreau/backend-ort', () => {
 
   it('lowers every primitive core defines', async () => {
     const { PRIMITIVES } = await import('@moreau/core');
-    expect(PRIMITIVES.filter((p) => !ORT_SUPPORTED_PRIMITIVES.has(p))).toEqual([]);
+    expect(PRIMITIVES.filter((p) => !SUPPORTED_PRIMITIVES.has(p))).toEqual([]);
   });
 
   it('falls back to CPU with a one-line notice when CUDA is asked for but unavailable', async () => {

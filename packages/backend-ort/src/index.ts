@@ -17,10 +17,6 @@ export type {
 export { createOrtBackend, ortAvailableProviders } from './internal/backend.js';
 export type { ExportOnnxOptions, ExportOnnxResult } from './internal/export.js';
 export { exportOnnx } from './internal/export.js';
-export {
-  OPSET as ORT_ONNX_OPSET,
-  SUPPORTED_PRIMITIVES as ORT_SUPPORTED_PRIMITIVES,
-} from './internal/lower.js';
 
 const factory = () => createOrtBackend();
 registerBackend('ort', factory, 100);

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { unregisterBackend } from './backend.js';
 import {
   type Backend,
   BackendUnavailableError,
@@ -8,7 +9,6 @@ import {
   ReferenceBackend,
   registerBackend,
   UnsupportedPrimitiveError,
-  unregisterBackend,
 } from './index.js';
 
 const ok = (label: string) => async (): Promise<Backend> =>

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { bfloat16BitsToFloat32, float16BitsToFloat32 } from './dtype.js';
 import {
-  bfloat16BitsToFloat32,
   bfloat16ToFloat32,
   castHost,
-  float16BitsToFloat32,
   float16ToFloat32,
   float32ToBfloat16,
   float32ToBfloat16Bits,

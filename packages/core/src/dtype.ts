@@ -10,14 +10,6 @@ export type DType = 'float32' | 'float16' | 'bfloat16' | 'int32' | 'bool';
 /** The floating-point dtypes (float16 and bfloat16 are storage types; compute is float32). */
 export type FloatDType = 'float32' | 'float16' | 'bfloat16';
 
-export type TypedArrayFor<D extends DType> = D extends 'float32'
-  ? Float32Array
-  : D extends 'float16' | 'bfloat16'
-    ? Uint16Array
-    : D extends 'int32'
-      ? Int32Array
-      : Uint8Array;
-
 export type HostData = Float32Array | Uint16Array | Int32Array | Uint8Array;
 
 /** A tensor whose data lives in host memory. Row-major (C order). */
@@ -26,8 +18,6 @@ export interface HostTensor {
   readonly shape: readonly number[];
   readonly data: HostData;
 }
-
-export const FLOAT_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
 
 export function isFloat(dtype: DType): dtype is FloatDType {
   return dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';

@@ -1,4 +1,3 @@
-export { gradients } from './autodiff.js';
 export type {
   Backend,
   BackendFactory,
@@ -8,17 +7,14 @@ export type {
   MemoryReport,
   TensorInput,
 } from './backend.js';
-export { getBackend, isDeviceTensor, listBackends, registerBackend, unregisterBackend } from './backend.js';
+export { getBackend, isDeviceTensor, listBackends, registerBackend } from './backend.js';
 export { type CounterKey, counterKey, fillCounterNormals } from './counter-rng.js';
-export type { DType, FloatDType, HostData, HostTensor, TypedArrayFor } from './dtype.js';
+export type { DType, FloatDType, HostData, HostTensor } from './dtype.js';
 export {
   allocate,
-  bfloat16BitsToFloat32,
   bfloat16ToFloat32,
   bytesPerElement,
   castHost,
-  FLOAT_DTYPES,
-  float16BitsToFloat32,
   float16ToFloat32,
   float32ToBfloat16,
   float32ToBfloat16Bits,
@@ -41,16 +37,17 @@ export {
   throwIfAborted,
   UnsupportedPrimitiveError,
 } from './errors.js';
-export type { Attr, Graph, Node, ValueInfo } from './ir.js';
-export { graphHash, graphToJSON, graphToText, inputInfos, opsUsed, outputInfos } from './ir.js';
+export type { Graph, Node, NodeOf, Primitive, PrimitiveAttrs, ValueInfo } from './ir.js';
+export { attrsOf, graphHash, graphToJSON, graphToText, inputInfos, outputInfos } from './ir.js';
 export { isLazyTensor, lazyTensor, tensorBytes } from './lazy.js';
 export * as ops from './ops.js';
 export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
-export { AdamW, clipGradNorm, globalNorm, warmupCosine } from './optim.js';
+export { AdamW, clipGradNorm, warmupCosine } from './optim.js';
 export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
 export { evaluateReference, ReferenceBackend } from './reference-backend.js';
 export { Rng } from './rng.js';
+export { broadcastShapes, sameShape } from './shapes.js';
 export {
   type ExecMode,
   type ExecutorOptions,

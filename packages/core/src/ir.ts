@@ -7,42 +7,101 @@
  * never appears: `trace` turns bfloat16 leaves into float32 inputs and `jit` converts their data
  * on the host.
  *
- * Primitive semantics (the contract every backend lowering must honour). Broadcasting is numpy's.
- *   input        attrs {name, index}: the index-th graph input
- *   constant     attrs {constant}: key into graph.constants (a HostTensor)
- *   neg exp log sqrt abs sign sin cos reciprocal sigmoid tanh
- *                elementwise on float32; log/sqrt of negatives give NaN, log(0) = -inf
- *   add sub mul div maximum minimum pow
- *                elementwise, broadcasting, same dtype (add/sub/mul/maximum/minimum also int32)
- *   less greater equal
- *                broadcasting compare of two same-dtype inputs -> bool
- *   where        (cond: bool, a, b) broadcasting -> a where cond else b
- *   matmul       (a [..., m, k], b [..., k, n]) same rank >= 2, batch dims broadcast -> [..., m, n]
- *   sum max      attrs {axes: sorted non-negative ints, keepDims}; sum of an empty axis is 0,
- *                max of an empty axis is -inf; empty `axes` reduces nothing (the identity)
- *   reshape      attrs {shape}
- *   transpose    attrs {perm}
- *   slice        attrs {starts, ends}: one entry per axis, step 1, 0 <= start <= end <= dim
- *   pad          attrs {before, after}: one entry per axis, non-negative, zero padding
- *   concat       attrs {axis}: two or more inputs
- *   broadcastTo  attrs {shape}: numpy broadcast of the input to shape
- *   gather       (x [n, ...rest], indices: int32 [...idx]) -> [...idx, ...rest]; rows of axis 0
- *   scatterAdd   (updates [...idx, ...rest], indices: int32 [...idx]) attrs {size}
- *                -> zeros [size, ...rest] with updates added at their rows (duplicates add up)
- *   cast         attrs {to: DType}; float -> int truncates toward zero; to bool is != 0
- *   stopGradient identity forward, no gradient
+ * Every primitive's inputs, attributes and semantics are in `PrimitiveAttrs` below: the contract
+ * every backend lowering must honour. Broadcasting is numpy's.
  */
 import type { DType, HostTensor } from './dtype.js';
+import { ShapeError } from './errors.js';
 
-export type Attr = number | boolean | string | readonly number[];
+/** Elementwise on float32; log/sqrt of negatives give NaN, log(0) = -inf. */
+export type UnaryPrimitive =
+  | 'neg'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'abs'
+  | 'sign'
+  | 'sin'
+  | 'cos'
+  | 'reciprocal'
+  | 'sigmoid'
+  | 'tanh';
 
-export interface Node {
+/**
+ * add sub mul div maximum minimum pow: elementwise, broadcasting, same dtype (add/sub/mul/maximum/
+ * minimum also int32). less greater equal: broadcasting compare of two same-dtype inputs -> bool.
+ */
+export type BinaryPrimitive =
+  | 'add'
+  | 'sub'
+  | 'mul'
+  | 'div'
+  | 'maximum'
+  | 'minimum'
+  | 'pow'
+  | 'less'
+  | 'greater'
+  | 'equal';
+
+export type NoAttrs = Readonly<Record<string, never>>;
+type ReduceAttrs = { readonly axes: readonly number[]; readonly keepDims: boolean };
+
+/**
+ * The attributes of each primitive, by name. Primitives with no attributes:
+ *   unary and binary ops (above);
+ *   where        (cond: bool, a, b) broadcasting -> a where cond else b
+ *   matmul       (a [..., m, k], b [..., k, n]) same rank >= 2, batch dims broadcast -> [..., m, n]
+ *   gather       (x [n, ...rest], indices: int32 [...idx]) -> [...idx, ...rest]; rows of axis 0
+ *   stopGradient identity forward, no gradient
+ */
+export interface PrimitiveAttrs
+  extends Record<UnaryPrimitive | BinaryPrimitive | 'where' | 'matmul' | 'gather' | 'stopGradient', NoAttrs> {
+  /** The index-th graph input. */
+  input: { readonly name: string; readonly index: number };
+  /** Key into graph.constants (a HostTensor). */
+  constant: { readonly constant: string };
+  /** Axes sorted and non-negative; the sum of an empty axis is 0; empty `axes` reduces nothing. */
+  sum: ReduceAttrs;
+  /** As sum; the max of an empty axis is -inf. */
+  max: ReduceAttrs;
+  reshape: { readonly shape: readonly number[] };
+  transpose: { readonly perm: readonly number[] };
+  /** One entry per axis, step 1, 0 <= start <= end <= dim. */
+  slice: { readonly starts: readonly number[]; readonly ends: readonly number[] };
+  /** One entry per axis, non-negative, zero padding. */
+  pad: { readonly before: readonly number[]; readonly after: readonly number[] };
+  /** Two or more inputs joined along `axis`. */
+  concat: { readonly axis: number };
+  /** numpy broadcast of the input to `shape`. */
+  broadcastTo: { readonly shape: readonly number[] };
+  /**
+   * (updates [...idx, ...rest], indices: int32 [...idx]) -> zeros [size, ...rest] with updates
+   * added at their rows (duplicates add up).
+   */
+  scatterAdd: { readonly size: number };
+  /** float -> int truncates toward zero; to bool is != 0. */
+  cast: { readonly to: DType };
+}
+
+export type Primitive = keyof PrimitiveAttrs;
+
+/** A node of primitive P: its `attrs` are P's. */
+export interface NodeOf<P extends Primitive> {
   readonly id: number;
-  readonly op: string;
+  readonly op: P;
   readonly inputs: readonly number[];
-  readonly attrs: Readonly<Record<string, Attr>>;
+  readonly attrs: PrimitiveAttrs[P];
   readonly shape: readonly number[];
   readonly dtype: DType;
+}
+
+/** A node of any primitive; testing `op` narrows `attrs`. */
+export type Node = { [P in Primitive]: NodeOf<P> }[Primitive];
+
+/** The attributes of a node that must be an `op` node (a ShapeError otherwise). */
+export function attrsOf<P extends Primitive>(node: Node, op: P): PrimitiveAttrs[P] {
+  if (node.op !== op) throw new ShapeError(`node %${node.id} is '${node.op}', expected '${op}'`);
+  return node.attrs as PrimitiveAttrs[P];
 }
 
 export interface ValueInfo {
@@ -65,7 +124,7 @@ export interface Graph {
 export function inputInfos(graph: Graph): ValueInfo[] {
   return graph.inputs.map((id) => {
     const n = graph.nodes[id]!;
-    return { name: String(n.attrs.name), shape: n.shape, dtype: n.dtype };
+    return { name: attrsOf(n, 'input').name, shape: n.shape, dtype: n.dtype };
   });
 }
 
@@ -74,11 +133,6 @@ export function outputInfos(graph: Graph): ValueInfo[] {
     const n = graph.nodes[id]!;
     return { name: graph.outputNames[i]!, shape: n.shape, dtype: n.dtype };
   });
-}
-
-/** The set of primitive names used by a graph (for lowering checks). */
-export function opsUsed(graph: Graph): Set<string> {
-  return new Set(graph.nodes.map((n) => n.op));
 }
 
 /** Readable JSON: one line per node with op, inputs, attrs, shape and dtype; constants by shape only. */

@@ -5,6 +5,7 @@
  */
 import { type DType, type HostTensor, scalar as hostScalar, tensor as hostTensor, isFloat } from './dtype.js';
 import { ShapeError } from './errors.js';
+import type { BinaryPrimitive, UnaryPrimitive } from './ir.js';
 import { currentBuilder, type GraphBuilder, Tensor } from './tensor.js';
 
 export type TensorOrNumber = Tensor | number;
@@ -22,7 +23,7 @@ function lift(x: TensorOrNumber, like: TensorOrNumber[], b: GraphBuilder): Tenso
   return b.constant(hostScalar(x, dtype));
 }
 
-function binary(op: string, a: TensorOrNumber, b: TensorOrNumber): Tensor {
+function binary(op: BinaryPrimitive, a: TensorOrNumber, b: TensorOrNumber): Tensor {
   const g = builderOf(a, b);
   return g.emit(op, [lift(a, [b], g), lift(b, [a], g)]);
 }
@@ -91,7 +92,7 @@ export const less = (a: TensorOrNumber, b: TensorOrNumber) => binary('less', a, 
 export const greater = (a: TensorOrNumber, b: TensorOrNumber) => binary('greater', a, b);
 export const equal = (a: TensorOrNumber, b: TensorOrNumber) => binary('equal', a, b);
 
-const unary = (op: string) => (x: Tensor) => x.builder.emit(op, [x]);
+const unary = (op: UnaryPrimitive | 'stopGradient') => (x: Tensor) => x.builder.emit(op, [x]);
 export const neg = unary('neg');
 export const exp = unary('exp');
 export const log = unary('log');

@@ -4,9 +4,10 @@
  */
 import { type DType, float16BitsToFloat32, float32ToFloat16Bits, isFloat, sizeOf } from './dtype.js';
 import { ShapeError } from './errors.js';
-import { type AbstractValue, type Attrs, definePrimitive, type RefValue } from './internal/registry.js';
-import { broadcastShapes, broadcastStrides, fmt, sameShape, stridesOf } from './internal/shapes.js';
+import { type AbstractValue, definePrimitive, type RefValue } from './internal/registry.js';
+import type { BinaryPrimitive, UnaryPrimitive } from './ir.js';
 import * as ops from './ops.js';
+import { broadcastShapes, broadcastStrides, fmt, sameShape, stridesOf } from './shapes.js';
 import { Tensor } from './tensor.js';
 
 // ----- shared helpers -------------------------------------------------------------------------
@@ -58,7 +59,7 @@ function requireFloat(what: string, v: AbstractValue): void {
 // ----- unary ----------------------------------------------------------------------------------
 
 function defineUnary(
-  name: string,
+  name: UnaryPrimitive,
   f: (x: number) => number,
   vjp?: (g: Tensor, x: Tensor, y: Tensor) => Tensor,
 ) {
@@ -114,7 +115,7 @@ definePrimitive({
 // ----- binary ---------------------------------------------------------------------------------
 
 function defineBinary(
-  name: string,
+  name: BinaryPrimitive,
   allowInt: boolean,
   f: (a: number, b: number) => number,
   vjp: ((g: Tensor, a: Tensor, b: Tensor, y: Tensor) => [Tensor | null, Tensor | null]) | undefined,
@@ -289,8 +290,7 @@ function reducedShape(shape: readonly number[], axes: readonly number[], keepDim
   return out;
 }
 
-function checkAxes(name: string, x: AbstractValue, attrs: Attrs): readonly number[] {
-  const axes = attrs.axes as readonly number[];
+function checkAxes(name: string, x: AbstractValue, axes: readonly number[]): readonly number[] {
   for (let i = 0; i < axes.length; i++) {
     const a = axes[i]!;
     if (!Number.isInteger(a) || a < 0 || a >= x.shape.length || (i > 0 && a <= axes[i - 1]!)) {
@@ -304,12 +304,11 @@ function checkAxes(name: string, x: AbstractValue, attrs: Attrs): readonly numbe
 
 function reduceRef(
   x: RefValue,
-  attrs: Attrs,
+  axes: readonly number[],
   out: AbstractValue,
   init: number,
   f: (acc: number, v: number) => number,
 ): RefValue {
-  const axes = attrs.axes as readonly number[];
   const data = new Float64Array(sizeOf(out.shape)).fill(init);
   const keptShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
   forEachBroadcast(x.shape, [x.shape, keptShape], (o, [, ko]) => {
@@ -323,15 +322,15 @@ definePrimitive({
   infer([x], attrs) {
     requireFloat('sum', x!);
     return {
-      shape: reducedShape(x!.shape, checkAxes('sum', x!, attrs), Boolean(attrs.keepDims)),
+      shape: reducedShape(x!.shape, checkAxes('sum', x!, attrs.axes), attrs.keepDims),
       dtype: x!.dtype,
     };
   },
   vjp(g, [x], _y, attrs) {
-    const keep = reducedShape(x!.shape, attrs.axes as readonly number[], true);
+    const keep = reducedShape(x!.shape, attrs.axes, true);
     return [ops.broadcastTo(ops.reshape(g, keep), x!.shape)];
   },
-  reference: ([x], attrs, out) => reduceRef(x!, attrs, out, 0, (a, v) => a + v),
+  reference: ([x], attrs, out) => reduceRef(x!, attrs.axes, out, 0, (a, v) => a + v),
 });
 
 definePrimitive({
@@ -339,19 +338,19 @@ definePrimitive({
   infer([x], attrs) {
     requireFloat('max', x!);
     return {
-      shape: reducedShape(x!.shape, checkAxes('max', x!, attrs), Boolean(attrs.keepDims)),
+      shape: reducedShape(x!.shape, checkAxes('max', x!, attrs.axes), attrs.keepDims),
       dtype: x!.dtype,
     };
   },
   vjp(g, [x], y, attrs) {
-    const axes = attrs.axes as readonly number[];
+    const { axes } = attrs;
     const keep = reducedShape(x!.shape, axes, true);
     const mask = ops.cast(ops.equal(x!, ops.reshape(y, keep)), 'float32');
     const count = ops.sum(mask, axes, true);
     return [ops.mul(ops.div(mask, count), ops.reshape(g, keep))];
   },
   reference: ([x], attrs, out) =>
-    reduceRef(x!, attrs, out, Number.NEGATIVE_INFINITY, (a, v) =>
+    reduceRef(x!, attrs.axes, out, Number.NEGATIVE_INFINITY, (a, v) =>
       Number.isNaN(a) || Number.isNaN(v) ? Number.NaN : Math.max(a, v),
     ),
 });
@@ -360,8 +359,7 @@ definePrimitive({
 
 definePrimitive({
   name: 'reshape',
-  infer([x], attrs) {
-    const shape = attrs.shape as readonly number[];
+  infer([x], { shape }) {
     if (sizeOf(shape) !== sizeOf(x!.shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
       throw new ShapeError(`reshape: cannot reshape ${fmt(x!.shape)} to ${fmt(shape)}`);
     }
@@ -390,16 +388,14 @@ function transposedMatmul(g: Tensor, perm: readonly number[]): Tensor | undefine
 
 definePrimitive({
   name: 'transpose',
-  infer([x], attrs) {
-    const perm = attrs.perm as readonly number[];
+  infer([x], { perm }) {
     const r = x!.shape.length;
     if (perm.length !== r || [...perm].sort((a, b) => a - b).some((v, i) => v !== i)) {
       throw new ShapeError(`transpose: perm ${fmt(perm)} is not a permutation of rank ${r}`);
     }
     return { shape: perm.map((p) => x!.shape[p]!), dtype: x!.dtype };
   },
-  vjp(g, _x, _y, attrs) {
-    const perm = attrs.perm as readonly number[];
+  vjp(g, _x, _y, { perm }) {
     const inv = new Array<number>(perm.length);
     perm.forEach((p, i) => {
       inv[p] = i;
@@ -410,8 +406,7 @@ definePrimitive({
     const swapped = transposedMatmul(g, perm);
     return [swapped ?? ops.transpose(g, inv)];
   },
-  reference([x], attrs, out) {
-    const perm = attrs.perm as readonly number[];
+  reference([x], { perm }, out) {
     const inStrides = stridesOf(x!.shape);
     const permStrides = perm.map((p) => inStrides[p]!);
     const data = refAlloc(out.dtype, sizeOf(out.shape));
@@ -462,9 +457,7 @@ function copyBox(
 
 definePrimitive({
   name: 'slice',
-  infer([x], attrs) {
-    const starts = attrs.starts as readonly number[];
-    const ends = attrs.ends as readonly number[];
+  infer([x], { starts, ends }) {
     const r = x!.shape.length;
     if (starts.length !== r || ends.length !== r)
       throw new ShapeError(`slice: starts/ends need ${r} entries`);
@@ -475,9 +468,7 @@ definePrimitive({
     }
     return { shape: starts.map((s, i) => ends[i]! - s), dtype: x!.dtype };
   },
-  vjp(g, [x], _y, attrs) {
-    const starts = attrs.starts as readonly number[];
-    const ends = attrs.ends as readonly number[];
+  vjp(g, [x], _y, { starts, ends }) {
     return [
       ops.pad(
         g,
@@ -490,7 +481,7 @@ definePrimitive({
     const data = refAlloc(out.dtype, sizeOf(out.shape));
     copyBox(
       x!,
-      attrs.starts as readonly number[],
+      attrs.starts,
       data,
       out.shape,
       out.shape.map(() => 0),
@@ -502,9 +493,7 @@ definePrimitive({
 
 definePrimitive({
   name: 'pad',
-  infer([x], attrs) {
-    const before = attrs.before as readonly number[];
-    const after = attrs.after as readonly number[];
+  infer([x], { before, after }) {
     const r = x!.shape.length;
     if (
       before.length !== r ||
@@ -515,8 +504,7 @@ definePrimitive({
     }
     return { shape: x!.shape.map((d, i) => d + before[i]! + after[i]!), dtype: x!.dtype };
   },
-  vjp(g, [x], _y, attrs) {
-    const before = attrs.before as readonly number[];
+  vjp(g, [x], _y, { before }) {
     return [
       ops.slice(
         g,
@@ -532,7 +520,7 @@ definePrimitive({
       x!.shape.map(() => 0),
       data,
       out.shape,
-      attrs.before as readonly number[],
+      attrs.before,
       x!.shape,
     );
     return { shape: out.shape, dtype: out.dtype, data };
@@ -541,8 +529,7 @@ definePrimitive({
 
 definePrimitive({
   name: 'concat',
-  infer(xs, attrs) {
-    const axis = attrs.axis as number;
+  infer(xs, { axis }) {
     const first = xs[0]!;
     if (xs.length < 2) throw new ShapeError('concat: needs two or more inputs');
     if (!(axis >= 0 && axis < first.shape.length)) throw new ShapeError(`concat: axis ${axis} out of range`);
@@ -563,8 +550,7 @@ definePrimitive({
     shape[axis] = total;
     return { shape, dtype: first.dtype };
   },
-  vjp(g, xs, _y, attrs) {
-    const axis = attrs.axis as number;
+  vjp(g, xs, _y, { axis }) {
     let off = 0;
     return xs.map((x) => {
       const s = ops.slice(g, axis, off, off + x.shape[axis]!);
@@ -572,8 +558,7 @@ definePrimitive({
       return s;
     });
   },
-  reference(xs, attrs, out) {
-    const axis = attrs.axis as number;
+  reference(xs, { axis }, out) {
     const data = refAlloc(out.dtype, sizeOf(out.shape));
     let off = 0;
     for (const x of xs) {
@@ -594,8 +579,7 @@ definePrimitive({
 
 definePrimitive({
   name: 'broadcastTo',
-  infer([x], attrs) {
-    const shape = attrs.shape as readonly number[];
+  infer([x], { shape }) {
     const b = broadcastShapes('broadcastTo', x!.shape, shape);
     if (!sameShape(b, shape))
       throw new ShapeError(`broadcastTo: ${fmt(x!.shape)} cannot broadcast to ${fmt(shape)}`);
@@ -645,7 +629,7 @@ definePrimitive({
         `scatterAdd: updates ${fmt(u!.shape)} must start with the indices' shape ${fmt(idx!.shape)}`,
       );
     }
-    return { shape: [attrs.size as number, ...u!.shape.slice(k)], dtype: u!.dtype };
+    return { shape: [attrs.size, ...u!.shape.slice(k)], dtype: u!.dtype };
   },
   vjp: (g, [, idx]) => [ops.gather(g, idx!), null],
   reference([u, idx], _attrs, out) {
@@ -665,11 +649,11 @@ definePrimitive({
 
 definePrimitive({
   name: 'cast',
-  infer([x], attrs) {
-    if (x!.dtype === 'bfloat16' || attrs.to === 'bfloat16') {
+  infer([x], { to }) {
+    if (x!.dtype === 'bfloat16' || to === 'bfloat16') {
       throw new ShapeError('cast: bfloat16 is a host storage type; convert on the host with castHost()');
     }
-    return { shape: x!.shape, dtype: attrs.to as DType };
+    return { shape: x!.shape, dtype: to };
   },
   vjp(g, [x]) {
     return [
@@ -678,8 +662,7 @@ definePrimitive({
         : null,
     ];
   },
-  reference([x], attrs, out) {
-    const to = attrs.to as DType;
+  reference([x], { to }, out) {
     const data = refAlloc(to, x!.data.length);
     for (let i = 0; i < data.length; i++) {
       const v = x!.data[i]!;

@@ -70,7 +70,7 @@ export function evaluateReference(graph: Graph, inputs: readonly HostTensor[]): 
   for (const o of graph.outputs) lastUse[o] = graph.nodes.length;
   for (const n of graph.nodes) {
     if (n.op === 'input') {
-      const t = inputs[n.attrs.index as number]!;
+      const t = inputs[n.attrs.index]!;
       if (t.shape.length !== n.shape.length || t.shape.some((d, i) => d !== n.shape[i])) {
         throw new ShapeError(
           `reference: input '${n.attrs.name}' has shape [${t.shape}], expected [${n.shape}]`,
@@ -78,7 +78,7 @@ export function evaluateReference(graph: Graph, inputs: readonly HostTensor[]): 
       }
       values[n.id] = toRef(t, n.dtype);
     } else if (n.op === 'constant') {
-      values[n.id] = toRef(graph.constants.get(n.attrs.constant as string)!, n.dtype);
+      values[n.id] = toRef(graph.constants.get(n.attrs.constant)!, n.dtype);
     } else {
       const args = n.inputs.map((i) => values[i]!);
       values[n.id] = primitiveRule(n.op).reference(args, n.attrs, n);

@@ -4,8 +4,8 @@
  */
 import type { DType, HostTensor } from './dtype.js';
 import { ShapeError } from './errors.js';
-import { type Attrs, primitiveRule } from './internal/registry.js';
-import type { Attr, Graph, Node } from './ir.js';
+import { primitiveRule } from './internal/registry.js';
+import type { Graph, NoAttrs, Node, NodeOf, Primitive, PrimitiveAttrs } from './ir.js';
 import * as ops from './ops.js';
 
 export class GraphBuilder {
@@ -15,21 +15,28 @@ export class GraphBuilder {
   private readonly scalarCache = new Map<string, number>();
   private readonly keyedCache = new Map<string, number>();
 
-  emit(op: string, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
+  /** Appends a node of primitive `op`; its attributes may be left out when it has none. */
+  emit<P extends Primitive>(
+    op: P,
+    inputs: readonly Tensor[],
+    ...[given]: NoAttrs extends PrimitiveAttrs[P] ? [PrimitiveAttrs[P]?] : [PrimitiveAttrs[P]]
+  ): Tensor {
     for (const t of inputs) {
       if (t.builder !== this) throw new ShapeError(`${op}: an input tensor belongs to a different trace`);
     }
+    const attrs = given ?? ({} as PrimitiveAttrs[P]);
     const rule = primitiveRule(op);
     const out = rule.infer(inputs, attrs);
     const id = this.nodes.length;
-    this.nodes.push({
+    const node: NodeOf<P> = {
       id,
       op,
       inputs: inputs.map((t) => t.id),
       attrs,
       shape: [...out.shape],
       dtype: out.dtype,
-    });
+    };
+    this.nodes.push(node as Node);
     return new Tensor(this, id);
   }
 
@@ -104,7 +111,7 @@ export class GraphBuilder {
       if (!live[n.id]) continue;
       remap[n.id] = nodes.length;
       if (n.op === 'constant') {
-        const key = n.attrs.constant as string;
+        const key = n.attrs.constant;
         constants.set(key, this.constants.get(key)!);
       }
       nodes.push({ ...n, id: nodes.length, inputs: n.inputs.map((j) => remap[j]!) });
@@ -184,8 +191,6 @@ export class Tensor {
 export function isTensor(x: unknown): x is Tensor {
   return x instanceof Tensor;
 }
-
-export type { Attr };
 
 const traceStack: GraphBuilder[] = [];
 

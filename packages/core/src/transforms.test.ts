@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { gradients } from './autodiff.js';
 import {
   type Backend,
   castHost,
   evaluateReference,
   type Graph,
-  gradients,
   graphToJSON,
   graphToText,
   type HostTensor,

@@ -24,7 +24,8 @@ import {
 } from '@moreau/core';
 import { type LlamaConfig, LlamaModel, llamaLoss, randomInit } from '@moreau/models';
 import { describe, expect, it } from 'vitest';
-import { builtinCriteria, magnitude, moreau, moreauGs, random, shrinkRows, taylor } from './index.js';
+import { builtinCriteria, magnitude, moreau, moreauGs, random, taylor } from './index.js';
+import { shrinkRows } from './moreau.js';
 
 const config: LlamaConfig = {
   vocabSize: 32,

@@ -1,6 +1,6 @@
 import { registerCriterion } from '@moreau/core';
 import { magnitude } from './magnitude.js';
-import { moreau, moreauGs, shrinkRows } from './moreau.js';
+import { moreau, moreauGs } from './moreau.js';
 import { random } from './random.js';
 import { taylor } from './taylor.js';
 
@@ -8,5 +8,4 @@ import { taylor } from './taylor.js';
 export const builtinCriteria = [magnitude, random, taylor, moreau, moreauGs] as const;
 for (const c of builtinCriteria) registerCriterion(c);
 
-export type { TaylorVariant } from './taylor.js';
-export { magnitude, moreau, moreauGs, random, shrinkRows, taylor };
+export { magnitude, moreau, moreauGs, random, taylor };

@@ -27,6 +27,7 @@ import {
   MoreauError,
   outputInfos,
   ShapeError,
+  sameShape,
   sizeOf,
 } from './core.js';
 import { checkSupported, lowerGraph } from './lower.js';
@@ -218,7 +219,7 @@ const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 function checkInput(info: ValueInfo, t: TensorInput, i: number): void {
   // bfloat16 data may feed a float32 input (it is widened on the host, as in core's reference).
   const dtypeOk = t.dtype === info.dtype || (t.dtype === 'bfloat16' && info.dtype === 'float32');
-  if (!dtypeOk || t.shape.length !== info.shape.length || t.shape.some((d, k) => d !== info.shape[k])) {
+  if (!dtypeOk || !sameShape(t.shape, info.shape)) {
     throw new ShapeError(
       `ort: input ${i} ('${info.name}') must be ${info.dtype} ${fmt(info.shape)}, got ${t.dtype} ${fmt(t.shape)}`,
     );

@@ -10,11 +10,14 @@ export type {
   HostTensor,
   MemoryReport,
   Node,
+  NodeOf,
+  Primitive,
   TensorInput,
   ValueInfo,
 } from '@moreau/core';
 export {
   bfloat16ToFloat32,
+  broadcastShapes,
   bytesPerElement,
   float32ToBfloat16,
   float32ToFloat16Bits,
@@ -26,6 +29,7 @@ export {
   outputInfos,
   registerBackend,
   ShapeError,
+  sameShape,
   sizeOf,
   UnsupportedPrimitiveError,
 } from '@moreau/core';

@@ -11,11 +11,13 @@
  *   zero-size tensor; nodes that turn empty inputs into non-empty outputs (sum, max, matmul with
  *   k = 0, pad, concat, scatterAdd of no updates) are folded the same way.
  */
-import type { DType, Graph, HostTensor, Node } from './core.js';
+import type { DType, Graph, HostTensor, Node, NodeOf, Primitive } from './core.js';
 import {
   bfloat16ToFloat32,
+  broadcastShapes,
   float32ToFloat16Bits,
   MoreauError,
+  sameShape,
   sizeOf,
   UnsupportedPrimitiveError,
 } from './core.js';
@@ -38,59 +40,6 @@ export function onnxType(dtype: DType): number {
       return DataType.BOOL;
   }
 }
-
-const UNARY: Record<string, string> = {
-  neg: 'Neg',
-  exp: 'Exp',
-  log: 'Log',
-  sqrt: 'Sqrt',
-  abs: 'Abs',
-  sign: 'Sign',
-  sin: 'Sin',
-  cos: 'Cos',
-  reciprocal: 'Reciprocal',
-  sigmoid: 'Sigmoid',
-  tanh: 'Tanh',
-};
-
-const BINARY: Record<string, string> = {
-  add: 'Add',
-  sub: 'Sub',
-  mul: 'Mul',
-  div: 'Div',
-  maximum: 'Max',
-  minimum: 'Min',
-  pow: 'Pow',
-  less: 'Less',
-  greater: 'Greater',
-  equal: 'Equal',
-};
-
-const OTHER = [
-  'input',
-  'constant',
-  'where',
-  'matmul',
-  'sum',
-  'max',
-  'reshape',
-  'transpose',
-  'slice',
-  'pad',
-  'concat',
-  'broadcastTo',
-  'gather',
-  'scatterAdd',
-  'cast',
-  'stopGradient',
-];
-
-/** Every primitive this backend lowers. */
-export const SUPPORTED_PRIMITIVES: ReadonlySet<string> = new Set([
-  ...Object.keys(UNARY),
-  ...Object.keys(BINARY),
-  ...OTHER,
-]);
 
 export interface LowerOptions {
   /** ONNX names of the graph inputs, by input index. */
@@ -244,7 +193,8 @@ class OnnxGraph {
 /** Throws UnsupportedPrimitiveError for the first primitive this backend cannot lower. */
 export function checkSupported(graph: Graph, backend: string): void {
   for (const n of graph.nodes) {
-    if (!SUPPORTED_PRIMITIVES.has(n.op)) throw new UnsupportedPrimitiveError(n.op, backend);
+    if (n.op !== 'input' && !Object.hasOwn(LOWERINGS, n.op))
+      throw new UnsupportedPrimitiveError(n.op, backend);
   }
 }
 
@@ -257,26 +207,20 @@ function liveNodes(graph: Graph): Set<number> {
   return live;
 }
 
-const nums = (a: unknown) => a as readonly number[];
-
 /** Primitives that broadcast their operands like ONNX's multidirectional broadcasting. */
-const BROADCASTING = new Set([...Object.keys(BINARY), 'where']);
-
-/** numpy broadcast of shapes, or undefined when they do not broadcast. */
-function broadcastOf(shapes: readonly (readonly number[])[]): number[] | undefined {
-  const rank = Math.max(...shapes.map((s) => s.length));
-  const out = new Array<number>(rank).fill(1);
-  for (const s of shapes) {
-    for (let i = 0; i < s.length; i++) {
-      const d = s[i]!;
-      const k = rank - s.length + i;
-      if (d === out[k] || d === 1) continue;
-      if (out[k] !== 1) return undefined;
-      out[k] = d;
-    }
-  }
-  return out;
-}
+const BROADCASTING: ReadonlySet<Primitive> = new Set<Primitive>([
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'maximum',
+  'minimum',
+  'pow',
+  'less',
+  'greater',
+  'equal',
+  'where',
+]);
 
 /**
  * broadcastTo nodes whose every consumer is a broadcasting elementwise op that produces the same
@@ -304,9 +248,9 @@ function elidableBroadcasts(graph: Graph, live: Set<number>): Set<number> {
       users.length > 0 &&
       users.every((c) => {
         if (!BROADCASTING.has(c.op)) return false;
+        // They broadcast, as src broadcasts to n.shape: does the result still span c.shape?
         const shapes = c.inputs.map((j) => (j === n.id ? src.shape : graph.nodes[j]!.shape));
-        const b = broadcastOf(shapes);
-        return b !== undefined && b.length === c.shape.length && b.every((d, i) => d === c.shape[i]);
+        return sameShape(broadcastShapes('ort', ...shapes), c.shape);
       });
     if (ok) out.add(n.id);
   }
@@ -336,7 +280,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
       const name = options.inputNames[index] ?? `input_${index}`;
       const frozen = options.frozen?.get(index);
       if (frozen) {
-        if (frozen.shape.length !== node.shape.length || frozen.shape.some((d, i) => d !== node.shape[i])) {
+        if (!sameShape(frozen.shape, node.shape)) {
           throw new MoreauError(
             `ort: frozen input ${index} ('${node.attrs.name}') has shape [${frozen.shape.join(', ')}], the graph expects [${node.shape.join(', ')}]`,
           );
@@ -367,7 +311,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
       names.set(node.id, val(node.inputs[0]!));
       continue;
     }
-    names.set(node.id, lowerNode(g, graph, node, val, isEmpty));
+    names.set(node.id, lowerNode(node, { g, graph, val, isEmpty }));
   }
 
   // Outputs: an Identity per output name (ORT folds them away).
@@ -411,115 +355,163 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
   return { model, feeds, fetches };
 }
 
-function lowerNode(
-  g: OnnxGraph,
-  graph: Graph,
-  node: Node,
-  val: (id: number) => string,
-  isEmpty: (id: number) => boolean,
-): string {
-  const ins = node.inputs;
-  const inNode = (k: number) => graph.nodes[ins[k]!]!;
-  const x = () => val(ins[0]!);
-  const a = node.attrs;
+/** What a lowering works with: the ONNX graph being built and the IR values lowered so far. */
+interface LowerContext {
+  readonly g: OnnxGraph;
+  readonly graph: Graph;
+  /** ONNX name of an IR value. */
+  readonly val: (id: number) => string;
+  /** Whether an IR value has no elements. */
+  readonly isEmpty: (id: number) => boolean;
+}
 
-  const unary = UNARY[node.op];
-  if (unary) return g.op(unary, [x()]);
-  const binary = BINARY[node.op];
-  if (binary) {
-    let l = val(ins[0]!);
-    let r = val(ins[1]!);
-    // ONNX Less / Greater take no bool inputs: compare as int32.
-    if ((node.op === 'less' || node.op === 'greater') && inNode(0).dtype === 'bool') {
-      l = g.op('Cast', [l], { to: DataType.INT32 });
-      r = g.op('Cast', [r], { to: DataType.INT32 });
-    }
-    return g.op(binary, [l, r]);
-  }
+/** Primitives with a lowering (graph inputs become ONNX graph inputs or initializers in lowerGraph). */
+type Lowered = Exclude<Primitive, 'input'>;
+/** Lowers one node; returns the ONNX name of its value. */
+type Lowering<P extends Lowered = Lowered> = (node: NodeOf<P>, c: LowerContext) => string;
 
-  switch (node.op) {
-    case 'constant': {
-      const t = graph.constants.get(String(a.constant));
-      if (!t) throw new MoreauError(`ort: constant '${a.constant}' is missing from graph.constants`);
-      return g.initializer(g.fresh(`const_${a.constant}`), t);
+type Inputs = Pick<Node, 'inputs'>;
+/** The ONNX name of a node's first input, its IR node, and an Identity of it. */
+const x = (node: Inputs, c: LowerContext) => c.val(node.inputs[0]!);
+const inNode = (node: Inputs, c: LowerContext) => c.graph.nodes[node.inputs[0]!]!;
+const identity = (node: Inputs, c: LowerContext) => c.g.op('Identity', [x(node, c)]);
+
+const unary =
+  (opType: string): Lowering =>
+  (node, c) =>
+    c.g.op(opType, [x(node, c)]);
+
+const binary =
+  (opType: string): Lowering =>
+  (node, c) =>
+    c.g.op(opType, [c.val(node.inputs[0]!), c.val(node.inputs[1]!)]);
+
+/** ONNX Less / Greater take no bool inputs: bool operands are compared as int32. */
+const compare =
+  (opType: string): Lowering =>
+  (node, c) => {
+    let l = c.val(node.inputs[0]!);
+    let r = c.val(node.inputs[1]!);
+    if (inNode(node, c).dtype === 'bool') {
+      l = c.g.op('Cast', [l], { to: DataType.INT32 });
+      r = c.g.op('Cast', [r], { to: DataType.INT32 });
     }
-    case 'stopGradient':
-      return g.op('Identity', [x()]);
-    case 'where': {
-      if (node.dtype !== 'bool') return g.op('Where', [val(ins[0]!), val(ins[1]!), val(ins[2]!)]);
-      // onnxruntime's CPU Where has no bool kernel: select as uint8.
-      const u8 = (k: number) => g.op('Cast', [val(ins[k]!)], { to: DataType.UINT8 });
-      return g.op('Cast', [g.op('Where', [val(ins[0]!), u8(1), u8(2)])], { to: DataType.BOOL });
-    }
-    case 'matmul':
-      // k = 0: the product is all zeros.
-      if (isEmpty(ins[0]!) || isEmpty(ins[1]!)) return g.fill(node.dtype, node.shape, 0);
-      return g.op('MatMul', [val(ins[0]!), val(ins[1]!)]);
-    case 'sum':
-    case 'max': {
-      const axes = nums(a.axes);
-      if (axes.length === 0) return g.op('Identity', [x()]);
-      if (isEmpty(ins[0]!)) {
-        // Reducing an empty axis: the identity of the reduction.
-        return g.fill(node.dtype, node.shape, node.op === 'sum' ? 0 : Number.NEGATIVE_INFINITY);
-      }
-      const keepdims = a.keepDims ? 1 : 0;
-      if (node.op === 'sum') return g.op('ReduceSum', [x(), g.i64(axes)], { keepdims });
-      // ReduceMax skips NaN on CPU; IR max propagates it. A slice's sum of squares is NaN exactly
-      // when the slice holds a NaN (squares are >= 0, so infinities cannot cancel into NaN), and
-      // it is one fused pass with a reduced-size result (no full-size IsNaN mask).
-      const m = g.op('ReduceMax', [x()], { axes, keepdims });
-      const sq = g.op('ReduceSumSquare', [x()], { axes, keepdims });
-      return g.op('Where', [g.op('IsNaN', [sq]), g.scalar(Number.NaN), m]);
-    }
-    case 'reshape':
-      return g.op('Reshape', [x(), g.i64(nums(a.shape))]);
-    case 'transpose': {
-      const perm = nums(a.perm);
-      if (perm.every((p, i) => p === i)) return g.op('Identity', [x()]);
-      return g.op('Transpose', [x()], { perm });
-    }
-    case 'slice': {
-      const starts = nums(a.starts);
-      const ends = nums(a.ends);
-      const dims = inNode(0).shape;
-      const axes: number[] = [];
-      for (let i = 0; i < dims.length; i++) if (starts[i] !== 0 || ends[i] !== dims[i]) axes.push(i);
-      if (axes.length === 0) return g.op('Identity', [x()]);
-      return g.op('Slice', [
-        x(),
-        g.i64(axes.map((i) => starts[i]!)),
-        g.i64(axes.map((i) => ends[i]!)),
-        g.i64(axes),
-      ]);
-    }
-    case 'pad': {
-      const before = nums(a.before);
-      const after = nums(a.after);
-      if (isEmpty(ins[0]!)) return g.fill(node.dtype, node.shape, 0);
-      if ([...before, ...after].every((p) => p === 0)) return g.op('Identity', [x()]);
-      return g.op('Pad', [x(), g.i64([...before, ...after])], { mode: 'constant' });
-    }
-    case 'concat': {
-      const parts = ins.filter((id) => !isEmpty(id));
-      if (parts.length === 1) return g.op('Identity', [val(parts[0]!)]);
-      return g.op('Concat', parts.map(val), { axis: Number(a.axis) });
-    }
-    case 'broadcastTo': {
-      const from = inNode(0).shape;
-      const shape = nums(a.shape);
-      if (from.length === shape.length && from.every((d, i) => d === shape[i]))
-        return g.op('Identity', [x()]);
-      return g.op('Expand', [x(), g.i64(shape)]);
-    }
-    case 'gather':
-      return g.op('Gather', [val(ins[0]!), val(ins[1]!)], { axis: 0 });
-    case 'scatterAdd':
-      return lowerScatterAdd(g, graph, node, val, isEmpty);
-    case 'cast':
-      return lowerCast(g, inNode(0).dtype, a.to as DType, x());
+    return c.g.op(opType, [l, r]);
+  };
+
+const reduce: Lowering<'sum' | 'max'> = (node, c) => {
+  const { g } = c;
+  const { axes } = node.attrs;
+  if (axes.length === 0) return identity(node, c);
+  if (c.isEmpty(node.inputs[0]!)) {
+    // Reducing an empty axis: the identity of the reduction.
+    return g.fill(node.dtype, node.shape, node.op === 'sum' ? 0 : Number.NEGATIVE_INFINITY);
   }
-  throw new UnsupportedPrimitiveError(node.op, 'ort');
+  const keepdims = node.attrs.keepDims ? 1 : 0;
+  if (node.op === 'sum') return g.op('ReduceSum', [x(node, c), g.i64(axes)], { keepdims });
+  // ReduceMax skips NaN on CPU; IR max propagates it. A slice's sum of squares is NaN exactly
+  // when the slice holds a NaN (squares are >= 0, so infinities cannot cancel into NaN), and
+  // it is one fused pass with a reduced-size result (no full-size IsNaN mask).
+  const m = g.op('ReduceMax', [x(node, c)], { axes, keepdims });
+  const sq = g.op('ReduceSumSquare', [x(node, c)], { axes, keepdims });
+  return g.op('Where', [g.op('IsNaN', [sq]), g.scalar(Number.NaN), m]);
+};
+
+/** One lowering per primitive, in the order of core's ir.ts. */
+const LOWERINGS: { readonly [P in Lowered]: Lowering<P> } = {
+  constant: (node, { g, graph }) => {
+    const t = graph.constants.get(node.attrs.constant);
+    if (!t) throw new MoreauError(`ort: constant '${node.attrs.constant}' is missing from graph.constants`);
+    return g.initializer(g.fresh(`const_${node.attrs.constant}`), t);
+  },
+  neg: unary('Neg'),
+  exp: unary('Exp'),
+  log: unary('Log'),
+  sqrt: unary('Sqrt'),
+  abs: unary('Abs'),
+  sign: unary('Sign'),
+  sin: unary('Sin'),
+  cos: unary('Cos'),
+  reciprocal: unary('Reciprocal'),
+  sigmoid: unary('Sigmoid'),
+  tanh: unary('Tanh'),
+  stopGradient: identity,
+
+  add: binary('Add'),
+  sub: binary('Sub'),
+  mul: binary('Mul'),
+  div: binary('Div'),
+  maximum: binary('Max'),
+  minimum: binary('Min'),
+  pow: binary('Pow'),
+  less: compare('Less'),
+  greater: compare('Greater'),
+  equal: binary('Equal'),
+  where: (node, { g, val }) => {
+    const [c, a, b] = node.inputs.map(val) as [string, string, string];
+    if (node.dtype !== 'bool') return g.op('Where', [c, a, b]);
+    // onnxruntime's CPU Where has no bool kernel: select as uint8.
+    const u8 = (v: string) => g.op('Cast', [v], { to: DataType.UINT8 });
+    return g.op('Cast', [g.op('Where', [c, u8(a), u8(b)])], { to: DataType.BOOL });
+  },
+
+  matmul: (node, { g, val, isEmpty }) => {
+    const [a, b] = node.inputs as [number, number];
+    // k = 0: the product is all zeros.
+    if (isEmpty(a) || isEmpty(b)) return g.fill(node.dtype, node.shape, 0);
+    return g.op('MatMul', [val(a), val(b)]);
+  },
+  sum: reduce,
+  max: reduce,
+
+  reshape: (node, c) => c.g.op('Reshape', [x(node, c), c.g.i64(node.attrs.shape)]),
+  transpose: (node, c) => {
+    const { perm } = node.attrs;
+    if (perm.every((p, i) => p === i)) return identity(node, c);
+    return c.g.op('Transpose', [x(node, c)], { perm });
+  },
+  slice: (node, c) => {
+    const { starts, ends } = node.attrs;
+    const dims = inNode(node, c).shape;
+    const axes: number[] = [];
+    for (let i = 0; i < dims.length; i++) if (starts[i] !== 0 || ends[i] !== dims[i]) axes.push(i);
+    if (axes.length === 0) return identity(node, c);
+    const { g } = c;
+    return g.op('Slice', [
+      x(node, c),
+      g.i64(axes.map((i) => starts[i]!)),
+      g.i64(axes.map((i) => ends[i]!)),
+      g.i64(axes),
+    ]);
+  },
+  pad: (node, c) => {
+    const { before, after } = node.attrs;
+    if (c.isEmpty(node.inputs[0]!)) return c.g.fill(node.dtype, node.shape, 0);
+    if ([...before, ...after].every((p) => p === 0)) return identity(node, c);
+    return c.g.op('Pad', [x(node, c), c.g.i64([...before, ...after])], { mode: 'constant' });
+  },
+  concat: (node, { g, val, isEmpty }) => {
+    const parts = node.inputs.filter((id) => !isEmpty(id));
+    if (parts.length === 1) return g.op('Identity', [val(parts[0]!)]);
+    return g.op('Concat', parts.map(val), { axis: node.attrs.axis });
+  },
+  broadcastTo: (node, c) => {
+    if (sameShape(inNode(node, c).shape, node.attrs.shape)) return identity(node, c);
+    return c.g.op('Expand', [x(node, c), c.g.i64(node.attrs.shape)]);
+  },
+
+  gather: (node, { g, val }) => g.op('Gather', [val(node.inputs[0]!), val(node.inputs[1]!)], { axis: 0 }),
+  scatterAdd: lowerScatterAdd,
+
+  cast: (node, c) => lowerCast(c.g, inNode(node, c).dtype, node.attrs.to, x(node, c)),
+};
+
+/** Every primitive this backend lowers. */
+export const SUPPORTED_PRIMITIVES: ReadonlySet<string> = new Set(['input', ...Object.keys(LOWERINGS)]);
+
+function lowerNode<P extends Lowered>(node: NodeOf<P>, c: LowerContext): string {
+  const lowering: Lowering<P> = LOWERINGS[node.op];
+  return lowering(node, c);
 }
 
 /**
@@ -530,13 +522,7 @@ function lowerNode(
  * which races when indices repeat (onnxruntime#18048), while ScatterElements only parallelises
  * across the independent inner positions.
  */
-function lowerScatterAdd(
-  g: OnnxGraph,
-  graph: Graph,
-  node: Node,
-  val: (id: number) => string,
-  isEmpty: (id: number) => boolean,
-): string {
+function lowerScatterAdd(node: NodeOf<'scatterAdd'>, { g, graph, val, isEmpty }: LowerContext): string {
   const [uid, iid] = node.inputs as [number, number];
   if (isEmpty(uid)) return g.fill(node.dtype, node.shape, 0);
   const idxShape = graph.nodes[iid]!.shape;

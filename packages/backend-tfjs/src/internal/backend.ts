@@ -4,6 +4,7 @@
  * different engines share tfjs's global active backend.
  */
 import {
+  attrsOf,
   type Backend,
   bfloat16ToFloat32,
   type CompileOptions,
@@ -19,20 +20,18 @@ import {
   isDeviceTensor,
   type MemoryReport,
   MoreauError,
-  type Node,
   outputInfos,
   ShapeError,
+  sameShape,
   sizeOf,
   type TensorInput,
   type ValueInfo,
 } from '@moreau/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type EngineHandle, type TfjsEngine, withEngine } from './engines.js';
-import { type LowerContext, type Lowering, loweringFor, tfDtype } from './lower.js';
+import { checkLowered, type LowerContext, type LoweredNode, lowerNode, tfDtype } from './lower.js';
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
-const sameShape = (a: readonly number[], b: readonly number[]) =>
-  a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** Host data -> a tfjs tensor of the compute dtype (half types widened to float32 on the host). */
 function hostToTf(t: HostTensor, copy: boolean): tf.Tensor {
@@ -124,8 +123,7 @@ export class TfjsDeviceTensor implements DeviceTensor {
 }
 
 interface Step {
-  readonly node: Node;
-  readonly lower: Lowering;
+  readonly node: LoweredNode;
   readonly ctx: LowerContext;
   /** Inputs whose last use is this step (disposed after it, if the run created them). */
   readonly frees: readonly number[];
@@ -208,7 +206,7 @@ class TfjsExecutable implements Executable {
         values[id] = fixed;
         continue;
       }
-      const t = inputs[nodes[id]!.attrs.index as number]!;
+      const t = inputs[attrsOf(nodes[id]!, 'input').index]!;
       if (t instanceof TfjsDeviceTensor) {
         values[id] = t.tensor;
       } else {
@@ -223,9 +221,7 @@ class TfjsExecutable implements Executable {
       const { node } = step;
       const args = node.inputs.map((i) => values[i]!);
       // A zero-size result needs no computation (and several tfjs kernels mishandle it).
-      let out = step.empty
-        ? tf.zeros([...node.shape], tfDtype(node.dtype))
-        : step.lower(args, node, step.ctx);
+      let out = step.empty ? tf.zeros([...node.shape], tfDtype(node.dtype)) : lowerNode(args, node, step.ctx);
       // A lowering must return a fresh tensor: aliasing an input would break early freeing.
       if (args.includes(out)) out = tf.clone(out);
       if (out.dtype !== tfDtype(node.dtype) || !sameShape(out.shape, node.shape)) {
@@ -287,14 +283,10 @@ export class TfjsBackendImpl implements Backend {
   async compile(graph: Graph, options: CompileOptions = {}): Promise<Executable> {
     this.checkAlive();
     const { nodes } = graph;
-    // Resolve every lowering first: an unsupported primitive fails compile, naming it.
-    const lowerings = new Map<string, Lowering>();
+    // Check every lowering first: an unsupported primitive fails compile, naming it.
+    for (const n of nodes) if (n.op !== 'input' && n.op !== 'constant') checkLowered(n.op);
     for (const n of nodes) {
-      if (n.op === 'input' || n.op === 'constant' || lowerings.has(n.op)) continue;
-      lowerings.set(n.op, loweringFor(n.op));
-    }
-    for (const n of nodes) {
-      if (n.op === 'constant' && !graph.constants.has(n.attrs.constant as string)) {
+      if (n.op === 'constant' && !graph.constants.has(n.attrs.constant)) {
         throw new MoreauError(`tfjs: node %${n.id} refers to a missing constant '${n.attrs.constant}'`);
       }
     }
@@ -318,7 +310,6 @@ export class TfjsBackendImpl implements Backend {
       if (n.op === 'input' || n.op === 'constant') continue;
       steps.push({
         node: n,
-        lower: lowerings.get(n.op)!,
         ctx: {
           quirks: this.handle.quirks,
           inputDtypes: n.inputs.map((i) => nodes[i]!.dtype),
@@ -333,7 +324,7 @@ export class TfjsBackendImpl implements Backend {
       try {
         for (const n of nodes) {
           if (n.op === 'constant')
-            m.set(n.id, tf.keep(hostToTf(graph.constants.get(n.attrs.constant as string)!, true)));
+            m.set(n.id, tf.keep(hostToTf(graph.constants.get(n.attrs.constant)!, true)));
         }
         for (const [index, t] of options.frozen ?? []) {
           const id = graph.inputs[index];
@@ -341,7 +332,7 @@ export class TfjsBackendImpl implements Backend {
           const n = nodes[id]!;
           if (!sameShape(t.shape, n.shape) || !dtypeFeeds(t.dtype, n.dtype)) {
             throw new ShapeError(
-              `tfjs: frozen input ${index} ('${n.attrs.name}') is ${t.dtype}${fmt(t.shape)}, the graph expects ${n.dtype}${fmt(n.shape)}`,
+              `tfjs: frozen input ${index} ('${attrsOf(n, 'input').name}') is ${t.dtype}${fmt(t.shape)}, the graph expects ${n.dtype}${fmt(n.shape)}`,
             );
           }
           m.set(id, tf.keep(hostToTf(t, true)));

@@ -15,7 +15,16 @@
  *   - tfjs matMul only broadcasts batch dims when one side's batch is 1: other broadcasts are
  *     folded into the row dimension or made explicit.
  */
-import { type DType, type Node, sizeOf, UnsupportedPrimitiveError } from '@moreau/core';
+import {
+  broadcastShapes,
+  type DType,
+  type Node,
+  type NodeOf,
+  type Primitive,
+  sameShape,
+  sizeOf,
+  UnsupportedPrimitiveError,
+} from '@moreau/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { EngineQuirks } from './engines.js';
 import { roundToBfloat16, roundToFloat16 } from './half.js';
@@ -26,21 +35,24 @@ export interface LowerContext {
   readonly inputDtypes: readonly DType[];
 }
 
-export type Lowering = (x: readonly tf.Tensor[], node: Node, ctx: LowerContext) => tf.Tensor;
+/** Primitives with a lowering (graph inputs and constants are bound by the executable). */
+type Lowered = Exclude<Primitive, 'input' | 'constant'>;
+export type LoweredNode = Exclude<Node, NodeOf<'input' | 'constant'>>;
+
+type Lowering<P extends Lowered = Lowered> = (
+  x: readonly tf.Tensor[],
+  node: NodeOf<P>,
+  ctx: LowerContext,
+) => tf.Tensor;
 
 export function tfDtype(d: DType): 'float32' | 'int32' | 'bool' {
   return d === 'int32' ? 'int32' : d === 'bool' ? 'bool' : 'float32';
 }
 
-const nums = (v: unknown) => v as readonly number[];
-
 /** Zeros (or a fill value) of a node's shape and tfjs dtype. */
-function filled(node: Node, value = 0): tf.Tensor {
+function filled(node: Pick<Node, 'shape' | 'dtype'>, value = 0): tf.Tensor {
   return tf.fill([...node.shape], value, tfDtype(node.dtype));
 }
-
-const sameShape = (a: readonly number[], b: readonly number[]) =>
-  a.length === b.length && a.every((d, i) => d === b[i]);
 
 // ----- elementwise ----------------------------------------------------------------------------
 
@@ -74,18 +86,7 @@ function compare(f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor): Lowering {
 
 // ----- matmul ---------------------------------------------------------------------------------
 
-function broadcastShape(a: readonly number[], b: readonly number[]): number[] {
-  const r = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < r; i++) {
-    const da = a[a.length - r + i] ?? 1;
-    const db = b[b.length - r + i] ?? 1;
-    out.push(da === 1 ? db : da);
-  }
-  return out;
-}
-
-const lowerMatmul: Lowering = ([a, b], node) => {
+const lowerMatmul: Lowering<'matmul'> = ([a, b], node) => {
   const r = node.shape.length;
   const [m, k] = a!.shape.slice(-2) as [number, number];
   const n = b!.shape[r - 1]!;
@@ -105,7 +106,7 @@ const lowerMatmul: Lowering = ([a, b], node) => {
     return tf.reshape(tf.matMul(a2, b2), [...node.shape]);
   }
   // General case: materialise the broadcast explicitly.
-  const batch = broadcastShape(ba, bb);
+  const batch = broadcastShapes('tfjs matmul', ba, bb);
   const a3 = sameShape(ba, batch) ? a! : tf.broadcastTo(a!, [...batch, m, k]);
   const b3 = sameShape(bb, batch) ? b! : tf.broadcastTo(b!, [...batch, k, n]);
   return tf.matMul(a3, b3);
@@ -113,10 +114,9 @@ const lowerMatmul: Lowering = ([a, b], node) => {
 
 // ----- reductions -----------------------------------------------------------------------------
 
-function reduce(kind: 'sum' | 'max'): Lowering {
+function reduce(kind: 'sum' | 'max'): Lowering<'sum' | 'max'> {
   return ([x], node) => {
-    const axes = nums(node.attrs.axes);
-    const keepDims = Boolean(node.attrs.keepDims);
+    const { axes, keepDims } = node.attrs;
     if (axes.length === 0) return tf.clone(x!);
     if (sizeOf(node.shape) === 0) return filled(node);
     if (axes.some((ax) => x!.shape[ax] === 0)) {
@@ -128,17 +128,15 @@ function reduce(kind: 'sum' | 'max'): Lowering {
 
 // ----- shape manipulation ---------------------------------------------------------------------
 
-const lowerSlice: Lowering = ([x], node) => {
+const lowerSlice: Lowering<'slice'> = ([x], node) => {
   if (node.shape.length === 0) return tf.clone(x!);
   if (sizeOf(node.shape) === 0) return filled(node);
-  const starts = nums(node.attrs.starts);
   if (sameShape(node.shape, x!.shape)) return tf.clone(x!);
-  return tf.slice(x!, [...starts], [...node.shape]);
+  return tf.slice(x!, [...node.attrs.starts], [...node.shape]);
 };
 
-const lowerPad: Lowering = ([x], node) => {
-  const before = nums(node.attrs.before);
-  const after = nums(node.attrs.after);
+const lowerPad: Lowering<'pad'> = ([x], node) => {
+  const { before, after } = node.attrs;
   if (node.shape.length === 0 || sameShape(node.shape, x!.shape)) return tf.clone(x!);
   if (sizeOf(node.shape) === 0) return filled(node);
   if (sizeOf(x!.shape) === 0) return filled(node);
@@ -149,15 +147,14 @@ const lowerPad: Lowering = ([x], node) => {
   );
 };
 
-const lowerConcat: Lowering = (xs, node) => {
-  const axis = node.attrs.axis as number;
+const lowerConcat: Lowering<'concat'> = (xs, node) => {
   const parts = xs.filter((t) => t.size > 0);
   if (parts.length === 0) return filled(node);
   if (parts.length === 1) return tf.clone(parts[0]!);
-  return tf.concat([...parts], axis);
+  return tf.concat([...parts], node.attrs.axis);
 };
 
-const lowerBroadcastTo: Lowering = ([x], node) => {
+const lowerBroadcastTo: Lowering<'broadcastTo'> = ([x], node) => {
   if (sameShape(node.shape, x!.shape)) return tf.clone(x!);
   if (sizeOf(node.shape) === 0) return filled(node);
   if (x!.dtype === 'bool') return tf.cast(tf.broadcastTo(tf.cast(x!, 'int32'), [...node.shape]), 'bool');
@@ -166,13 +163,13 @@ const lowerBroadcastTo: Lowering = ([x], node) => {
 
 // ----- indexing -------------------------------------------------------------------------------
 
-const lowerGather: Lowering = ([x, idx], node) => {
+const lowerGather: Lowering<'gather'> = ([x, idx], node) => {
   if (sizeOf(node.shape) === 0) return filled(node);
   return tf.gather(x!, idx!, 0);
 };
 
-const lowerScatterAdd: Lowering = ([u, idx], node, ctx) => {
-  const size = node.attrs.size as number;
+const lowerScatterAdd: Lowering<'scatterAdd'> = ([u, idx], node, ctx) => {
+  const { size } = node.attrs;
   const rest = node.shape.slice(1);
   const n = idx!.size;
   if (sizeOf(node.shape) === 0 || n === 0) return filled(node);
@@ -204,9 +201,9 @@ export function scatterAddOneHot(
 
 // ----- dtype ----------------------------------------------------------------------------------
 
-const lowerCast: Lowering = ([x], node, ctx) => {
+const lowerCast: Lowering<'cast'> = ([x], node, ctx) => {
   const from = ctx.inputDtypes[0]!;
-  const to = node.attrs.to as DType;
+  const { to } = node.attrs;
   const isHalf = (d: DType) => d === 'float16' || d === 'bfloat16';
   if (from === to) return tf.clone(x!);
   switch (to) {
@@ -229,7 +226,7 @@ const lowerCast: Lowering = ([x], node, ctx) => {
 
 // ----- the table ------------------------------------------------------------------------------
 
-export const LOWERINGS: Readonly<Record<string, Lowering>> = {
+export const LOWERINGS: { readonly [P in Lowered]: Lowering<P> } = {
   neg: unary(tf.neg),
   exp: unary(tf.exp),
   log: unary(tf.log),
@@ -268,7 +265,7 @@ export const LOWERINGS: Readonly<Record<string, Lowering>> = {
 
   reshape: ([x], node) => tf.reshape(x!, [...node.shape]),
   transpose: ([x], node) => {
-    const perm = nums(node.attrs.perm);
+    const { perm } = node.attrs;
     if (perm.every((p, i) => p === i)) return tf.clone(x!);
     if (sizeOf(node.shape) === 0) return filled(node);
     return tf.transpose(x!, [...perm]);
@@ -284,9 +281,17 @@ export const LOWERINGS: Readonly<Record<string, Lowering>> = {
   cast: lowerCast,
 };
 
-/** The lowering for a primitive, or UnsupportedPrimitiveError naming it and 'tfjs'. */
-export function loweringFor(op: string): Lowering {
-  const l = LOWERINGS[op];
-  if (!l) throw new UnsupportedPrimitiveError(op, 'tfjs');
-  return l;
+/** Throws UnsupportedPrimitiveError naming the primitive and 'tfjs' when it has no lowering. */
+export function checkLowered(op: string): void {
+  if (!Object.hasOwn(LOWERINGS, op)) throw new UnsupportedPrimitiveError(op, 'tfjs');
+}
+
+/** Lowers one node with its primitive's lowering. */
+export function lowerNode<P extends Lowered>(
+  x: readonly tf.Tensor[],
+  node: NodeOf<P>,
+  ctx: LowerContext,
+): tf.Tensor {
+  const lowering: Lowering<P> = LOWERINGS[node.op];
+  return lowering(x, node, ctx);
 }

@@ -1,6 +1,6 @@
 /** The table of primitives: each entry holds a primitive's shape rule, VJP and reference rule. */
 import type { DType } from '../dtype.js';
-import type { Attr } from '../ir.js';
+import type { Primitive, PrimitiveAttrs } from '../ir.js';
 import type { Tensor } from '../tensor.js';
 
 export interface AbstractValue {
@@ -15,29 +15,27 @@ export interface RefValue {
   readonly data: Float64Array | Int32Array | Uint8Array;
 }
 
-export type Attrs = Readonly<Record<string, Attr>>;
-
-export interface PrimitiveRule {
-  readonly name: string;
+export interface PrimitiveRule<P extends Primitive = Primitive> {
+  readonly name: P;
   /** Output shape and dtype, or a ShapeError naming the primitive and the offending input. */
-  infer(inputs: readonly AbstractValue[], attrs: Attrs): AbstractValue;
+  infer(inputs: readonly AbstractValue[], attrs: PrimitiveAttrs[P]): AbstractValue;
   /**
    * Cotangents of the inputs given the output cotangent `g` (null: no gradient flows, e.g. to
    * integer inputs). Omitted for primitives with no derivative (comparisons, stopGradient).
    */
-  vjp?(g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: Attrs): (Tensor | null)[];
+  vjp?(g: Tensor, inputs: readonly Tensor[], out: Tensor, attrs: PrimitiveAttrs[P]): (Tensor | null)[];
   /** The oracle: a straightforward float64 implementation. */
-  reference(inputs: readonly RefValue[], attrs: Attrs, out: AbstractValue): RefValue;
+  reference(inputs: readonly RefValue[], attrs: PrimitiveAttrs[P], out: AbstractValue): RefValue;
 }
 
-export const primitives = new Map<string, PrimitiveRule>();
+export const primitives = new Map<Primitive, PrimitiveRule>();
 
-export function definePrimitive(rule: PrimitiveRule): void {
+export function definePrimitive<P extends Primitive>(rule: PrimitiveRule<P>): void {
   if (primitives.has(rule.name)) throw new Error(`primitive '${rule.name}' is defined twice`);
   primitives.set(rule.name, rule);
 }
 
-export function primitiveRule(name: string): PrimitiveRule {
+export function primitiveRule(name: Primitive): PrimitiveRule {
   const rule = primitives.get(name);
   if (!rule) throw new Error(`unknown primitive '${name}'; known: ${[...primitives.keys()].join(', ')}`);
   return rule;

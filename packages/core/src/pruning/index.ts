@@ -17,16 +17,8 @@ export { cutGroups, memberIndices, normalizeUnits, selectIndices } from './group
 export type { PrunableModel } from './model.js';
 export { countParams, cutModel } from './model.js';
 export type { LayerDecision, LayerPlan, PruningPlan } from './plan.js';
-export { applyPlan, keptFromPlan, PLAN_FORMAT, PLAN_VERSION, parsePlan, planToJSON } from './plan.js';
+export { applyPlan, parsePlan, planToJSON } from './plan.js';
 export type { PlanOptions, PruneResult } from './prune.js';
 export { prune } from './prune.js';
 export type { ChannelMode, Reduction } from './scoring.js';
-export {
-  channelScores,
-  foldSubUnits,
-  groupScores,
-  REDUCTIONS,
-  reduceMembers,
-  sumChannelsIntoUnits,
-} from './scoring.js';
-export { keptCount, selectGlobal, selectLocal, topK } from './selection.js';
+export { REDUCTIONS } from './scoring.js';

@@ -3,7 +3,7 @@
  * edge values) and gradient cases for every differentiable primitive, with inputs drawn from
  * domains where the function is smooth (no kinks or ties within the finite-difference step).
  */
-import { type HostTensor, ops, type Rng, sizeOf, type Tensor, tensor } from '@moreau/core';
+import { type HostTensor, ops, type Primitive, type Rng, sizeOf, type Tensor, tensor } from '@moreau/core';
 import { randomTensor, type Tolerance } from './numerics.js';
 
 export interface OpCase {
@@ -27,6 +27,12 @@ export interface GradCase extends OpCase {
 }
 
 type Gen = (rng: Rng) => HostTensor;
+
+/** The primitive named `prim` applied to the arguments (for cases generated from a table). */
+const emit =
+  (prim: string) =>
+  (...xs: Tensor[]): Tensor =>
+    xs[0]!.builder.emit(prim as Primitive, xs);
 
 const f32 =
   (values: readonly number[], shape: readonly number[]): Gen =>
@@ -138,7 +144,7 @@ const UNARY: Record<string, { gen: Gen; extra?: [string, Gen] }> = {
   tanh: { gen: uni([3, 4], -3, 3), extra: ['saturation', f32([-100, -20, 0, 20, 100], [5])] },
 };
 for (const [prim, { gen, extra }] of Object.entries(UNARY)) {
-  const fn = (x: Tensor) => x.builder.emit(prim, [x]);
+  const fn = emit(prim);
   add(prim, 'random [3,4]', gens(gen), fn);
   add(prim, 'scalar', (rng) => [tensor(gen(rng).data.slice(0, 1), [])], fn);
   add(prim, 'zero-size [0,3]', gens(uni([0, 3])), fn);
@@ -165,7 +171,7 @@ const BINARY_SHAPES: [string, number[], number[]][] = [
   ['zero-size [0,4] x [1,4]', [0, 4], [1, 4]],
 ];
 for (const [prim, { a, b, int }] of Object.entries(BINARY)) {
-  const fn = (x: Tensor, y: Tensor) => x.builder.emit(prim, [x, y]);
+  const fn = emit(prim);
   for (const [what, sa, sb] of BINARY_SHAPES) add(prim, what, gens(a(sa), b(sb)), fn);
   if (int) add(prim, 'int32 broadcast [3,4] x [4]', gens(ints([3, 4]), ints([4])), fn);
 }
@@ -180,7 +186,7 @@ add(
 );
 
 for (const prim of ['less', 'greater', 'equal']) {
-  const fn = (x: Tensor, y: Tensor) => x.builder.emit(prim, [x, y]);
+  const fn = emit(prim);
   add(prim, 'float32 broadcast [3,4] x [4] with ties', gens(grid([3, 4]), grid([4])), fn);
   add(prim, 'int32 [2,3] x scalar', gens(ints([2, 3], -3, 3), i32([0], [])), fn);
   add(
@@ -386,7 +392,7 @@ const UNARY_GRAD: Record<string, Gen> = {
   tanh: uni([2, 3], -2, 2),
 };
 for (const [prim, gen] of Object.entries(UNARY_GRAD)) {
-  addGrad(prim, '[2,3]', gens(gen), (x) => x.builder.emit(prim, [x]));
+  addGrad(prim, '[2,3]', gens(gen), emit(prim));
 }
 addGrad('add', 'broadcast [3,1] + [1,4]', gens(uni([3, 1]), uni([1, 4])), (a, b) => ops.add(a, b));
 addGrad('sub', 'broadcast [2,3] - [3]', gens(uni([2, 3]), uni([3])), (a, b) => ops.sub(a, b));

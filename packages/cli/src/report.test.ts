@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { renderChart, reportCharts } from './charts.js';
-import { comparisonTable, markdownTable, renderHtml, renderMarkdown, textSummary } from './render.js';
-import type { CompareReport } from './types.js';
+import { renderChart, reportCharts } from './internal/report/charts.js';
+import {
+  comparisonTable,
+  markdownTable,
+  renderHtml,
+  renderMarkdown,
+  textSummary,
+} from './internal/report/render.js';
+import type { CompareReport } from './internal/report/types.js';
 
 const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
   criterion,
@@ -141,5 +147,18 @@ describe('comparison report rendering', () => {
     expect(r.svg).toContain('gauss:0.01x2');
     expect(r.svg).toContain('moreau');
     expect(Buffer.from(r.png.subarray(0, 8)).toString('hex')).toBe('89504e470d0a1a0a');
+  }, 60_000);
+
+  it('the perplexity axis fits the data instead of spanning whole decades', async () => {
+    const runs = [run('taylor', 0.1, 121.5, 0.4), run('moreau', 0.1, 124.8, 0.4)];
+    const narrow = { ...report, runs, dense: { ...report.dense, ppl: { wiki: 108.6 } } };
+    const { svg } = await renderChart(reportCharts(narrow)[0]!);
+    const ticks = [...svg.matchAll(/<text[^>]*>([\d,.]+)<\/text>/g)].map((m) =>
+      Number(m[1]!.replace(/,/g, '')),
+    );
+    const ppl = ticks.filter((t) => t > 1);
+    expect(ppl.length).toBeGreaterThan(2);
+    expect(Math.min(...ppl)).toBeGreaterThanOrEqual(100);
+    expect(Math.max(...ppl)).toBeLessThanOrEqual(130);
   }, 60_000);
 });

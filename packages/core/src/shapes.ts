@@ -1,4 +1,4 @@
-import { ShapeError } from '../errors.js';
+import { ShapeError } from './errors.js';
 
 export function broadcastShapes(what: string, ...shapes: (readonly number[])[]): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));

@@ -1,7 +1,8 @@
 import { countParams } from '@moreau/core';
 import { type LoadedModel, layerDims } from '@moreau/models';
+import type { InfoFlags } from '../../program.js';
+import { type CommandContext, openModel } from '../context.js';
 import { writeJsonAtomic } from '../output.js';
-import { type Opts, openModel } from './context.js';
 
 /** The model summary shared by info, eval and prune outputs. */
 export function modelSummary(m: LoadedModel) {
@@ -29,8 +30,8 @@ export function modelSummary(m: LoadedModel) {
   };
 }
 
-export async function infoCommand(source: string, opts: Opts): Promise<void> {
-  const loaded = await openModel(source, opts);
+export async function infoCommand(source: string, { flags, out }: CommandContext<InfoFlags>): Promise<void> {
+  const loaded = await openModel(source, flags);
   const s = modelSummary(loaded);
   const lines = [
     `model            ${s.source} (${s.format}, ${s.dtype})`,
@@ -47,6 +48,6 @@ export async function infoCommand(source: string, opts: Opts): Promise<void> {
         `${String(l.layer).padStart(5)}  ${String(l.heads).padStart(5)}  ${String(l.kv_heads).padStart(8)}  ${l.intermediate_size}`,
     ),
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
-  if (opts.json) await writeJsonAtomic(String(opts.json), { model: s });
+  out(`${lines.join('\n')}\n`);
+  if (flags.json) await writeJsonAtomic(flags.json, { model: s });
 }

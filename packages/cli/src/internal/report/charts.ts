@@ -76,7 +76,13 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
             title: 'pruning ratio',
             axis: { format: '.0%', values: [0, ...report.settings.ratios] },
           },
-          y: { field: 'ppl', type: 'quantitative', title: 'perplexity (log scale)', scale: { type: 'log' } },
+          // Log scale fitted to the data (not widened to whole decades), a little room at both ends.
+          y: {
+            field: 'ppl',
+            type: 'quantitative',
+            title: 'perplexity (log scale)',
+            scale: { type: 'log', nice: false, padding: 12 },
+          },
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
           tooltip: [
             { field: 'criterion', type: 'nominal' },

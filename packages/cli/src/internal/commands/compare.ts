@@ -1,0 +1,278 @@
+/**
+ * `moreau compare`: prunes with every criterion at every ratio in memory, evaluates each pruned
+ * model, optionally runs the robustness analysis, and writes a report directory atomically.
+ *
+ * A criterion's unit scores do not depend on the ratio (the ratio only decides how many units the
+ * selection keeps), so each criterion scores the model once; the other ratios re-select from those
+ * scores. The plans are exactly those `moreau prune` makes with the same flags.
+ */
+import {
+  type CalibrationSet,
+  type Criterion,
+  countParams,
+  getCriterion,
+  planToJSON,
+  prune,
+  resolveOptions,
+} from '@moreau/core';
+import type { RobustnessReport } from '@moreau/eval';
+import type { LlamaModel, LoadedModel } from '@moreau/models';
+import type { CompareFlags } from '../../program.js';
+import { VERSION } from '../../version.js';
+import {
+  type BackendContext,
+  backendInfo,
+  type CommandContext,
+  calibrationFromFlags,
+  loadPlugins,
+  openModel,
+  withBackend,
+} from '../context.js';
+import { evaluate } from '../evaluate.js';
+import {
+  criteriaFlag,
+  criteriaOptions,
+  namedFiles,
+  perturbFlag,
+  planOptionsFromFlags,
+  ratiosFlag,
+  requireInputFiles,
+  taskFlags,
+  UsageError,
+} from '../flags.js';
+import { textSummary } from '../report/render.js';
+import type { CompareReport, CompareRun } from '../report/types.js';
+import { checkReportDir, writeReport } from '../report/write.js';
+import { modelSummary } from './info.js';
+import { runRobustness } from './robustness.js';
+
+/** What to compare, from the flags and the loaded model. */
+interface Comparison {
+  readonly source: string;
+  readonly loaded: LoadedModel;
+  readonly criteria: readonly { readonly name: string; readonly options: Record<string, string> }[];
+  readonly ratios: readonly number[];
+  readonly texts: readonly [string, string][];
+  readonly tasks: readonly [string, string][];
+  readonly perturbations: readonly string[] | null;
+}
+
+const seconds = (since: number) => (performance.now() - since) / 1000;
+
+export async function compareCommand(source: string, ctx: CommandContext<CompareFlags>) {
+  const started = performance.now();
+  const c = await comparison(source, ctx.flags);
+  await withBackend(ctx, async (run) => {
+    const { progress } = run;
+    const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
+    const params = countParams(c.loaded.model.params);
+    progress.note(
+      `model ${source}: ${params.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device}); ${n(c.criteria.length, 'criterion', 'criteria')} x ${n(c.ratios.length, 'ratio', 'ratios')}`,
+    );
+    const calibration = await sharedCalibration(run.flags, c);
+    const total = 1 + c.criteria.length * c.ratios.length;
+    let step = 0;
+    const label = (what: string) => {
+      step++;
+      progress.prefix = `[${step}/${total}] ${what}: `;
+    };
+    const evaluateModel = (model: LlamaModel) => evaluate(run, model, c.loaded.tokenizer, c.texts, c.tasks);
+
+    label('dense');
+    const denseStart = performance.now();
+    const dense = { params, ...(await evaluateModel(c.loaded.model)), seconds: seconds(denseStart) };
+    const runs: CompareRun[] = [];
+    const plans = new Map<string, string>();
+    for (const spec of c.criteria) {
+      const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration);
+      for (const ratio of c.ratios) {
+        label(`${spec.name} ${ratio}`);
+        const { result, scoreSeconds, cutSeconds } = await pruneAt(ratio);
+        const model = result.model as LlamaModel;
+        const evalStart = performance.now();
+        const ev = await evaluateModel(model);
+        const evalSeconds = seconds(evalStart);
+        const paramsAfter = countParams(model.params);
+        const plan = `plans/${spec.name}-${ratio}.json`;
+        plans.set(plan, planToJSON(result.plan));
+        runs.push({
+          criterion: spec.name,
+          ratio,
+          params_after: paramsAfter,
+          params_left: paramsAfter / params,
+          ppl: ev.ppl,
+          nll: ev.nll,
+          tasks: ev.tasks,
+          seconds: scoreSeconds + cutSeconds + evalSeconds,
+          score_seconds: scoreSeconds,
+          eval_seconds: evalSeconds,
+          plan,
+        });
+      }
+    }
+    let robustness: Record<string, RobustnessReport> | undefined;
+    if (c.perturbations) {
+      robustness = {};
+      for (const ratio of c.ratios) {
+        progress.prefix = `robustness ${ratio}: `;
+        robustness[String(ratio)] = await runRobustness(run, c.loaded, {
+          ratio,
+          criteria: c.criteria,
+          perturbations: c.perturbations,
+          evalText: c.texts[0]![1],
+          calibration,
+        });
+      }
+    }
+    progress.prefix = '';
+    progress.note(`writing the report to ${run.flags.report}`);
+    const { report } = await writeReport(
+      run.flags.report,
+      {
+        ...reportHead(run, c, calibration),
+        dense,
+        runs,
+        ...(robustness ? { robustness } : {}),
+        seconds: seconds(started),
+      },
+      plans,
+    );
+    run.out(textSummary(report));
+    run.out(
+      `\nreport: ${run.flags.report}/report.html (report.json, report.md, ${report.charts.join(', ')})\n`,
+    );
+  });
+}
+
+/** Checks every flag before the model loads (a typo costs nothing), then loads it. */
+async function comparison(source: string, flags: CompareFlags): Promise<Comparison> {
+  await loadPlugins(flags.plugin);
+  const names = criteriaFlag(flags.criteria, { unique: true });
+  const ratios = ratiosFlag(flags.ratios);
+  const criteria = criteriaOptions(names, flags.opt);
+  const tasks = taskFlags(flags.task);
+  const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
+  let texts = namedFiles('--ppl', flags.ppl);
+  requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  await checkReportDir(flags.report);
+
+  const loaded = await openModel(source, flags);
+  if (texts.length === 0 && loaded.defaultText) texts = [['heldout', loaded.defaultText]];
+  if (texts.length === 0 && tasks.length === 0) {
+    throw new UsageError(
+      `compare needs --ppl NAME=FILE or --task NAME=FILE: '${source}' ships no held-out text`,
+    );
+  }
+  if (perturbations && texts.length === 0)
+    throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
+  return { source, loaded, criteria, ratios, texts, tasks, perturbations };
+}
+
+/** The report's description of the run: model, backend and settings (every default filled in). */
+function reportHead(
+  { flags, backend }: BackendContext<CompareFlags>,
+  c: Comparison,
+  calibration: CalibrationSet | undefined,
+): Pick<CompareReport, 'format' | 'version' | 'created' | 'moreau' | 'model' | 'backend' | 'settings'> {
+  const { format, params, layers, heads, kv_heads, intermediate_size, vocab_size } = modelSummary(c.loaded);
+  const replayed = flags.calibTokens ? calibration?.iterations[0] : undefined;
+  return {
+    format: 'moreau-compare-report',
+    version: 1,
+    created: new Date().toISOString(),
+    moreau: VERSION,
+    model: { source: c.source, format, params, layers, heads, kv_heads, intermediate_size, vocab_size },
+    backend: backendInfo(backend),
+    settings: {
+      criteria: c.criteria.map((s) => s.name),
+      ratios: c.ratios,
+      options: Object.fromEntries(
+        c.criteria.map((s) => [s.name, resolveOptions(getCriterion(s.name), s.options)]),
+      ),
+      ppl_texts: Object.fromEntries(c.texts),
+      tasks: Object.fromEntries(c.tasks),
+      seq_len: flags.seqLen,
+      limit: flags.limit ?? null,
+      calibration: calibration
+        ? {
+            source: flags.calibTokens || flags.calib || c.loaded.defaultText || null,
+            samples: flags.calibTokens ? (replayed?.length ?? null) : flags.calibSamples,
+            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : flags.calibSeqLen,
+            iterations: calibration.iterations.length,
+          }
+        : null,
+      seed: flags.seed,
+      scope: flags.global ? 'global' : 'local',
+      attn_layers: flags.attnLayers ?? null,
+      mlp_layers: flags.mlpLayers ?? null,
+      perturbations: c.perturbations,
+    },
+  };
+}
+
+/**
+ * One calibration set for every criterion (as many fresh iterations as the hungriest needs): every
+ * criterion sees the same first windows, and --save-calib writes exactly what was used.
+ */
+async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<CalibrationSet | undefined> {
+  const needing = c.criteria.filter((s) => getCriterion(s.name).requires.calibration);
+  if (needing.length === 0) return undefined;
+  const iterations = Math.max(
+    1,
+    ...needing.map((s) => {
+      const criterion = getCriterion(s.name);
+      return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
+    }),
+  );
+  return calibrationFromFlags(c.loaded, flags, iterations);
+}
+
+/**
+ * Prunes with one criterion at any ratio: the first call scores the model, later calls re-select
+ * from those scores (scoreSeconds is the first call's time, cutSeconds the re-selection's).
+ */
+function scoredOnce(
+  run: BackendContext<CompareFlags>,
+  model: LlamaModel,
+  spec: Comparison['criteria'][number],
+  calibration: CalibrationSet | undefined,
+) {
+  const criterion = getCriterion(spec.name);
+  const base = {
+    ...planOptionsFromFlags(run.flags),
+    options: spec.options,
+    calibration: criterion.requires.calibration ? calibration : undefined,
+    backend: run.backend,
+    signal: run.signal,
+    onProgress: run.progress.update,
+  };
+  let cached: Criterion | undefined;
+  let scoreSeconds = 0;
+  return async (ratio: number) => {
+    const t0 = performance.now();
+    const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
+    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
+    scoreSeconds = seconds(t0);
+    cached = fromScores(criterion, result.scores);
+    return { result, scoreSeconds, cutSeconds: 0 };
+  };
+}
+
+/** The same criterion, scoring from scores computed earlier (plans are identical; no recomputation). */
+function fromScores(criterion: Criterion, scores: ReadonlyMap<string, Float64Array>): Criterion {
+  return {
+    name: criterion.name,
+    description: criterion.description,
+    options: criterion.options,
+    defaultReduction: criterion.defaultReduction,
+    channelMode: (o) => criterion.channelMode(o),
+    requires: { gradients: false, calibration: false },
+    score: async (ctx) => ({
+      unitScores: ctx.groups.map((g) => {
+        const s = scores.get(g.id);
+        if (!s || s.length !== g.units) throw new Error(`compare: no cached scores for group ${g.id}`);
+        return s;
+      }),
+    }),
+  };
+}
