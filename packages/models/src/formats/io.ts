@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, constants as fsConstants, renameSync, rmSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { describeError, FormatError } from './errors.js';
 
 /** Largest single read / write handed to the OS (Node limits one call to < 2 GiB). */
@@ -291,22 +291,24 @@ export async function writeDirAtomic(
   fill: (tmpDir: string) => Promise<void>,
   options: { overwrite?: boolean } = {},
 ): Promise<void> {
-  const state = await isNonEmptyDir(dir);
+  // Temporary names are built from the resolved path: 'out/' (a trailing slash) must give 'out.tmp-*'.
+  const target = resolve(dir);
+  const state = await isNonEmptyDir(target);
   if (state === true && !options.overwrite) {
     throw new FormatError(dir, 'already exists and is not empty (pass { overwrite: true } to replace it)');
   }
-  await mkdir(dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${randomSuffix()}`;
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = `${target}.tmp-${randomSuffix()}`;
   const release = trackTemp(tmp);
   await mkdir(tmp);
   try {
     await fill(tmp);
-    const now = await isNonEmptyDir(dir);
+    const now = await isNonEmptyDir(target);
     if (now === undefined) {
-      await rename(tmp, dir);
+      await rename(tmp, target);
     } else if (now === false) {
-      await rm(dir, { recursive: true, force: true });
-      await rename(tmp, dir);
+      await rm(target, { recursive: true, force: true });
+      await rename(tmp, target);
     } else {
       if (!options.overwrite) {
         throw new FormatError(
@@ -314,20 +316,20 @@ export async function writeDirAtomic(
           'appeared while writing and is not empty (pass { overwrite: true } to replace it)',
         );
       }
-      const old = `${dir}.old-${randomSuffix()}`;
+      const old = `${target}.old-${randomSuffix()}`;
       // An exit between the two renames puts the old directory back; one after them removes it.
       let swapped = false;
       const undo = onExitUntilDone(() => {
         if (swapped) rmSync(old, { recursive: true, force: true });
-        else if (existsSync(old) && !existsSync(dir)) renameSync(old, dir);
+        else if (existsSync(old) && !existsSync(target)) renameSync(old, target);
       });
       try {
-        await rename(dir, old);
+        await rename(target, old);
         try {
-          await rename(tmp, dir);
+          await rename(tmp, target);
           swapped = true;
         } catch (e) {
-          await rename(old, dir).catch(() => {});
+          await rename(old, target).catch(() => {});
           throw e;
         }
         await rm(old, { recursive: true, force: true });

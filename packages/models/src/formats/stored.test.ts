@@ -167,6 +167,13 @@ describe('lazy loading', () => {
     expectSame((await loadHfDirectory(out)).tensors, base.tensors);
   });
 
+  it("an output path with a trailing slash ('out/') is written as out, atomically", async () => {
+    const out = join(dir(), 'slashed');
+    await saveHfDirectory(`${out}/`, small());
+    expect((await loadHfDirectory(out)).config).toEqual(small().config);
+    expect((await readdir(dir())).filter((f) => f.startsWith('slashed'))).toEqual(['slashed']);
+  });
+
   it('an abort between tensors stops the save and leaves nothing behind', async () => {
     const ckpt = small();
     const ac = new AbortController();
