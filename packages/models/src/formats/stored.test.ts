@@ -167,6 +167,27 @@ describe('lazy loading', () => {
     expectSame((await loadHfDirectory(out)).tensors, base.tensors);
   });
 
+  it('PyTorch pickle weights are refused with the one-line conversion to safetensors', async () => {
+    for (const files of [
+      ['pytorch_model.bin'],
+      ['pytorch_model-00001-of-00002.bin', 'pytorch_model.bin.index.json'],
+    ]) {
+      const d = join(dir(), `pickle-${files.length}`);
+      await saveHfDirectory(d, small());
+      const { rm } = await import('node:fs/promises');
+      await rm(join(d, 'model.safetensors'));
+      for (const f of files) await writeFile(join(d, f), 'PK');
+      const e = await formatError(loadHfDirectory(d));
+      expect(e.file).toBe(d);
+      expect(e.detail).toContain('has only PyTorch pickle weights');
+      expect(e.detail).toContain(
+        `python -c "import transformers as t; t.AutoModelForCausalLM.from_pretrained('${d}', torch_dtype='auto')` +
+          `.save_pretrained('${d}-safetensors', safe_serialization=True); ` +
+          `t.AutoTokenizer.from_pretrained('${d}').save_pretrained('${d}-safetensors')"`,
+      );
+    }
+  });
+
   it("an output path with a trailing slash ('out/') is written as out, atomically", async () => {
     const out = join(dir(), 'slashed');
     await saveHfDirectory(`${out}/`, small());
