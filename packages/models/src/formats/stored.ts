@@ -17,7 +17,6 @@ import {
   castHost,
   type DType,
   type FloatDType,
-  gib,
   type HostData,
   type HostTensor,
   isFloat,
@@ -238,12 +237,6 @@ export const LAZY_AUTO_FRACTION = 0.25;
 export async function decideLazy(option: LazyOption | undefined, bytes: number): Promise<boolean> {
   if (option === true || option === false) return option;
   return bytes > LAZY_AUTO_FRACTION * (await availableMemory());
-}
-
-/** Explain the automatic choice (for tools that report it). */
-export async function describeLazyChoice(bytes: number): Promise<string> {
-  const avail = await availableMemory();
-  return `weights ${gib(bytes)} vs ${LAZY_AUTO_FRACTION} x available ${gib(avail)}`;
 }
 
 /**
