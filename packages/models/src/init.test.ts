@@ -9,11 +9,10 @@ import {
   Rng,
   toFloat32Data,
 } from '@moreau/core';
+import { smallConfig, useScratchDir } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
-import { useScratchDir } from './formats/test-fixtures.js';
 import { float32ToFloat16Into, generatedTokenizer, initModel, randomTensors } from './init.js';
 import { llamaPreset } from './llama/presets.js';
-import { smallConfig } from './llama/test-fixtures.js';
 import { loadModel } from './load-model.js';
 import { loadTokenizer } from './tokenizers/load.js';
 

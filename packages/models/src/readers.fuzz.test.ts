@@ -8,6 +8,7 @@
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HostTensor, InputError, Rng } from '@moreau/core';
+import { useScratchDir } from '@moreau/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Checkpoint } from './formats/checkpoint.js';
 import { saveGguf } from './formats/gguf/llama.js';
@@ -15,7 +16,6 @@ import { type GgufValue, readGgufInfo } from './formats/gguf/read.js';
 import { type GgufWriteValue, writeGguf } from './formats/gguf/write.js';
 import { saveHfDirectory } from './formats/hf-dir.js';
 import { saveLlama2c } from './formats/llama2c.js';
-import { useScratchDir } from './formats/test-fixtures.js';
 import { generatedTokenizer } from './init.js';
 import type { LlamaConfig } from './llama/config.js';
 import { randomInit } from './llama/presets.js';

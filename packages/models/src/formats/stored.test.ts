@@ -12,10 +12,18 @@ import {
   isLazyTensor,
   lazyTensor,
 } from '@moreau/core';
+import {
+  formatError,
+  haveShared,
+  STORIES_BIN,
+  sharedPath,
+  smallConfig,
+  TINY_GGUF,
+  useScratchDir,
+} from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { randomInit } from '../llama/presets.js';
 import { LlamaModel } from '../llama/prunable.js';
-import { smallConfig } from '../llama/test-fixtures.js';
 import type { Checkpoint } from './checkpoint.js';
 import { FormatError } from './errors.js';
 import { loadGguf, saveGguf } from './gguf/llama.js';
@@ -23,14 +31,6 @@ import { loadHfDirectory, saveHfDirectory } from './hf-dir.js';
 import { loadLlama2c, saveLlama2c } from './llama2c.js';
 import { loadCheckpoint } from './load.js';
 import { decideLazy, firstNonFinite } from './stored.js';
-import {
-  formatError,
-  haveShared,
-  STORIES_BIN,
-  sharedPath,
-  TINY_GGUF,
-  useScratchDir,
-} from './test-fixtures.js';
 
 const dir = useScratchDir();
 
@@ -82,7 +82,7 @@ describe('lazy loading', () => {
     expectSame(back.tensors, ckpt.tensors);
   });
 
-  it.skipIf(!haveShared(STORIES_BIN))(
+  it.skipIf(!haveShared('lazy llama2.c test', STORIES_BIN))(
     'llama2.c: q/k rows are permuted (and converted) inside the lazy loader',
     async () => {
       const file = sharedPath(STORIES_BIN);
@@ -96,12 +96,15 @@ describe('lazy loading', () => {
     },
   );
 
-  it.skipIf(!haveShared(TINY_GGUF))('GGUF: lazily read tensors equal the eager ones', async () => {
-    const eager = await loadGguf(sharedPath(TINY_GGUF), { lazy: false });
-    const lazy = await loadGguf(sharedPath(TINY_GGUF), { lazy: true });
-    expect(allLazy(lazy.tensors)).toBe(true);
-    expectSame(lazy.tensors, eager.tensors);
-  });
+  it.skipIf(!haveShared('lazy GGUF test', TINY_GGUF))(
+    'GGUF: lazily read tensors equal the eager ones',
+    async () => {
+      const eager = await loadGguf(sharedPath(TINY_GGUF), { lazy: false });
+      const lazy = await loadGguf(sharedPath(TINY_GGUF), { lazy: true });
+      expect(allLazy(lazy.tensors)).toBe(true);
+      expectSame(lazy.tensors, eager.tensors);
+    },
+  );
 
   it('a lazy model cut by core stays lazy and saves to every format tensor by tensor', async () => {
     const ckpt = small();
@@ -214,7 +217,7 @@ describe('lazy loading', () => {
 describe('a process that exits in the middle of a save', () => {
   it('leaves neither the temporary directory nor a half-replaced output (plain and --overwrite)', async () => {
     const hfDir = fileURLToPath(new URL('./hf-dir.ts', import.meta.url));
-    const fixtures = fileURLToPath(new URL('../llama/test-fixtures.ts', import.meta.url));
+    const fixtures = fileURLToPath(new URL('../../../../test-utils/index.ts', import.meta.url));
     const presets = fileURLToPath(new URL('../llama/presets.ts', import.meta.url));
     const core = fileURLToPath(new URL('../../../core/src/index.ts', import.meta.url));
     for (const overwrite of [false, true]) {

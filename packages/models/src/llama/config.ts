@@ -190,7 +190,10 @@ export function validateLlamaConfig(
     if (a.length !== L) fail(`${names(arr)} has ${a.length} entries but ${names('numHiddenLayers')} is ${L}`);
     for (let i = 0; i < a.length; i++) {
       const v = a[i];
-      if (!isPositiveInt(v)) fail(`${names(arr)}[${i}] must be a positive integer, got ${brief(v)}`);
+      if (!isPositiveInt(v)) {
+        fail(`${names(arr)}[${i}] must be a positive integer, got ${brief(v)}`);
+        continue;
+      }
       if (v > config[max]) {
         fail(
           `${names(arr)}[${i}] = ${v} is larger than ${names(max)} = ${config[max]} (which must be the maximum)`,
