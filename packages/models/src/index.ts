@@ -17,6 +17,7 @@ export type { LazyOption } from './formats/stored.js';
 export { type InitModelOptions, type InitModelResult, initModel } from './init.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
 export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
+export { type LlamaMacs, llamaMacs } from './llama/macs.js';
 export {
   type LlamaParams,
   llamaLogits,
