@@ -80,7 +80,7 @@ function handScores(
   reduction: 'sum' | 'mean' = 'sum',
 ): Map<string, number[]> {
   const out = new Map<string, number[]>();
-  for (const g of model.groups()) {
+  for (const g of model.groups(['attention', 'mlp'])) {
     out.set(
       g.id,
       Array.from({ length: g.units }, (_, u) => {
@@ -189,7 +189,7 @@ describe('random', () => {
   it('draws one uniform per unit from the run RNG, group after group', async () => {
     const { scores, plan } = await prune(model, { criterion: 'random', ratio: 0.25, seed: 17 });
     const rng = new Rng(17).fork(); // prune forks the run's RNG for each scoring step
-    for (const g of model.groups()) {
+    for (const g of model.groups(['attention', 'mlp'])) {
       const want = Array.from({ length: g.units }, () => rng.uniform());
       expect([...scores.get(g.id)!]).toEqual(want);
     }
@@ -296,7 +296,7 @@ async function moreauByHand(o: {
   perturb: 'all' | 'members';
 }) {
   const names = [...model.params.keys()];
-  const members = [...new Set(model.groups().flatMap((g) => g.members.map((m) => m.param)))];
+  const members = [...new Set(model.groups(['attention', 'mlp']).flatMap((g) => g.members.map((m) => m.param)))];
   const perturbed = o.perturb === 'all' ? names : members;
   const noiseSeed = new Rng(o.seed).fork().nextUint32();
   const delta = new Map(perturbed.map((m) => [m, new Float32Array(f32(m).length)]));

@@ -185,7 +185,7 @@ export async function compareCommand(
       const base = {
         options: options.get(name)!,
         seed: opts.seed ?? 1,
-        scope: (opts.global ? 'global' : 'local') as 'global' | 'local',
+        ranking: (opts.global ? 'global' : 'local') as 'global' | 'local',
         ...(opts.attnLayers ? { attnLayers: opts.attnLayers } : {}),
         ...(opts.mlpLayers ? { mlpLayers: opts.mlpLayers } : {}),
         ...(opts.reduction ? { reduction: opts.reduction } : {}),

@@ -99,7 +99,7 @@ export async function pruneCommand(
         options,
         ratio: opts.ratio,
         seed: opts.seed ?? 1,
-        scope: opts.global ? 'global' : 'local',
+        ranking: opts.global ? 'global' : 'local',
         ...(opts.attnLayers ? { attnLayers: opts.attnLayers } : {}),
         ...(opts.mlpLayers ? { mlpLayers: opts.mlpLayers } : {}),
         ...(opts.reduction ? { reduction: opts.reduction } : {}),
@@ -161,7 +161,7 @@ export async function pruneCommand(
       seconds: (performance.now() - started) / 1000,
     };
     process.stdout.write(
-      `pruned ${source} with ${plan.criterion.name} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${paramsAfter.toLocaleString('en-US')} parameters (${(100 * result.params_left).toFixed(2)}%)\nsaved to ${out}\n` +
+      `pruned ${source} with ${plan.criterion?.name ?? 'keep-first'} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${paramsAfter.toLocaleString('en-US')} parameters (${(100 * result.params_left).toFixed(2)}%)\nsaved to ${out}\n` +
         Object.entries(evals.ppl)
           .map(([k, v]) => `ppl ${k}: ${v.toFixed(4)}\n`)
           .join(''),

@@ -147,7 +147,7 @@ export async function runRobustness(
     prune: {
       backend,
       seed: opts.seed ?? 1,
-      scope: opts.global ? 'global' : 'local',
+      ranking: opts.global ? 'global' : 'local',
       ...(opts.attnLayers ? { attnLayers: opts.attnLayers } : {}),
       ...(opts.mlpLayers ? { mlpLayers: opts.mlpLayers } : {}),
       ...(opts.reduction ? { reduction: opts.reduction } : {}),

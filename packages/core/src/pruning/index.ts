@@ -6,19 +6,31 @@ export type {
   CriterionResult,
   GradientRequest,
   GradientResult,
+  LayerActivations,
   OptionSpec,
   OptionValues,
   ParamInfo,
   Progress,
 } from './criterion.js';
 export { getCriterion, listCriteria, registerCriterion, resolveOptions } from './criterion.js';
-export type { GroupKind, GroupMember, PrunableGroup } from './groups.js';
-export { cutGroups, memberIndices, normalizeUnits, selectIndices } from './groups.js';
+export type { GroupCut, GroupKind, GroupMember, GroupRef, PrunableGroup } from './groups.js';
+export { cutGroups, groupRef, memberIndices, normalizeUnits, selectIndices } from './groups.js';
 export type { PrunableModel } from './model.js';
 export { countParams, cutModel } from './model.js';
-export type { LayerDecision, LayerPlan, PruningPlan } from './plan.js';
-export { applyPlan, parsePlan, planToJSON } from './plan.js';
+export type {
+  GroupDecision,
+  JsonValue,
+  MatrixMask,
+  PlanCriterion,
+  PlanSettings,
+  PruningPlan,
+} from './plan.js';
+export { applyPlan, parsePlan, planToJSON, planToJSONChunks } from './plan.js';
 export type { PlanOptions, PruneResult } from './prune.js';
 export { prune } from './prune.js';
+export type { PruneScope, Ranking, ScopeKind } from './scope.js';
+export { parseRanking, parseScope, RANKINGS, SCOPE_KINDS } from './scope.js';
 export type { ChannelMode, Reduction } from './scoring.js';
 export { REDUCTIONS } from './scoring.js';
+export type { MatrixSparsity, SparsityReport } from './sparsity.js';
+export { countNonZero, sparsityReport } from './sparsity.js';
