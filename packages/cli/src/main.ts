@@ -1,9 +1,10 @@
 /** Runs the CLI: maps errors to exit codes (2 usage, 1 runtime, 130 interrupted) and Ctrl-C to an abort. */
 import { AbortError, MoreauError } from '@moreau/core';
 import { type Command, CommanderError } from 'commander';
-import { createHandlers } from './commands/index.js';
-import { removeTemporariesSync } from './output.js';
-import { buildProgram, UsageError } from './program.js';
+import { createHandlers } from './internal/commands/index.js';
+import { UsageError } from './internal/flags.js';
+import { removeTemporariesSync } from './internal/output.js';
+import { buildProgram } from './program.js';
 import { VERSION } from './version.js';
 
 export const EXIT = { ok: 0, runtime: 1, usage: 2, aborted: 130 } as const;
@@ -46,9 +47,8 @@ function reportError(err: unknown, command: Command, aborted: boolean): number {
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof UsageError) {
-    const cmd = err.command ?? command;
-    process.stderr.write(`moreau${cmd.parent ? ` ${cmd.name()}` : ''}: error: ${err.message}\n\n`);
-    cmd.outputHelp({ error: true });
+    process.stderr.write(`moreau${command.parent ? ` ${command.name()}` : ''}: error: ${err.message}\n\n`);
+    command.outputHelp({ error: true });
     return EXIT.usage;
   }
   if (err instanceof AbortError || (err as Error)?.name === 'AbortError' || aborted) {

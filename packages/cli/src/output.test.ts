@@ -10,7 +10,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dirState, writeDirAtomic, writeFileAtomic } from './output.js';
+import { dirState, writeDirAtomic, writeFileAtomic } from './internal/output.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'moreau-output-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildProgram, type Handlers, parseLayerRange, parsePair, parseRatio } from './program.js';
+import { parseLayerRange, parsePair, parseRatio } from './internal/flags.js';
+import { buildProgram, type Handlers } from './program.js';
 
 describe('the command-line contract', () => {
   it('parses ratios, layer ranges and NAME=VALUE pairs', () => {

@@ -1,59 +1,27 @@
 /**
- * The `moreau` command line: flags, defaults and help for every command. Handlers live in
- * commands/; this file only declares the contract.
+ * The `moreau` command line: every command's flags, their defaults, their help and their parsed
+ * type, declared once here. Parsing and validation live in internal/flags.ts; the commands in
+ * internal/commands/. To add a command: declare it and its flags interface here, add its key to
+ * Handlers, and implement it in internal/commands/ taking (model, CommandContext<ItsFlags>).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import {
+  collect,
+  parseIntArg,
+  parseLayerRange,
+  parseNumberArg,
+  parseRanking,
+  parseRatio,
+  parseScopeArg,
+} from './internal/flags.js';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-  constructor(
-    message: string,
-    readonly command?: Command,
-  ) {
-    super(message);
-  }
-}
-
-const collect = (value: string, previous: string[]) => [...previous, value];
-
-export function parseRatio(value: string): number {
-  const r = Number(value);
-  if (value.trim() === '' || !Number.isFinite(r) || r < 0 || r >= 1) {
-    throw new InvalidArgumentError(`ratio must be a number in [0, 1), got '${value}'`);
-  }
-  return r;
-}
-
-export function parseIntArg(name: string, min = 1) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-export function parseNumberArg(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n))
-      throw new InvalidArgumentError(`${name} must be a number, got '${value}'`);
-    return n;
-  };
-}
-
-export function parseLayerRange(value: string): [number, number] {
-  const m = /^(\d+):(\d+)$/.exec(value);
-  if (!m || Number(m[1]) > Number(m[2]))
-    throw new InvalidArgumentError(`layer range must be A:B with A <= B (half-open), got '${value}'`);
-  return [Number(m[1]), Number(m[2])];
-}
-
-/** NAME=VALUE pairs (for --ppl, --task, --opt). */
-export function parsePair(flag: string, value: string): [string, string] {
-  const i = value.indexOf('=');
-  if (i <= 0 || i === value.length - 1) throw new UsageError(`${flag} expects NAME=VALUE, got '${value}'`);
-  return [value.slice(0, i), value.slice(i + 1)];
+/** Flags of every command that loads a model. */
+export interface ModelFlags {
+  readonly tokenizer?: string;
+  readonly backend: 'ort' | 'tfjs' | 'auto';
+  readonly device?: string;
+  readonly threads?: number;
+  readonly quiet: boolean;
 }
 
 function modelOptions(cmd: Command): Command {
@@ -77,17 +45,38 @@ function modelOptions(cmd: Command): Command {
     .option('-q, --quiet', 'no progress output on stderr', false);
 }
 
-function evalOptions(cmd: Command, pplFlag = '--ppl'): Command {
+/** Flags of the commands that evaluate perplexity and zero-shot tasks. */
+export interface EvalFlags {
+  readonly ppl: string[];
+  readonly seqLen: number;
+  readonly limit?: number;
+  readonly batchSize: number;
+}
+
+function evalOptions(cmd: Command): Command {
   return cmd
-    .option(
-      `${pplFlag} <NAME=FILE>`,
-      'perplexity text (txt, jsonl with "text", parquet); repeatable',
-      collect,
-      [],
-    )
+    .option('--ppl <NAME=FILE>', 'perplexity text (txt, jsonl with "text", parquet); repeatable', collect, [])
     .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
     .option('--limit <n>', 'evaluate at most N windows / items per set', parseIntArg('--limit'))
     .option('--batch-size <n>', 'windows per forward pass', parseIntArg('--batch-size'), 8);
+}
+
+/** Flags of the commands that score with a criterion: calibration, selection, criterion options. */
+export interface CalibFlags {
+  readonly calib?: string;
+  readonly calibSamples: number;
+  readonly calibSeqLen: number;
+  readonly calibTokens?: string;
+  readonly saveCalib?: string;
+  readonly seed: number;
+  readonly attnLayers?: [number, number];
+  readonly mlpLayers?: [number, number];
+  readonly global: boolean;
+  readonly ranking?: string;
+  readonly keepLowRatio?: number;
+  readonly reduction?: string;
+  readonly opt: string[];
+  readonly plugin: string[];
 }
 
 function calibOptions(cmd: Command): Command {
@@ -109,7 +98,17 @@ function calibOptions(cmd: Command): Command {
       parseLayerRange,
     )
     .option('--mlp-layers <A:B>', 'half-open layer range for MLP pruning (default: all)', parseLayerRange)
-    .option('--global', 'rank units globally across layers instead of per layer', false)
+    .option('--global', 'the same as --ranking global-per-kind (kept from before --ranking)', false)
+    .option(
+      '--ranking <r>',
+      'block scope: which units compete: local (per layer) | global-per-kind (heads with heads, channels with channels) | global-pool (heads and channels in one pool, as the released MoreauPruner code) (default: local)',
+      parseRanking,
+    )
+    .option(
+      '--keep-low-ratio <r>',
+      "unstructured and N:M scopes: keep this fraction of the would-be-zeroed weights at random, seeded (the reference's keep_low_ratio; default 0)",
+      parseRatio,
+    )
     .option(
       '--reduction <r>',
       'reduction across group members: sum | mean | max | prod | first (default: per criterion)',
@@ -123,17 +122,76 @@ function calibOptions(cmd: Command): Command {
     .option('--plugin <module>', 'load a criterion plugin module (path or package); repeatable', collect, []);
 }
 
+// The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
+export type InfoFlags = ModelFlags & { readonly json?: string };
+export type EvalCommandFlags = ModelFlags & EvalFlags & { readonly task: string[]; readonly json?: string };
+export interface PruneFlags extends ModelFlags, CalibFlags {
+  readonly criterion?: string;
+  readonly ratio?: number;
+  readonly scope: string;
+  readonly keepFirst?: number;
+  readonly planScores: boolean;
+  readonly out: string;
+  readonly overwrite: boolean;
+  readonly steps: number;
+  readonly planOut?: string;
+  readonly plan?: string;
+  readonly dtype?: string;
+  readonly evalPpl: string[];
+  readonly seqLen: number;
+  readonly limit?: number;
+  readonly json?: string;
+}
+export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags {
+  readonly criteria: string;
+  readonly ratios: string;
+  readonly scopes: string;
+  readonly report: string;
+  readonly task: string[];
+  readonly robustness: boolean;
+  readonly perturb: string;
+}
+export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
+  readonly criteria: string;
+  readonly ratio?: number;
+  readonly scope: string;
+  readonly perturb: string;
+  readonly json?: string;
+}
+export type ExportFlags = ModelFlags & {
+  readonly onnx: string;
+  readonly seqLen: number;
+  readonly batch: number;
+};
+export interface GenerateFlags extends ModelFlags {
+  readonly prompt: string;
+  readonly maxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly topK: number;
+  readonly seed: number;
+}
+export type CriteriaFlags = { readonly plugin: string[]; readonly json?: string };
+
+/** What each command does with its model argument and its parsed flags (commands/ implements them). */
 export interface Handlers {
-  info(model: string, opts: Record<string, unknown>): Promise<void>;
-  eval(model: string, opts: Record<string, unknown>): Promise<void>;
-  prune(model: string, opts: Record<string, unknown>): Promise<void>;
-  compare(model: string, opts: Record<string, unknown>): Promise<void>;
-  robustness(model: string, opts: Record<string, unknown>): Promise<void>;
-  export(model: string, opts: Record<string, unknown>): Promise<void>;
-  generate(model: string, opts: Record<string, unknown>): Promise<void>;
-  criteria(opts: Record<string, unknown>): Promise<void>;
+  info(model: string, flags: InfoFlags): Promise<void>;
+  eval(model: string, flags: EvalCommandFlags): Promise<void>;
+  prune(model: string, flags: PruneFlags): Promise<void>;
+  compare(model: string, flags: CompareFlags): Promise<void>;
+  robustness(model: string, flags: RobustnessFlags): Promise<void>;
+  export(model: string, flags: ExportFlags): Promise<void>;
+  generate(model: string, flags: GenerateFlags): Promise<void>;
+  criteria(flags: CriteriaFlags): Promise<void>;
 }
 
+const SCOPE_LIST = 'block | channel | layer | unstructured | N:M (e.g. 2:4)';
+const SCOPE_HELP = `what a pruned unit is: ${SCOPE_LIST}. block: attention KV groups and MLP channels per layer; channel: hidden channels of the whole model; layer: whole decoder layers; unstructured: single weights, per row; N:M: N of every M consecutive weights`;
+
+/**
+ * The program. Each command's flags are declared here once, with their defaults; the interface of
+ * the same name above is their parsed type (commander yields exactly these keys).
+ */
 export function buildProgram(handlers: Handlers, version: string): Command {
   const program = new Command('moreau')
     .description(
@@ -145,7 +203,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
 
   modelOptions(program.command('info').description('parameters, layers and per-layer sizes of a model'))
     .option('--json <file>', 'also write the result as JSON')
-    .action((m, o) => handlers.info(m, o));
+    .action((m, o: InfoFlags) => handlers.info(m, o));
 
   evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy')))
     .option(
@@ -155,19 +213,25 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       [],
     )
     .option('--json <file>', 'write the results as JSON')
-    .action((m, o) => handlers.eval(m, o));
+    .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
 
   calibOptions(
     modelOptions(program.command('prune').description('score with a criterion, prune, save an HF directory')),
   )
     .option(
       '--criterion <name>',
-      'magnitude | random | taylor | moreau | moreau-gs | a plugin criterion (required unless --plan)',
+      'magnitude | random | taylor | moreau | moreau-gs | block-influence | a plugin criterion (required unless --plan or --keep-first)',
     )
     .option(
       '--ratio <r>',
-      'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan)',
+      "fraction to prune, in [0, 1): of each group's units (block, channel), of the layers (layer), of each weight row (unstructured) (required unless --plan, --keep-first or N:M)",
       parseRatio,
+    )
+    .option('--scope <s>', SCOPE_HELP, parseScopeArg, 'block')
+    .option(
+      '--keep-first <n>',
+      "layer scope, LLM-Pruner's rule: keep layers 0..N-1 and remove the rest (no criterion, no ratio)",
+      parseIntArg('--keep-first'),
     )
     .requiredOption('--out <dir>', 'output HF directory (written atomically)')
     .option('--overwrite', 'replace --out if it already exists', false)
@@ -178,6 +242,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       1,
     )
     .option('--plan-out <file>', 'write the pruning plan JSON')
+    .option(
+      '--plan-scores',
+      "write scores into the plan: unit scores, or (unstructured, N:M) each matrix's float32 salience instead of its mask bitset",
+      false,
+    )
     .option('--plan <file>', 'apply this saved plan instead of scoring')
     .option(
       '--dtype <dtype>',
@@ -187,7 +256,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
     .option('--limit <n>', 'evaluate at most N windows', parseIntArg('--limit'))
     .option('--json <file>', 'write the result as JSON')
-    .action((m, o) => handlers.prune(m, o));
+    .action((m, o: PruneFlags) => handlers.prune(m, o));
 
   evalOptions(
     calibOptions(
@@ -197,7 +266,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     ),
   )
     .requiredOption('--criteria <list>', 'comma-separated criteria, e.g. magnitude,taylor,moreau,moreau-gs')
-    .requiredOption('--ratios <list>', 'comma-separated ratios, e.g. 0.1,0.2,0.3')
+    .requiredOption(
+      '--ratios <list>',
+      'comma-separated ratios, e.g. 0.1,0.2,0.3 (N:M scopes run once, at N/M)',
+    )
+    .option('--scopes <list>', `comma-separated scopes, one chart each: ${SCOPE_LIST}`, 'block')
     .requiredOption('--report <dir>', 'report directory: report.json, report.md, report.html, charts')
     .option('--task <NAME=FILE>', 'zero-shot task to evaluate each pruned model on; repeatable', collect, [])
     .option(
@@ -206,7 +279,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       false,
     )
     .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3')
-    .action((m, o) => handlers.compare(m, o));
+    .action((m, o: CompareFlags) => handlers.compare(m, o));
 
   evalOptions(
     calibOptions(
@@ -220,16 +293,17 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     ),
   )
     .requiredOption('--criteria <list>', 'comma-separated criteria')
-    .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
+    .option('--ratio <r>', 'pruning ratio (required unless the scope is N:M)', parseRatio)
+    .option('--scope <s>', SCOPE_HELP, parseScopeArg, 'block')
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
     .option('--json <file>', 'write the result as JSON')
-    .action((m, o) => handlers.robustness(m, o));
+    .action((m, o: RobustnessFlags) => handlers.robustness(m, o));
 
   modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
     .requiredOption('--onnx <file>', 'output .onnx file')
     .option('--seq-len <n>', 'sequence length of the exported graph', parseIntArg('--seq-len'), 128)
     .option('--batch <n>', 'batch size of the exported graph', parseIntArg('--batch'), 1)
-    .action((m, o) => handlers.export(m, o));
+    .action((m, o: ExportFlags) => handlers.export(m, o));
 
   modelOptions(program.command('generate').description('generate text (temperature 0 = greedy)'))
     .option('--prompt <text>', 'prompt; empty starts from BOS', '')
@@ -238,14 +312,14 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--top-p <p>', 'nucleus sampling mass', parseNumberArg('--top-p'), 1)
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 0)
     .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1)
-    .action((m, o) => handlers.generate(m, o));
+    .action((m, o: GenerateFlags) => handlers.generate(m, o));
 
   program
     .command('criteria')
     .description('list the registered criteria and their options')
     .option('--plugin <module>', 'load a criterion plugin module first; repeatable', collect, [])
     .option('--json <file>', 'write the list as JSON')
-    .action((o) => handlers.criteria(o));
+    .action((o: CriteriaFlags) => handlers.criteria(o));
 
   program.addHelpText(
     'after',

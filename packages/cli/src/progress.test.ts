@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, ProgressReporter } from './progress.js';
+import { formatDuration, ProgressReporter } from './internal/progress.js';
 
 describe('progress without a terminal', () => {
   it('prints plain phase lines with an ETA, the prefix, and the last step; --quiet prints nothing', () => {

@@ -8,7 +8,7 @@ export type {
   TensorInput,
 } from './backend.js';
 export { getBackend, isDeviceTensor, listBackends, registerBackend } from './backend.js';
-export { type CounterKey, counterKey, fillCounterNormals } from './counter-rng.js';
+export { type CounterKey, counterKey, fillCounterNormals, perturbInto } from './counter-rng.js';
 export type { DType, FloatDType, HostData, HostTensor } from './dtype.js';
 export {
   allocate,

@@ -364,7 +364,8 @@ describe('taylor', () => {
 /**
  * The MoreauPruner loop written out step by step: evaluation point w + noise + delta for every
  * parameter (perturb=all: embedding — tied, one delta — RMSNorm weights, projections) or only the
- * group members (noise: the counter-based stream of (seed, iteration, parameter index)),
+ * group members (noise: the counter-based stream of (seed, iteration, parameter index), the point
+ * evaluated in float32),
  * delta -= lr * g (reference) or
  * lr * (g + delta / lambda) (exact), row shrinkage for Moreau-GS, average over the last steps;
  * importance = |w * average| like Taylor param_first.
@@ -397,8 +398,11 @@ async function moreauByHand(o: {
       const d = delta.get(m)!;
       const z = new Float32Array(w.length);
       fillCounterNormals(counterKey(noiseSeed, t, names.indexOf(m)), 0, z);
+      // float32 arithmetic in this order, as perturbInto evaluates it
+      const f = Math.fround;
+      const s = f(o.noiseStd);
       const x = new Float32Array(w.length);
-      for (let i = 0; i < w.length; i++) x[i] = w[i]! + o.noiseStd * Math.abs(w[i]!) * z[i]! + d[i]!;
+      for (let i = 0; i < w.length; i++) x[i] = f(f(w[i]! + f(f(s * Math.abs(w[i]!)) * z[i]!)) + d[i]!);
       point.set(m, { ...model.params.get(m)!, data: x });
     }
     const g = await grads(o.cal.iterations[o.fresh ? t : 0]!, point);

@@ -1,7 +1,7 @@
 import { Rng } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import { generate, sampleToken } from './generate.js';
-import type { ScoringModel } from './scoring-model.js';
+import { generate, sampleToken } from './internal/generate.js';
+import type { ScoringModel } from './internal/scoring-model.js';
 
 /** Next token = (last + 1) mod V, as a one-hot-ish logit row; records window lengths. */
 function counter(V: number, maxLength = 64): ScoringModel & { lengths: number[] } {

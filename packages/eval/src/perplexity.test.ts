@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { perplexity, perplexityWindows, textPerplexity } from './perplexity.js';
+import { perplexity, perplexityWindows, textPerplexity } from './internal/perplexity.js';
 import { charTokenizer, unigramModel } from './testing/toy.js';
 
 describe('perplexity (LLM-Pruner protocol)', () => {

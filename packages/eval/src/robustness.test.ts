@@ -10,7 +10,7 @@ import {
   perturbParams,
   prunedUnits,
   robustness,
-} from './robustness.js';
+} from './internal/robustness.js';
 
 const config: LlamaConfig = {
   vocabSize: 16,

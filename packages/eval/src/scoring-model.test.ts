@@ -1,8 +1,8 @@
 import { type HostTensor, jit, ReferenceBackend, type Tensor, tensor } from '@moreau/core';
 import { type LlamaConfig, llamaLogits, randomInit } from '@moreau/models';
 import { describe, expect, it } from 'vitest';
-import { lengthBucket } from './buckets.js';
-import { checkWindows, scoringModelFromLlama } from './scoring-model.js';
+import { lengthBucket } from './internal/buckets.js';
+import { checkWindows, scoringModelFromLlama } from './internal/scoring-model.js';
 
 const config: LlamaConfig = {
   vocabSize: 11,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { averageRanks, jaccard, mean, sampleSd, spearman } from './stats.js';
+import { averageRanks, jaccard, mean, sampleSd, spearman } from './internal/stats.js';
 
 describe('statistics', () => {
   it('average ranks for ties', () => {

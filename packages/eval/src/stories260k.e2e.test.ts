@@ -10,13 +10,17 @@ import path from 'node:path';
 import type { Backend } from '@moreau/core';
 import { type Checkpoint, Llama2cTokenizer, loadLlama2c } from '@moreau/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generate } from './generate.js';
-import { perplexity } from './perplexity.js';
-import { type ScoringModel, scoringModelFromLlama } from './scoring-model.js';
-import { loadTask, STANDARD_TASKS } from './tasks.js';
+import {
+  evaluateTask,
+  generate,
+  loadTask,
+  perplexity,
+  readText,
+  type ScoringModel,
+  STANDARD_TASKS,
+  scoringModelFromLlama,
+} from './index.js';
 import { missingShared, SHARED } from './testing/shared.js';
-import { readText } from './text-source.js';
-import { evaluateTask } from './zeroshot.js';
 
 const texts = {
   tinystories: 'data/tinystories/tinystories_validation_head.txt',

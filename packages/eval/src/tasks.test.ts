@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hellaswagPreprocess, loadTask, readFoundryJsonl, STANDARD_TASKS, taskFile } from './tasks.js';
+import {
+  hellaswagPreprocess,
+  loadTask,
+  readFoundryJsonl,
+  STANDARD_TASKS,
+  taskFile,
+} from './internal/tasks.js';
 import { missingShared, SHARED } from './testing/shared.js';
 
 const files = [...STANDARD_TASKS, 'lambada_openai', 'copa'].map((t) =>

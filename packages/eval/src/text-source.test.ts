@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, describe, expect, it } from 'vitest';
-import { detectFormat, joinDocuments, readDocuments, readText } from './text-source.js';
+import { detectFormat, joinDocuments, readDocuments, readText } from './internal/text-source.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'moreau-eval-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,10 +1,10 @@
 import { type HostTensor, jit, ReferenceBackend, type Tensor, tensor } from '@moreau/core';
 import { type LlamaConfig, llamaTargetNll, randomInit } from '@moreau/models';
 import { describe, expect, it } from 'vitest';
-import { scoringModelFromLlama } from './scoring-model.js';
-import type { MultipleChoiceItem, ZeroShotTask } from './tasks.js';
+import { scoringModelFromLlama } from './internal/scoring-model.js';
+import type { MultipleChoiceItem, ZeroShotTask } from './internal/tasks.js';
+import { encodeRequest, evaluateTask, multipleChoiceMetrics, scoreRequests } from './internal/zeroshot.js';
 import { charTokenizer, unigramModel } from './testing/toy.js';
-import { encodeRequest, evaluateTask, multipleChoiceMetrics, scoreRequests } from './zeroshot.js';
 
 // Alphabet ' ' a b c q -> ids 1..5 (0 is BOS). Every position predicts:
 // ' ' 1/4, a 1/8, b 1/2, c 1/16, q 1/16 (BOS never).

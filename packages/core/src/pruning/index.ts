@@ -33,4 +33,4 @@ export { parseRanking, parseScope, RANKINGS, SCOPE_KINDS } from './scope.js';
 export type { ChannelMode, Reduction } from './scoring.js';
 export { REDUCTIONS } from './scoring.js';
 export type { MatrixSparsity, SparsityReport } from './sparsity.js';
-export { countNonZero, sparsityReport } from './sparsity.js';
+export { countNonZero, NM_WIDTHS, sparsityReport } from './sparsity.js';

@@ -52,7 +52,8 @@ export interface PlanOptions {
   readonly options?: Readonly<Record<string, unknown>>;
   /**
    * Fraction to prune: of each group's units (block, channel), of the candidate layers (layer), of
-   * each matrix row (unstructured). Ignored by N:M; not allowed with `keepFirst`.
+   * each matrix row (unstructured). N:M and `keepFirst` fix it themselves (N / M, the removed
+   * layers' share) and record that in the plan; give none with them.
    */
   readonly ratio?: number;
   /** What a unit is: 'block' (default), 'channel', 'layer', 'unstructured' or 'N:M' such as '2:4'. */
@@ -172,7 +173,15 @@ function resolveRun(model: PrunableModel, opts: PlanOptions): Run {
   if (opts.reduction !== undefined && !REDUCTIONS.includes(opts.reduction)) {
     throw usage(`unknown reduction '${opts.reduction}'; valid: ${REDUCTIONS.join(', ')}`, 'reduction');
   }
-  const ratio = keepFirst !== undefined ? (model.numLayers - keepFirst) / model.numLayers : opts.ratio;
+  if (scope.kind === 'n:m' && opts.ratio !== undefined && opts.ratio !== scope.n / scope.m)
+    throw usage(`scope ${scope.name} zeroes ${scope.n} of every ${scope.m} weights: drop the ratio`, 'ratio');
+  // keep-first and N:M fix the fraction themselves; the plan records it.
+  const ratio =
+    keepFirst !== undefined
+      ? (model.numLayers - keepFirst) / model.numLayers
+      : scope.kind === 'n:m'
+        ? scope.n / scope.m
+        : opts.ratio;
   if (ratio === undefined) throw usage('a ratio is required', 'ratio');
   keptCount(1, ratio); // validates the ratio
   const ranking = parseRanking(opts.ranking ?? 'local');

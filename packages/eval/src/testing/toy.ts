@@ -2,8 +2,8 @@
  * Toy components for unit tests: a character tokenizer and a context-free ("unigram") scoring
  * model whose log-likelihoods are easy to compute by hand.
  */
-import type { TextEncoder } from '../perplexity.js';
-import type { ScoringModel, TokenScores } from '../scoring-model.js';
+import type { TextEncoder } from '../internal/perplexity.js';
+import type { ScoringModel, TokenScores } from '../internal/scoring-model.js';
 
 /** Characters -> ids 1.. ; id 0 is BOS. */
 export function charTokenizer(alphabet: string): TextEncoder & { vocabSize: number } {

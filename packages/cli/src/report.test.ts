@@ -1,12 +1,21 @@
+import type { PruneScope } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
-import { renderChart, reportCharts } from './charts.js';
-import { comparisonTable, markdownTable, renderHtml, renderMarkdown, textSummary } from './render.js';
-import type { CompareReport } from './types.js';
+import { renderChart, reportCharts } from './internal/report/charts.js';
+import {
+  comparisonTable,
+  markdownTable,
+  renderHtml,
+  renderMarkdown,
+  textSummary,
+} from './internal/report/render.js';
+import type { CompareReport } from './internal/report/types.js';
 
-const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
+const run = (criterion: string, ratio: number, ppl: number, acc: number, scope: PruneScope = 'block') => ({
+  scope,
   criterion,
   ratio,
   params_after: ratio === 0.1 ? 900 : 800,
+  nonzero_after: ratio === 0.1 ? 900 : 800,
   params_left: ratio === 0.1 ? 0.9 : 0.8,
   ppl: { wiki: ppl },
   nll: { wiki: Math.log(ppl) },
@@ -19,7 +28,7 @@ const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
 
 const report: CompareReport = {
   format: 'moreau-compare-report',
-  version: 1,
+  version: 2,
   created: '2026-01-01T00:00:00.000Z',
   moreau: '0.0.0',
   model: {
@@ -36,6 +45,7 @@ const report: CompareReport = {
   settings: {
     criteria: ['taylor', 'moreau'],
     ratios: [0.1, 0.2],
+    scopes: ['block'],
     options: { taylor: { variant: 'param_first' }, moreau: { iterations: 2 } },
     ppl_texts: { wiki: 'wiki.txt' },
     tasks: { arc_easy: 'arc.jsonl' },
@@ -43,7 +53,8 @@ const report: CompareReport = {
     limit: 4,
     calibration: { source: 'calib.txt', samples: 2, seq_len: 32, iterations: 2 },
     seed: 1,
-    scope: 'local',
+    ranking: 'local',
+    keep_low_ratio: 0,
     attn_layers: null,
     mlp_layers: null,
     perturbations: ['fp16', 'gauss:0.01x2'],
@@ -115,6 +126,39 @@ describe('comparison report rendering', () => {
     expect(text).toMatch(/\| taylor\s+\| gauss:0\.01x2\s+\| 0\.800 ± 0\.050 \|/);
   });
 
+  it('several scopes: a scope column, best per scope and ratio, one perplexity chart per scope', () => {
+    const scoped: CompareReport = {
+      ...report,
+      settings: { ...report.settings, scopes: ['block', 'unstructured'] },
+      runs: [
+        run('taylor', 0.1, 12, 0.4),
+        run('moreau', 0.1, 11, 0.45),
+        { ...run('taylor', 0.1, 14, 0.4, 'unstructured'), nonzero_after: 901, params_left: 0.901 },
+        run('moreau', 0.1, 15, 0.45, 'unstructured'),
+      ],
+      robustness: { 'unstructured 0.1': report.robustness!['0.2']! },
+    };
+    const t = comparisonTable(scoped);
+    expect(t.header.slice(0, 4)).toEqual(['scope', 'criterion', 'ratio', 'params']);
+    expect(t.rows.map((r) => r.slice(0, 4).join('@'))).toEqual([
+      '@dense@0@1,000',
+      'block@taylor@0.1@900',
+      'block@moreau@0.1@900',
+      'unstructured@taylor@0.1@901',
+      'unstructured@moreau@0.1@900',
+    ]);
+    expect(t.best?.has('2,5')).toBe(true); // block: moreau's perplexity 11
+    expect(t.best?.has('3,5')).toBe(true); // unstructured: taylor's 14
+    expect(reportCharts({ ...scoped, robustness: undefined }).map((c) => c.name)).toEqual([
+      'perplexity_vs_ratio_block',
+      'accuracy_vs_ratio_block',
+      'perplexity_vs_ratio_unstructured',
+      'accuracy_vs_ratio_unstructured',
+    ]);
+    expect(textSummary(scoped)).toMatch(/robustness at unstructured, ratio 0\.1 /);
+    expect(renderMarkdown(scoped, [])).toContain('scopes block, unstructured; local ranking (block)');
+  });
+
   it('markdown and a self-contained, escaped HTML page', () => {
     const md = renderMarkdown(report, []);
     expect(md).toMatch(/^# Pruning comparison: toy <model>/);
@@ -141,5 +185,18 @@ describe('comparison report rendering', () => {
     expect(r.svg).toContain('gauss:0.01x2');
     expect(r.svg).toContain('moreau');
     expect(Buffer.from(r.png.subarray(0, 8)).toString('hex')).toBe('89504e470d0a1a0a');
+  }, 60_000);
+
+  it('the perplexity axis fits the data instead of spanning whole decades', async () => {
+    const runs = [run('taylor', 0.1, 121.5, 0.4), run('moreau', 0.1, 124.8, 0.4)];
+    const narrow = { ...report, runs, dense: { ...report.dense, ppl: { wiki: 108.6 } } };
+    const { svg } = await renderChart(reportCharts(narrow)[0]!);
+    const ticks = [...svg.matchAll(/<text[^>]*>([\d,.]+)<\/text>/g)].map((m) =>
+      Number(m[1]!.replace(/,/g, '')),
+    );
+    const ppl = ticks.filter((t) => t > 1);
+    expect(ppl.length).toBeGreaterThan(2);
+    expect(Math.min(...ppl)).toBeGreaterThanOrEqual(100);
+    expect(Math.max(...ppl)).toBeLessThanOrEqual(130);
   }, 60_000);
 });

@@ -1,9 +1,10 @@
 import { getCriterion, listCriteria } from '@moreau/core';
+import type { CriteriaFlags } from '../../program.js';
+import { type CommandContext, loadPlugins } from '../context.js';
 import { writeJsonAtomic } from '../output.js';
-import { loadPlugins, type Opts } from './context.js';
 
-export async function criteriaCommand(opts: Opts): Promise<void> {
-  await loadPlugins(opts.plugin);
+export async function criteriaCommand({ flags, out }: CommandContext<CriteriaFlags>): Promise<void> {
+  await loadPlugins(flags.plugin);
   const list = listCriteria().map((name) => {
     const c = getCriterion(name);
     return {
@@ -15,14 +16,14 @@ export async function criteriaCommand(opts: Opts): Promise<void> {
     };
   });
   for (const c of list) {
-    process.stdout.write(`${c.name} — ${c.description}\n`);
-    process.stdout.write(
+    out(`${c.name} — ${c.description}\n`);
+    out(
       `  needs: ${[c.requires.gradients && 'gradients', c.requires.calibration && 'calibration'].filter(Boolean).join(', ') || 'weights only'}; default reduction: ${c.default_reduction}\n`,
     );
     for (const [k, o] of Object.entries(c.options)) {
       const values = o.type === 'enum' ? ` (${o.values.join(' | ')})` : '';
-      process.stdout.write(`  --opt ${k}=${String(o.default)}${values}  ${o.description}\n`);
+      out(`  --opt ${k}=${String(o.default)}${values}  ${o.description}\n`);
     }
   }
-  if (opts.json) await writeJsonAtomic(String(opts.json), { criteria: list });
+  if (flags.json) await writeJsonAtomic(flags.json, { criteria: list });
 }

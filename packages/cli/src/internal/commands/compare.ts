@@ -1,0 +1,314 @@
+/**
+ * `moreau compare`: prunes with every criterion at every scope and ratio in memory, evaluates each
+ * pruned model, optionally runs the robustness analysis, and writes a report directory atomically
+ * (one chart per scope).
+ *
+ * At the unit scopes (block, channel, layer) a criterion's unit scores do not depend on the ratio
+ * (the ratio only decides how many units the selection keeps), so each criterion scores the model
+ * once per scope; the other ratios re-select from those scores. The element scopes (unstructured,
+ * N:M) turn salience into masks as it arrives and score again per ratio; N:M runs once, at N / M.
+ * The plans are exactly those `moreau prune` makes with the same flags.
+ */
+import {
+  type CalibrationSet,
+  type Criterion,
+  countNonZero,
+  countParams,
+  getCriterion,
+  type PruneScope,
+  parseScope,
+  planToJSON,
+  prune,
+  resolveOptions,
+} from '@moreau/core';
+import type { RobustnessReport } from '@moreau/eval';
+import type { LlamaModel, LoadedModel } from '@moreau/models';
+import type { CompareFlags } from '../../program.js';
+import { VERSION } from '../../version.js';
+import {
+  type BackendContext,
+  backendInfo,
+  type CommandContext,
+  calibrationFromFlags,
+  loadPlugins,
+  openModel,
+  withBackend,
+} from '../context.js';
+import { evaluate } from '../evaluate.js';
+import {
+  checkCriterionScopes,
+  criteriaFlag,
+  criteriaOptions,
+  namedFiles,
+  perturbFlag,
+  planOptionsFromFlags,
+  rankingFlag,
+  ratiosFlag,
+  requireInputFiles,
+  scopesFlag,
+  taskFlags,
+  UsageError,
+} from '../flags.js';
+import { textSummary } from '../report/render.js';
+import type { CompareReport, CompareRun } from '../report/types.js';
+import { checkReportDir, writeReport } from '../report/write.js';
+import { modelSummary } from './info.js';
+import { runRobustness } from './robustness.js';
+
+/** What to compare, from the flags and the loaded model. */
+interface Comparison {
+  readonly source: string;
+  readonly loaded: LoadedModel;
+  readonly criteria: readonly { readonly name: string; readonly options: Record<string, string> }[];
+  readonly ratios: readonly number[];
+  readonly scopes: readonly PruneScope[];
+  readonly texts: readonly [string, string][];
+  readonly tasks: readonly [string, string][];
+  readonly perturbations: readonly string[] | null;
+}
+
+const seconds = (since: number) => (performance.now() - since) / 1000;
+
+/** The ratios a scope runs at: N:M fixes its own (N / M). */
+function ratiosAt(scope: PruneScope, ratios: readonly number[]): readonly number[] {
+  const s = parseScope(scope);
+  return s.kind === 'n:m' ? [s.n / s.m] : ratios;
+}
+
+export async function compareCommand(source: string, ctx: CommandContext<CompareFlags>) {
+  const started = performance.now();
+  const c = await comparison(source, ctx.flags);
+  await withBackend(ctx, async (run) => {
+    const { progress } = run;
+    const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
+    const params = countParams(c.loaded.model.params);
+    progress.note(
+      `model ${source}: ${params.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device}); ${n(c.criteria.length, 'criterion', 'criteria')} x ${n(c.ratios.length, 'ratio', 'ratios')}${c.scopes.length > 1 ? ` x ${c.scopes.length} scopes` : ''}`,
+    );
+    const calibration = await sharedCalibration(run.flags, c);
+    const total = 1 + c.criteria.length * c.scopes.reduce((k, s) => k + ratiosAt(s, c.ratios).length, 0);
+    let step = 0;
+    const label = (what: string) => {
+      step++;
+      progress.prefix = `[${step}/${total}] ${what}: `;
+    };
+    const evaluateModel = (model: LlamaModel) => evaluate(run, model, c.loaded.tokenizer, c.texts, c.tasks);
+
+    label('dense');
+    const denseStart = performance.now();
+    const dense = { params, ...(await evaluateModel(c.loaded.model)), seconds: seconds(denseStart) };
+    const runs: CompareRun[] = [];
+    const plans = new Map<string, string>();
+    const several = c.scopes.length > 1;
+    for (const scope of c.scopes) {
+      for (const spec of c.criteria) {
+        const pruneAt = scoredOnce(run, c.loaded.model, spec, scope, calibration);
+        for (const ratio of ratiosAt(scope, c.ratios)) {
+          label(`${several ? `${scope} ` : ''}${spec.name} ${ratio}`);
+          const { result, scoreSeconds, cutSeconds } = await pruneAt(ratio);
+          const model = result.model as LlamaModel;
+          const evalStart = performance.now();
+          const ev = await evaluateModel(model);
+          const evalSeconds = seconds(evalStart);
+          const paramsAfter = countParams(model.params);
+          // Zeroed weights are not parameters left: element scopes count non-zeros.
+          const nonzero = result.plan.masks.length ? countNonZero(model.params) : paramsAfter;
+          const plan = `plans/${several ? `${scope.replace(':', '-')}-` : ''}${spec.name}-${ratio}.json`;
+          plans.set(plan, planToJSON(result.plan));
+          runs.push({
+            scope,
+            criterion: spec.name,
+            ratio,
+            params_after: paramsAfter,
+            nonzero_after: nonzero,
+            params_left: nonzero / params,
+            ppl: ev.ppl,
+            nll: ev.nll,
+            tasks: ev.tasks,
+            seconds: scoreSeconds + cutSeconds + evalSeconds,
+            score_seconds: scoreSeconds,
+            eval_seconds: evalSeconds,
+            plan,
+          });
+        }
+      }
+    }
+    let robustness: Record<string, RobustnessReport> | undefined;
+    if (c.perturbations) {
+      robustness = {};
+      for (const scope of c.scopes) {
+        for (const ratio of ratiosAt(scope, c.ratios)) {
+          const key = several ? `${scope} ${ratio}` : String(ratio);
+          progress.prefix = `robustness ${key}: `;
+          robustness[key] = await runRobustness(run, c.loaded, {
+            ratio,
+            selection: planOptionsFromFlags(run.flags, scope, { lenient: true }),
+            criteria: c.criteria,
+            perturbations: c.perturbations,
+            evalText: c.texts[0]![1],
+            calibration,
+          });
+        }
+      }
+    }
+    progress.prefix = '';
+    progress.note(`writing the report to ${run.flags.report}`);
+    const { report } = await writeReport(
+      run.flags.report,
+      {
+        ...reportHead(run, c, calibration),
+        dense,
+        runs,
+        ...(robustness ? { robustness } : {}),
+        seconds: seconds(started),
+      },
+      plans,
+    );
+    run.out(textSummary(report));
+    run.out(
+      `\nreport: ${run.flags.report}/report.html (report.json, report.md, ${report.charts.join(', ')})\n`,
+    );
+  });
+}
+
+/** Checks every flag before the model loads (a typo costs nothing), then loads it. */
+async function comparison(source: string, flags: CompareFlags): Promise<Comparison> {
+  await loadPlugins(flags.plugin);
+  const names = criteriaFlag(flags.criteria, { unique: true });
+  const ratios = ratiosFlag(flags.ratios);
+  const scopes = scopesFlag(flags.scopes);
+  checkCriterionScopes(names, scopes);
+  rankingFlag(flags);
+  const criteria = criteriaOptions(names, flags.opt);
+  const tasks = taskFlags(flags.task);
+  const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
+  let texts = namedFiles('--ppl', flags.ppl);
+  requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  await checkReportDir(flags.report);
+
+  const loaded = await openModel(source, flags);
+  if (texts.length === 0 && loaded.defaultText) texts = [['heldout', loaded.defaultText]];
+  if (texts.length === 0 && tasks.length === 0) {
+    throw new UsageError(
+      `compare needs --ppl NAME=FILE or --task NAME=FILE: '${source}' ships no held-out text`,
+    );
+  }
+  if (perturbations && texts.length === 0)
+    throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
+  return { source, loaded, criteria, ratios, scopes, texts, tasks, perturbations };
+}
+
+/** The report's description of the run: model, backend and settings (every default filled in). */
+function reportHead(
+  { flags, backend }: BackendContext<CompareFlags>,
+  c: Comparison,
+  calibration: CalibrationSet | undefined,
+): Pick<CompareReport, 'format' | 'version' | 'created' | 'moreau' | 'model' | 'backend' | 'settings'> {
+  const { format, params, layers, heads, kv_heads, intermediate_size, vocab_size } = modelSummary(c.loaded);
+  const replayed = flags.calibTokens ? calibration?.iterations[0] : undefined;
+  return {
+    format: 'moreau-compare-report',
+    version: 2,
+    created: new Date().toISOString(),
+    moreau: VERSION,
+    model: { source: c.source, format, params, layers, heads, kv_heads, intermediate_size, vocab_size },
+    backend: backendInfo(backend),
+    settings: {
+      criteria: c.criteria.map((s) => s.name),
+      ratios: c.ratios,
+      scopes: c.scopes,
+      options: Object.fromEntries(
+        c.criteria.map((s) => [s.name, resolveOptions(getCriterion(s.name), s.options)]),
+      ),
+      ppl_texts: Object.fromEntries(c.texts),
+      tasks: Object.fromEntries(c.tasks),
+      seq_len: flags.seqLen,
+      limit: flags.limit ?? null,
+      calibration: calibration
+        ? {
+            source: flags.calibTokens || flags.calib || c.loaded.defaultText || null,
+            samples: flags.calibTokens ? (replayed?.length ?? null) : flags.calibSamples,
+            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : flags.calibSeqLen,
+            iterations: calibration.iterations.length,
+          }
+        : null,
+      seed: flags.seed,
+      ranking: rankingFlag(flags) ?? 'local',
+      keep_low_ratio: flags.keepLowRatio ?? 0,
+      attn_layers: flags.attnLayers ?? null,
+      mlp_layers: flags.mlpLayers ?? null,
+      perturbations: c.perturbations,
+    },
+  };
+}
+
+/**
+ * One calibration set for every criterion (as many fresh iterations as the hungriest needs): every
+ * criterion sees the same first windows, and --save-calib writes exactly what was used.
+ */
+async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<CalibrationSet | undefined> {
+  const needing = c.criteria.filter((s) => getCriterion(s.name).requires.calibration);
+  if (needing.length === 0) return undefined;
+  const iterations = Math.max(
+    1,
+    ...needing.map((s) => {
+      const criterion = getCriterion(s.name);
+      return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
+    }),
+  );
+  return calibrationFromFlags(c.loaded, flags, iterations);
+}
+
+/**
+ * Prunes with one criterion at one scope at any ratio: the first call scores the model, later calls
+ * re-select from those scores (scoreSeconds is the first call's time, cutSeconds the re-selection's).
+ * Element scopes have no unit scores to keep: every call scores.
+ */
+function scoredOnce(
+  run: BackendContext<CompareFlags>,
+  model: LlamaModel,
+  spec: Comparison['criteria'][number],
+  scope: PruneScope,
+  calibration: CalibrationSet | undefined,
+) {
+  const criterion = getCriterion(spec.name);
+  const kind = parseScope(scope).kind;
+  const reuse = kind !== 'unstructured' && kind !== 'n:m';
+  const base = {
+    ...planOptionsFromFlags(run.flags, scope, { lenient: true }),
+    options: spec.options,
+    calibration: criterion.requires.calibration ? calibration : undefined,
+    backend: run.backend,
+    signal: run.signal,
+    onProgress: run.progress.update,
+  };
+  let cached: Criterion | undefined;
+  let scoreSeconds = 0;
+  return async (ratio: number) => {
+    const t0 = performance.now();
+    const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
+    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
+    scoreSeconds = seconds(t0);
+    if (reuse) cached = fromScores(criterion, result.scores);
+    return { result, scoreSeconds, cutSeconds: 0 };
+  };
+}
+
+/** The same criterion, scoring from scores computed earlier (plans are identical; no recomputation). */
+function fromScores(criterion: Criterion, scores: ReadonlyMap<string, Float64Array>): Criterion {
+  return {
+    name: criterion.name,
+    description: criterion.description,
+    options: criterion.options,
+    defaultReduction: criterion.defaultReduction,
+    channelMode: (o) => criterion.channelMode(o),
+    requires: { gradients: false, calibration: false },
+    score: async (ctx) => ({
+      unitScores: ctx.groups.map((g) => {
+        const s = scores.get(g.id);
+        if (!s || s.length !== g.units) throw new Error(`compare: no cached scores for group ${g.id}`);
+        return s;
+      }),
+    }),
+  };
+}

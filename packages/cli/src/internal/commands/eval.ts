@@ -1,0 +1,41 @@
+import type { EvalCommandFlags } from '../../program.js';
+import { backendInfo, type CommandContext, openModel, withBackend } from '../context.js';
+import { evaluate } from '../evaluate.js';
+import { namedFiles, requireInputFiles, taskFlags, UsageError } from '../flags.js';
+import { writeJsonAtomic } from '../output.js';
+import { modelSummary } from './info.js';
+
+export async function evalCommand(source: string, ctx: CommandContext<EvalCommandFlags>) {
+  const { flags } = ctx;
+  const texts = namedFiles('--ppl', flags.ppl);
+  const tasks = taskFlags(flags.task);
+  if (texts.length === 0 && tasks.length === 0)
+    throw new UsageError('eval needs at least one --ppl NAME=FILE or --task NAME=FILE');
+  requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  const loaded = await openModel(source, flags);
+  await withBackend(ctx, async (run) => {
+    const {
+      ppl,
+      nll,
+      tokens,
+      tasks: scores,
+    } = await evaluate(run, loaded.model, loaded.tokenizer, texts, tasks);
+    for (const [k, v] of Object.entries(ppl)) {
+      ctx.out(`ppl ${k.padEnd(16)} ${v.toFixed(4)}  (nll ${nll[k]!.toFixed(5)}, ${tokens[k]} tokens)\n`);
+    }
+    for (const [k, v] of Object.entries(scores)) {
+      ctx.out(
+        `task ${k.padEnd(15)} acc ${v.acc.toFixed(4)}  acc_norm ${v.acc_norm === null ? '   -  ' : v.acc_norm.toFixed(4)}  n ${v.n}\n`,
+      );
+    }
+    const result = {
+      model: modelSummary(loaded),
+      backend: backendInfo(run.backend),
+      ppl,
+      nll,
+      tokens,
+      tasks: scores,
+    };
+    if (flags.json) await writeJsonAtomic(flags.json, result);
+  });
+}

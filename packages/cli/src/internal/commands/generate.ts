@@ -1,0 +1,45 @@
+import { generate, scoringModelFromLlama } from '@moreau/eval';
+import type { GenerateFlags } from '../../program.js';
+import { type CommandContext, openModel, withBackend } from '../context.js';
+
+/** Streams generated text to stdout; an empty prompt starts from BOS alone. */
+export async function generateCommand(source: string, ctx: CommandContext<GenerateFlags>) {
+  const { flags, out } = ctx;
+  const { model, tokenizer: tok } = await openModel(source, ctx.flags);
+  await withBackend(ctx, async ({ backend, signal }) => {
+    const ids = flags.prompt
+      ? tok.encode(flags.prompt, { bos: true })
+      : tok.bosId !== undefined
+        ? [tok.bosId]
+        : [];
+    if (ids.length === 0) ids.push(0);
+    const scorer = scoringModelFromLlama(model.params, model.config, backend, { batchSize: 1 });
+    out(flags.prompt);
+    const all = [...ids];
+    let printed = tok.decode(all);
+    try {
+      await generate(scorer, ids, {
+        maxNewTokens: flags.maxTokens,
+        temperature: flags.temperature,
+        topP: flags.topP,
+        topK: flags.topK,
+        seed: flags.seed,
+        signal,
+        onToken: (id) => {
+          all.push(id);
+          const text = tok.decode(all);
+          // Print only what the new token added; a partial UTF-8 sequence waits for the next one.
+          if (text.startsWith(printed) && !text.endsWith('\uFFFD')) {
+            out(text.slice(printed.length));
+            printed = text;
+          }
+        },
+      });
+      const final = tok.decode(all);
+      if (final.startsWith(printed)) out(final.slice(printed.length));
+      out('\n');
+    } finally {
+      scorer.dispose();
+    }
+  });
+}

@@ -1,0 +1,347 @@
+/**
+ * Every flag's parsing and validation, in one place: the argument parsers commander runs while it
+ * reads the command line, and the checks a command runs before it loads a model (names against
+ * the criterion registry, NAME=FILE lists, files that must exist, flags that exclude each other).
+ * Defaults are not restated here: program.ts declares them, and the parsed flags carry them.
+ */
+import { existsSync } from 'node:fs';
+import {
+  type Criterion,
+  getCriterion,
+  InputError,
+  type OptionValues,
+  type PlanOptions,
+  type PruneScope,
+  parseRanking as parseRankingName,
+  parseScope,
+  type Ranking,
+  resolveOptions,
+} from '@moreau/core';
+import { parsePerturbation, perturbationName, STANDARD_TASKS } from '@moreau/eval';
+import { InvalidArgumentError } from 'commander';
+import type { CalibFlags, ModelFlags, PruneFlags } from '../program.js';
+
+/** A flag error found by a command: exit 2 with the command's help. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Runs `f`, turning any error into a usage error (optionally prefixed with the flag). */
+function usage<T>(f: () => T, prefix = ''): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new UsageError(`${prefix}${(e as Error).message}`);
+  }
+}
+
+// Commander's argument parsers: a bad value is reported by commander with the flag's name.
+
+export const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function parseRatio(value: string): number {
+  const r = Number(value);
+  if (value.trim() === '' || !Number.isFinite(r) || r < 0 || r >= 1) {
+    throw new InvalidArgumentError(`ratio must be a number in [0, 1), got '${value}'`);
+  }
+  return r;
+}
+
+export function parseIntArg(name: string, min = 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${value}'`);
+    return n;
+  };
+}
+
+export function parseNumberArg(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n))
+      throw new InvalidArgumentError(`${name} must be a number, got '${value}'`);
+    return n;
+  };
+}
+
+export function parseLayerRange(value: string): [number, number] {
+  const m = /^(\d+):(\d+)$/.exec(value);
+  if (!m || Number(m[1]) > Number(m[2]))
+    throw new InvalidArgumentError(`layer range must be A:B with A <= B (half-open), got '${value}'`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** --scope: block | channel | layer | unstructured | N:M. */
+export function parseScopeArg(value: string): PruneScope {
+  try {
+    return parseScope(value).name;
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+/** --ranking: local | global-per-kind | global-pool ('global' = global-per-kind). */
+export function parseRanking(value: string): Ranking {
+  try {
+    return parseRankingName(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+const TFJS_DEVICES = ['cuda', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
+type TfjsDevice = (typeof TFJS_DEVICES)[number];
+
+/**
+ * --backend and --device: auto picks the best registered engine (ort first); --device cpu|cuda
+ * means ort, a tfjs engine name (node-gpu | node | wasm) means tfjs.
+ */
+export function backendFlags({
+  backend,
+  device,
+}: ModelFlags):
+  | { name: 'auto' }
+  | { name: 'ort'; device: 'cpu' | 'cuda' }
+  | { name: 'tfjs'; device?: TfjsDevice } {
+  let name: string = backend;
+  if (name === 'auto') {
+    if (device === undefined) return { name: 'auto' };
+    name = ['node-gpu', 'node', 'wasm'].includes(device) ? 'tfjs' : 'ort';
+  }
+  if (name === 'ort') {
+    if (device !== undefined && device !== 'cpu' && device !== 'cuda')
+      throw new UsageError(`--device for ort must be cpu or cuda, got '${device}'`);
+    return { name: 'ort', device: device ?? 'cpu' };
+  }
+  if (device !== undefined && !TFJS_DEVICES.includes(device as TfjsDevice))
+    throw new UsageError(`--device for tfjs must be cuda, node-gpu, node, wasm or cpu, got '${device}'`);
+  return { name: 'tfjs', device: device as TfjsDevice | undefined };
+}
+
+// Checks the commands run before loading a model.
+
+/** NAME=VALUE pairs (for --ppl, --task, --opt). */
+export function parsePair(flag: string, value: string): [string, string] {
+  const i = value.indexOf('=');
+  if (i <= 0 || i === value.length - 1) throw new UsageError(`${flag} expects NAME=VALUE, got '${value}'`);
+  return [value.slice(0, i), value.slice(i + 1)];
+}
+
+/** NAME=FILE pairs of a repeatable flag, names unique. */
+export function namedFiles(flag: string, pairs: readonly string[]): [string, string][] {
+  const seen = new Set<string>();
+  return pairs.map((p) => {
+    const [name, file] = parsePair(flag, p);
+    if (seen.has(name)) throw new UsageError(`${flag}: the name '${name}' is given twice`);
+    seen.add(name);
+    return [name, file];
+  });
+}
+
+function listFlag(flag: string, value: string): string[] {
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (items.length === 0) throw new UsageError(`${flag} needs a comma-separated list`);
+  return items;
+}
+
+/** --ratios: each in [0, 1), no duplicates, kept in the given order. */
+export function ratiosFlag(value: string): number[] {
+  const ratios = listFlag('--ratios', value).map((r) => usage(() => parseRatio(r), '--ratios: '));
+  if (new Set(ratios).size !== ratios.length)
+    throw new UsageError(`--ratios: a ratio is listed twice in '${value}'`);
+  return ratios;
+}
+
+/** --scopes: each a valid scope, no duplicates, kept in the given order. */
+export function scopesFlag(value: string): PruneScope[] {
+  const scopes = listFlag('--scopes', value).map((s) => usage(() => parseScope(s).name, '--scopes: '));
+  if (new Set(scopes).size !== scopes.length)
+    throw new UsageError(`--scopes: a scope is listed twice in '${value}'`);
+  return scopes;
+}
+
+/** Every criterion must score every scope asked for: a mismatch names both (before any work). */
+export function checkCriterionScopes(names: readonly string[], scopes: readonly PruneScope[]): void {
+  for (const name of names) {
+    const c = getCriterion(name);
+    for (const scope of scopes) {
+      if (c.scopes && !c.scopes.includes(parseScope(scope).kind))
+        throw new UsageError(
+          `criterion '${name}' cannot prune at scope '${scope}': it scores ${c.scopes.join(', ')} only`,
+        );
+    }
+  }
+}
+
+/** --criteria: names checked against the registry (the error lists the valid ones). */
+export function criteriaFlag(value: string, { unique = false } = {}): string[] {
+  const names = listFlag('--criteria', value);
+  for (const n of names) usage(() => getCriterion(n));
+  if (unique && new Set(names).size !== names.length)
+    throw new UsageError(`--criteria: a criterion is listed twice in '${value}'`);
+  return names;
+}
+
+/** --perturb: every item parsed now (canonical names), so a typo fails before any work. */
+export function perturbFlag(value: string): string[] {
+  return listFlag('--perturb', value).map((p) =>
+    usage(() => perturbationName(parsePerturbation(p)), '--perturb: '),
+  );
+}
+
+/** The --task names: the harness's multiple-choice tasks, and LAMBADA. */
+const TASK_NAMES: readonly string[] = [...STANDARD_TASKS, 'lambada'];
+
+/** --task NAME=FILE pairs, names checked. */
+export function taskFlags(pairs: readonly string[]): [string, string][] {
+  const tasks = namedFiles('--task', pairs);
+  for (const [name] of tasks) {
+    if (!TASK_NAMES.includes(name))
+      throw new UsageError(`--task: unknown task '${name}'; valid: ${TASK_NAMES.join(', ')}`);
+  }
+  return tasks;
+}
+
+/** One criterion and its options from --criterion and --opt (prune). */
+export function criterionFromFlags(
+  name: string,
+  optPairs: readonly string[],
+): { criterion: Criterion; options: Record<string, string>; resolved: OptionValues } {
+  const criterion = usage(() => getCriterion(name));
+  const options = Object.fromEntries(optPairs.map((p) => parsePair('--opt', p)));
+  return { criterion, options, resolved: usage(() => resolveOptions(criterion, options)) };
+}
+
+/**
+ * --opt KEY=VALUE for several criteria (compare, robustness): each pair applies to the criteria
+ * that document KEY, and a key no listed criterion documents is a usage error.
+ */
+export function criteriaOptions(
+  criteria: readonly string[],
+  optPairs: readonly string[],
+): { name: string; options: Record<string, string> }[] {
+  for (const p of optPairs) {
+    const k = p.slice(0, Math.max(0, p.indexOf('=')));
+    if (!criteria.some((n) => k in getCriterion(n).options)) {
+      throw new UsageError(
+        `--opt ${k}: none of ${criteria.join(', ')} has this option; valid: ${[...new Set(criteria.flatMap((n) => Object.keys(getCriterion(n).options)))].join(', ')}`,
+      );
+    }
+  }
+  return criteria.map((name) => {
+    const c = getCriterion(name);
+    const options: Record<string, string> = {};
+    for (const p of optPairs) {
+      const k = p.slice(0, p.indexOf('='));
+      if (k in c.options) options[k] = p.slice(k.length + 1);
+    }
+    usage(() => resolveOptions(c, options));
+    return { name, options };
+  });
+}
+
+const DTYPES: readonly string[] = ['float32', 'float16', 'bfloat16'];
+
+/** prune --dtype. */
+export function dtypeFlag(dtype: string | undefined): void {
+  if (dtype && !DTYPES.includes(dtype))
+    throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got '${dtype}'`);
+}
+
+/** prune: either --plan alone, or --criterion with --ratio. */
+export function checkPlanFlags(flags: PruneFlags): void {
+  if (flags.plan) {
+    const excluded = [
+      [flags.criterion, '--criterion'],
+      [flags.ratio, '--ratio'],
+      [flags.calibTokens, '--calib-tokens'],
+      [flags.calib, '--calib'],
+      [flags.saveCalib, '--save-calib'],
+    ] as const;
+    for (const [value, flag] of excluded) {
+      if (value !== undefined) throw new UsageError(`--plan applies a saved plan as it is: drop ${flag}`);
+    }
+    if (flags.steps !== 1 || flags.opt.length)
+      throw new UsageError('--plan applies a saved plan as it is: drop --steps / --opt');
+    if (flags.keepFirst !== undefined)
+      throw new UsageError('--plan applies a saved plan as it is: drop --keep-first');
+  } else if (flags.keepFirst !== undefined) {
+    // LLM-Pruner's rule decides without a criterion; core checks the scope and the rest.
+    if (flags.criterion !== undefined || flags.ratio !== undefined)
+      throw new UsageError('--keep-first keeps the first N layers unscored: drop --criterion and --ratio');
+  } else {
+    if (flags.criterion === undefined)
+      throw new UsageError(
+        "required option '--criterion <name>' not specified (or give --plan FILE, or --scope layer --keep-first N)",
+      );
+    if (flags.ratio === undefined && parseScope(flags.scope).kind !== 'n:m')
+      throw new UsageError("required option '--ratio <r>' not specified (or give --plan FILE)");
+  }
+}
+
+/**
+ * Fails fast, before a model loads, when a file named by a flag is missing: the message names the
+ * flag and the file. Checks --tokenizer, --calib, --calib-tokens and --plan where given, then
+ * the NAME=FILE lists (by flag).
+ */
+export function requireInputFiles(
+  flags: { tokenizer?: string; calib?: string; calibTokens?: string; plan?: string },
+  lists: Record<string, readonly [string, string][]> = {},
+): void {
+  const files = [
+    ['--tokenizer', flags.tokenizer],
+    ['--calib', flags.calib],
+    ['--calib-tokens', flags.calibTokens],
+    ['--plan', flags.plan],
+    ...Object.entries(lists).flatMap(([flag, pairs]) =>
+      pairs.map(([name, file]) => [`${flag} ${name}`, file]),
+    ),
+  ];
+  for (const [flag, file] of files) {
+    if (file !== undefined && !existsSync(file))
+      throw new InputError(`${flag}: file '${file}' not found`, file, flag);
+  }
+}
+
+/** --ranking, or --global (its older spelling); both at once must agree. */
+export function rankingFlag(flags: CalibFlags): Ranking | undefined {
+  if (flags.global && flags.ranking !== undefined && flags.ranking !== 'global-per-kind')
+    throw new UsageError(
+      `--global means --ranking global-per-kind: drop one of --global and --ranking ${flags.ranking}`,
+    );
+  return flags.global ? 'global-per-kind' : (flags.ranking as Ranking | undefined);
+}
+
+/**
+ * The prune options the selection flags set at a scope (--seed, --ranking / --global, --attn-layers,
+ * --mlp-layers, --reduction, --keep-low-ratio). A flag the scope has no use for is passed on, and
+ * core's error names both; with `lenient` (compare, several scopes at once) it is left out for
+ * that scope instead.
+ */
+export function planOptionsFromFlags(
+  flags: CalibFlags,
+  scope: PruneScope,
+  { lenient = false } = {},
+): Pick<
+  PlanOptions,
+  'seed' | 'scope' | 'ranking' | 'attnLayers' | 'mlpLayers' | 'reduction' | 'keepLowRatio'
+> {
+  const kind = parseScope(scope).kind;
+  const applies = (yes: boolean) => yes || !lenient;
+  const elements = kind === 'unstructured' || kind === 'n:m';
+  const ranking = rankingFlag(flags);
+  return {
+    seed: flags.seed,
+    scope,
+    ...(ranking !== undefined && applies(kind === 'block') ? { ranking } : {}),
+    ...(applies(kind !== 'channel') ? { attnLayers: flags.attnLayers, mlpLayers: flags.mlpLayers } : {}),
+    ...(applies(!elements) && flags.reduction
+      ? { reduction: flags.reduction as PlanOptions['reduction'] }
+      : {}),
+    ...(flags.keepLowRatio !== undefined && applies(elements) ? { keepLowRatio: flags.keepLowRatio } : {}),
+  };
+}
