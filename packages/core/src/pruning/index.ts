@@ -26,6 +26,7 @@ export type {
   PruningPlan,
 } from './plan.js';
 export { applyPlan, parsePlan, planToJSON, planToJSONChunks } from './plan.js';
+export { readPlanFile, writePlanFile } from './plan-file.js';
 export type { PlanOptions, PruneResult } from './prune.js';
 export { prune } from './prune.js';
 export type { PruneScope, Ranking, ScopeKind } from './scope.js';

@@ -296,32 +296,8 @@ function parsePlanV2(p: Json, file: string): PruningPlan {
     const scores = d.scores === undefined ? undefined : checkScores(d.scores, total, file, `${f}.scores`);
     return { group: ref, total, kept, ...(scores ? { scores } : {}) };
   });
-  const params2 = new Set<string>();
-  const masks: MatrixMask[] = (p.masks as unknown[]).map((m, i) => {
-    const f = `masks[${i}]`;
-    if (!isObject(m) || typeof m.param !== 'string')
-      fail(file, f, 'must be an object {param, shape, zeroed | salience}');
-    if (params2.has(m.param)) fail(file, `${f}.param`, `repeats '${m.param}'`);
-    params2.add(m.param);
-    if (
-      !Array.isArray(m.shape) ||
-      m.shape.length !== 2 ||
-      !m.shape.every((d) => Number.isInteger(d) && d > 0)
-    )
-      fail(file, `${f}.shape`, 'must be [rows, cols] of positive integers');
-    const size = m.shape[0] * m.shape[1];
-    if ((m.zeroed === undefined) === (m.salience === undefined))
-      fail(file, f, "must have exactly one of 'zeroed' (a bitset) and 'salience'");
-    const bytes = (field: string, n: number) => {
-      const b = typeof m[field] === 'string' ? fromBase64(m[field]) : undefined;
-      if (!b || b.length !== n) fail(file, `${f}.${field}`, `must be base64 of ${n} bytes`);
-      return b;
-    };
-    const shape = [m.shape[0], m.shape[1]];
-    return m.zeroed !== undefined
-      ? { param: m.param, shape, zeroed: bytes('zeroed', Math.ceil(size / 8)) }
-      : { param: m.param, shape, salience: new Float32Array(bytes('salience', 4 * size).buffer) };
-  });
+  const seenParams = new Set<string>();
+  const masks = (p.masks as unknown[]).map((m, i) => parseMaskEntry(m, i, file, seenParams));
   return {
     format: PLAN_FORMAT,
     version: PLAN_VERSION,
@@ -340,6 +316,29 @@ function parsePlanV2(p: Json, file: string): PruningPlan {
     groups,
     masks,
   };
+}
+
+/** One entry of a plan's masks: base64 decoded, checked against its shape; `seen` catches repeats. */
+export function parseMaskEntry(m: unknown, i: number, file: string, seen: Set<string>): MatrixMask {
+  const f = `masks[${i}]`;
+  if (!isObject(m) || typeof m.param !== 'string')
+    fail(file, f, 'must be an object {param, shape, zeroed | salience}');
+  if (seen.has(m.param)) fail(file, `${f}.param`, `repeats '${m.param}'`);
+  seen.add(m.param);
+  if (!Array.isArray(m.shape) || m.shape.length !== 2 || !m.shape.every((d) => Number.isInteger(d) && d > 0))
+    fail(file, `${f}.shape`, 'must be [rows, cols] of positive integers');
+  const size = m.shape[0] * m.shape[1];
+  if ((m.zeroed === undefined) === (m.salience === undefined))
+    fail(file, f, "must have exactly one of 'zeroed' (a bitset) and 'salience'");
+  const bytes = (field: string, n: number) => {
+    const b = typeof m[field] === 'string' ? fromBase64(m[field]) : undefined;
+    if (!b || b.length !== n) fail(file, `${f}.${field}`, `must be base64 of ${n} bytes`);
+    return b;
+  };
+  const shape = [m.shape[0], m.shape[1]];
+  return m.zeroed !== undefined
+    ? { param: m.param, shape, zeroed: bytes('zeroed', Math.ceil(size / 8)) }
+    : { param: m.param, shape, salience: new Float32Array(bytes('salience', 4 * size).buffer) };
 }
 
 // ----- applying ----------------------------------------------------------------------------------

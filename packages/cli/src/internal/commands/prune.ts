@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   applyPlan,
@@ -8,10 +7,11 @@ import {
   type PrunableModel,
   type PruneScope,
   type PruningPlan,
-  parsePlan,
   parseScope,
   planToJSON,
+  planToJSONChunks,
   prune,
+  readPlanFile,
 } from '@moreau/core';
 import { type LlamaModel, saveHfDirectory } from '@moreau/models';
 import type { PruneFlags } from '../../program.js';
@@ -74,7 +74,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     let plan: PruningPlan;
     let pruned: PrunableModel;
     if (flags.plan) {
-      plan = parsePlan(await readFile(flags.plan, 'utf8'), flags.plan);
+      plan = await readPlanFile(flags.plan);
       pruned = applyPlan(loaded.model, plan);
     } else {
       const criterion = scoring?.criterion;
@@ -118,7 +118,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     } finally {
       unguard();
     }
-    if (flags.planOut) await writeFileAtomic(flags.planOut, planToJSON(plan));
+    if (flags.planOut) await writeFileAtomic(flags.planOut, planToJSONChunks(plan));
     const evals = await evaluate(run, model, loaded.tokenizer, texts);
     const paramsAfter = countParams(model.params);
     // Zeroed weights are not parameters left: element scopes count non-zeros.
@@ -134,7 +134,8 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       nonzero_after: nonzeroAfter,
       params_left: nonzeroAfter / paramsBefore,
       out: flags.out,
-      plan: JSON.parse(planToJSON(plan)),
+      // Without the mask bitsets (--plan-out has them): a 7B model's would not fit in one string.
+      plan: { ...JSON.parse(planToJSON({ ...plan, masks: [] })), masks: plan.masks.map((m) => m.param) },
       ppl: evals.ppl,
       nll: evals.nll,
       tokens: evals.tokens,
