@@ -5,11 +5,13 @@
  */
 import {
   type Backend,
+  type Criterion,
   type GroupCut,
   type HostTensor,
   isLazyTensor,
   jit,
   lazyTensor,
+  prune,
   type Tensor,
   tensor,
 } from '@moreau/core';
@@ -118,6 +120,49 @@ describe('channel cut (hidden group) on a GQA model', () => {
     const after = ropeTables(c, 16);
     expect(after.cos).toEqual(before.cos);
     expect(after.sin).toEqual(before.sin);
+  });
+
+  it('channel scope selects by the members summed over the whole model, ties to the lower channel', async () => {
+    // Every element on hidden channel c has magnitude v[c] = floor(c / 3) in every member, so
+    // channel c scores v[c] * K, K = the elements one channel has across all members:
+    // embed 50 + per layer (2 norms + q 32 + k 16 + v 16 + o 32 + gate / up / down 24) + norm 1 + lm_head 50.
+    const v = Array.from({ length: 32 }, (_, c) => Math.floor(c / 3));
+    const K = 50 + 2 * (2 + 32 + 16 + 16 + 32 + 3 * 24) + 1 + 50;
+    const base = new LlamaModel(config, randomInit(config, 5));
+    const [hidden] = base.groups(['hidden']);
+    const params = new Map(base.params);
+    for (const m of hidden!.members) {
+      const t = params.get(m.param)!;
+      const [rows, cols] = t.shape.length === 1 ? [1, t.shape[0]!] : (t.shape as [number, number]);
+      const data = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++)
+        for (let c = 0; c < cols; c++)
+          data[r * cols + c] = (c % 2 ? -1 : 1) * v[m.axis === 1 || t.shape.length === 1 ? c : r]!;
+      params.set(m.param, { ...t, data });
+    }
+    const salience: Criterion = {
+      name: 'weights',
+      description: 'salience = w',
+      requires: { gradients: false, calibration: false },
+      options: {},
+      channelMode: () => 'abs-then-sum',
+      defaultReduction: 'sum',
+      async score(ctx) {
+        for (const p of ctx.params) if (p.member) ctx.salience(p.name, ctx.weight(p.name));
+        return {};
+      },
+    };
+    const { plan, model: pruned } = await prune(new LlamaModel(config, params), {
+      criterion: salience,
+      ratio: 0.25,
+      scope: 'channel',
+      includeScores: true,
+    });
+    // Keep 24 of 32: values 10 (30, 31), 9 .. 4 (three channels each) = 20, then 3 (9, 10, 11) = 23,
+    // then one of the value-2 channels 6, 7, 8: channel 6.
+    expect(plan.groups[0]!.kept).toEqual([6, ...Array.from({ length: 23 }, (_, i) => i + 9)]);
+    expect(plan.groups[0]!.scores).toEqual(v.map((x) => x * K));
+    expect((pruned as LlamaModel).config).toMatchObject({ hiddenSize: 24, headDim: 8, numKeyValueHeads: 2 });
   });
 
   it('removing dead channels changes nothing but the RMSNorm width: positions and heads are intact', async () => {
