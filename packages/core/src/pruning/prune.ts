@@ -1,100 +1,26 @@
 /**
- * The pruning driver: validates the options, scores the model with the criterion on a model
- * executor (whole-graph or layer-streamed), selects at the scope, cuts or masks, and records a plan.
+ * The pruning driver: scores the model with the criterion on a model executor (whole-graph or
+ * layer-streamed), selects at the scope, cuts or masks, and records a plan.
  *
  * - block / channel: unit scores per group -> ranking -> cut, in one or more steps;
  * - layer: one score per candidate layer (or LLM-Pruner's keep-first rule) -> remove layers;
  * - unstructured / N:M: element salience -> a mask per matrix as it arrives -> zeroed weights.
  */
-import { type Backend, getBackend } from '../backend.js';
+import { getBackend } from '../backend.js';
 import { InputError, throwIfAborted } from '../errors.js';
-import { Rng } from '../rng.js';
 import { type ExecMode, ModelExecutor } from '../stream/executor.js';
-import type { CalibrationSet } from './calibration.js';
-import {
-  type Criterion,
-  checkCriterionScope,
-  getCriterion,
-  type OptionValues,
-  type Progress,
-  resolveOptions,
-} from './criterion.js';
 import type { ScoreRun } from './criterion-run.js';
 import { type GroupKind, groupRef, type PrunableGroup } from './groups.js';
 import { checkNm, elementRuleOf, maskModel } from './masks.js';
 import { countParams, type PrunableModel } from './model.js';
-import {
-  type GroupDecision,
-  type MatrixMask,
-  PLAN_FORMAT,
-  PLAN_VERSION,
-  type PlanSettings,
-  type PruningPlan,
-} from './plan.js';
-import {
-  isElementScope,
-  type ParsedScope,
-  type PruneScope,
-  parseRanking,
-  parseScope,
-  type Ranking,
-  scopeGroupKinds,
-} from './scope.js';
+import { type GroupDecision, type MatrixMask, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
+import { type PlanOptions, type Run, resolveRun } from './prune-options.js';
+import { isElementScope, scopeGroupKinds } from './scope.js';
 import { scoreElements } from './score-elements.js';
 import { scoreGroups } from './score-groups.js';
-import { REDUCTIONS, type Reduction } from './scoring.js';
 import { keptCount, selectUnits, topK } from './selection.js';
 
-export interface PlanOptions {
-  /** The criterion by name or object; not used (and not allowed) with `keepFirst`. */
-  readonly criterion?: string | Criterion;
-  /** Criterion options by their documented names (strings are converted). */
-  readonly options?: Readonly<Record<string, unknown>>;
-  /**
-   * Fraction to prune: of each group's units (block, channel), of the candidate layers (layer), of
-   * each matrix row (unstructured). N:M and `keepFirst` fix it themselves (N / M, the removed
-   * layers' share) and record that in the plan; give none with them.
-   */
-  readonly ratio?: number;
-  /** What a unit is: 'block' (default), 'channel', 'layer', 'unstructured' or 'N:M' such as '2:4'. */
-  readonly scope?: PruneScope;
-  /** Block scope: which units compete (default 'local'; 'global' = 'global-per-kind'). */
-  readonly ranking?: Ranking | 'global';
-  /** Layer scope, LLM-Pruner's rule: keep layers 0 .. N-1 and remove the rest, unscored. */
-  readonly keepFirst?: number;
-  /** Element scopes: keep this fraction of the would-be-zeroed weights, at random (default 0). */
-  readonly keepLowRatio?: number;
-  readonly seed?: number;
-  /**
-   * Half-open layer ranges; default all layers. Block: where attention / MLP groups are pruned;
-   * element scopes: whose attention / MLP matrices are masked; layer: candidates lie in both.
-   * Channel scope has none (a hidden channel runs through every layer).
-   */
-  readonly attnLayers?: readonly [number, number];
-  readonly mlpLayers?: readonly [number, number];
-  /** Reduction across group members; default the criterion's. */
-  readonly reduction?: Reduction;
-  readonly calibration?: CalibrationSet;
-  readonly backend?: Backend | string;
-  /** Iterative pruning (block and channel): reach the ratio in this many score-and-cut steps (default 1). */
-  readonly steps?: number;
-  /**
-   * Write scores into the plan (they differ in the last bits between backends): unit scores, or
-   * at the element scopes each matrix's float32 salience instead of its mask bitset.
-   */
-  readonly includeScores?: boolean;
-  /** Provenance recorded in the plan as it is (see PlanSettings). */
-  readonly settings?: PlanSettings;
-  readonly signal?: AbortSignal;
-  readonly onProgress?: (p: Progress) => void;
-  /**
-   * How gradients run: the whole model as one graph, or layer-streamed (memory bounded by one
-   * layer). Default 'auto': whole when it fits in half the available memory.
-   */
-  readonly mode?: ExecMode | 'auto';
-  /** Where criterion state that does not fit in memory spills (default: a temp folder). */
-  readonly stateDir?: string;
-}
+export type { PlanOptions } from './prune-options.js';
 
 export interface PruneResult {
   readonly plan: PruningPlan;
@@ -105,145 +31,12 @@ export interface PruneResult {
   readonly mode: ExecMode;
 }
 
-/** The options, validated, with defaults filled in. */
-interface Run {
-  readonly scope: ParsedScope;
-  /** Undefined with keepFirst. */
-  readonly criterion: Criterion | undefined;
-  readonly options: OptionValues;
-  readonly reduction: Reduction | undefined;
-  readonly ratio: number;
-  readonly ranking: Ranking;
-  readonly keepFirst: number | undefined;
-  readonly keepLowRatio: number;
-  readonly seed: number;
-  readonly steps: number;
-  readonly attnLayers: readonly [number, number];
-  readonly mlpLayers: readonly [number, number];
-  readonly modeOption: ExecMode | 'auto';
-  readonly rng: Rng;
-  readonly opts: PlanOptions;
-}
-
 interface Outcome {
   readonly model: PrunableModel;
   readonly groups: readonly GroupDecision[];
   readonly masks: readonly MatrixMask[];
   readonly scores: ReadonlyMap<string, Float64Array>;
   readonly mode: ExecMode;
-}
-
-const usage = (message: string, field: string) => new InputError(message, undefined, field);
-
-function checkRange(
-  r: readonly [number, number] | undefined,
-  n: number,
-  name: string,
-): readonly [number, number] {
-  const range = r ?? [0, n];
-  const [a, b] = range;
-  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || a > b || b > n) {
-    throw usage(`${name} must be a half-open range A:B with 0 <= A <= B <= ${n}, got ${a}:${b}`, name);
-  }
-  return [a, b];
-}
-
-function resolveRun(model: PrunableModel, opts: PlanOptions): Run {
-  const scope = parseScope(opts.scope ?? 'block');
-  const keepFirst = opts.keepFirst;
-  if (keepFirst !== undefined) {
-    if (scope.kind !== 'layer')
-      throw usage(`keepFirst applies to scope layer, not ${scope.name}`, 'keepFirst');
-    if (!Number.isInteger(keepFirst) || keepFirst < 1 || keepFirst > model.numLayers)
-      throw usage(`keepFirst must be an integer in [1, ${model.numLayers}], got ${keepFirst}`, 'keepFirst');
-    if (opts.criterion !== undefined)
-      throw usage('keepFirst keeps the first layers without scoring them: drop the criterion', 'criterion');
-    if (opts.ratio !== undefined) throw usage('keepFirst sets how many layers stay: drop the ratio', 'ratio');
-  } else if (opts.criterion === undefined) throw usage('a criterion is required', 'criterion');
-  const criterion =
-    opts.criterion === undefined
-      ? undefined
-      : typeof opts.criterion === 'string'
-        ? getCriterion(opts.criterion)
-        : opts.criterion;
-  if (criterion) checkCriterionScope(criterion, scope);
-  const options = criterion ? resolveOptions(criterion, opts.options) : {};
-  const reduction =
-    criterion && !isElementScope(scope) ? (opts.reduction ?? criterion.defaultReduction) : undefined;
-  if (opts.reduction !== undefined && !REDUCTIONS.includes(opts.reduction)) {
-    throw usage(`unknown reduction '${opts.reduction}'; valid: ${REDUCTIONS.join(', ')}`, 'reduction');
-  }
-  if (scope.kind === 'n:m' && opts.ratio !== undefined && opts.ratio !== scope.n / scope.m)
-    throw usage(`scope ${scope.name} zeroes ${scope.n} of every ${scope.m} weights: drop the ratio`, 'ratio');
-  // keep-first and N:M fix the fraction themselves; the plan records it.
-  const ratio =
-    keepFirst !== undefined
-      ? (model.numLayers - keepFirst) / model.numLayers
-      : scope.kind === 'n:m'
-        ? scope.n / scope.m
-        : opts.ratio;
-  if (ratio === undefined) throw usage('a ratio is required', 'ratio');
-  keptCount(1, ratio); // validates the ratio
-  const ranking = parseRanking(opts.ranking ?? 'local');
-  if (ranking !== 'local' && scope.kind !== 'block')
-    throw usage(`ranking '${ranking}' applies to scope block, not ${scope.name}`, 'ranking');
-  const keepLowRatio = opts.keepLowRatio ?? 0;
-  if (opts.keepLowRatio !== undefined && !isElementScope(scope))
-    throw usage(`keepLowRatio applies to the unstructured and N:M scopes, not ${scope.name}`, 'keepLowRatio');
-  if (!(keepLowRatio >= 0 && keepLowRatio < 1))
-    throw usage(`keepLowRatio must be in [0, 1), got ${keepLowRatio}`, 'keepLowRatio');
-  const seed = opts.seed ?? 1;
-  if (!Number.isInteger(seed)) throw usage(`seed must be an integer, got ${seed}`, 'seed');
-  const modeOption = opts.mode ?? 'auto';
-  if (!['auto', 'whole', 'streamed'].includes(modeOption))
-    throw usage(`mode must be auto, whole or streamed, got '${modeOption}'`, 'mode');
-  const steps = opts.steps ?? 1;
-  if (!Number.isInteger(steps) || steps < 1)
-    throw usage(`steps must be a positive integer, got ${steps}`, 'steps');
-  if (steps > 1 && scope.kind !== 'block' && scope.kind !== 'channel')
-    throw usage(
-      `iterative pruning (steps > 1) applies to the block and channel scopes, not ${scope.name}`,
-      'steps',
-    );
-  const attnLayers = checkRange(opts.attnLayers, model.numLayers, 'attnLayers');
-  const mlpLayers = checkRange(opts.mlpLayers, model.numLayers, 'mlpLayers');
-  if (scope.kind === 'channel') {
-    for (const [name, r] of [
-      ['attnLayers', attnLayers],
-      ['mlpLayers', mlpLayers],
-    ] as const) {
-      if (r[0] !== 0 || r[1] !== model.numLayers)
-        throw usage(`scope channel prunes hidden channels through every layer: ${name} does not apply`, name);
-    }
-  }
-  if (criterion?.requires.calibration && !opts.calibration) {
-    throw usage(
-      `criterion '${criterion.name}' needs calibration windows (pass calibration text or tokens)`,
-      'calibration',
-    );
-  }
-  if (
-    opts.settings !== undefined &&
-    (opts.settings === null || typeof opts.settings !== 'object' || Array.isArray(opts.settings))
-  )
-    throw usage('settings must be an object of JSON values', 'settings');
-  return {
-    scope,
-    criterion,
-    options,
-    reduction,
-    ratio,
-    ranking,
-    keepFirst,
-    keepLowRatio,
-    seed,
-    steps,
-    attnLayers,
-    mlpLayers,
-    modeOption,
-    rng: new Rng(seed),
-    opts,
-  };
 }
 
 /** The scope's groups that lie in the layer ranges (a layer must lie in both). */
@@ -264,8 +57,9 @@ function groupsInScope(model: PrunableModel, run: Run): PrunableGroup[] {
   };
   const groups = model.groups(kinds);
   if (!groups.length) {
-    throw usage(
+    throw new InputError(
       `this model describes no ${kinds.join(' / ')} groups: it cannot be pruned at scope ${run.scope.name}`,
+      undefined,
       'scope',
     );
   }
@@ -378,7 +172,11 @@ async function pruneLayers(model: PrunableModel, run: Run): Promise<Outcome> {
     const candidate = new Set(candidates.map((g) => g.layer));
     for (let l = n; l < model.numLayers; l++) {
       if (!candidate.has(l))
-        throw usage(`keepFirst ${n} would remove layer ${l}, which is outside the layer ranges`, 'keepFirst');
+        throw new InputError(
+          `keepFirst ${n} would remove layer ${l}, which is outside the layer ranges`,
+          undefined,
+          'keepFirst',
+        );
     }
     keep = new Set(candidates.filter((g) => g.layer < n).map((g) => g.id));
   } else {
