@@ -43,9 +43,23 @@ export { isLazyTensor, lazyTensor, tensorBytes } from './lazy.js';
 export * as ops from './ops.js';
 export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
 export { AdamW, clipGradNorm, warmupCosine } from './optim.js';
+export {
+  COMPUTE_DTYPES,
+  type ComputeDtype,
+  type ComputeMode,
+  checkComputeDtype,
+  computeMode,
+  emulatePrecision,
+  PRECISION_PRESERVING,
+  type Precision,
+  precisionOf,
+  roundHost,
+  roundHostArray,
+  roundTo,
+} from './precision.js';
 export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
-export { evaluateReference, ReferenceBackend } from './reference-backend.js';
+export { evaluateReference, ReferenceBackend, type ReferenceOptions } from './reference-backend.js';
 export { Rng } from './rng.js';
 export { broadcastShapes, sameShape } from './shapes.js';
 export {

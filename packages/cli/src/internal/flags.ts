@@ -6,20 +6,26 @@
  */
 import { existsSync } from 'node:fs';
 import {
+  type CalibrationSampling,
   type Criterion,
+  type DiagnosticValue,
   getCriterion,
+  getPreset,
   InputError,
   type OptionValues,
   type PlanOptions,
   type PruneScope,
+  type PruningPreset,
   parseRanking as parseRankingName,
   parseScope,
   type Ranking,
+  type ResolvedPreset,
   resolveOptions,
+  resolvePreset,
 } from '@moreau/core';
-import { parsePerturbation, perturbationName, STANDARD_TASKS } from '@moreau/eval';
+import { parsePerturbation, perturbationName, STANDARD_TASKS, type TextSourceOptions } from '@moreau/eval';
 import { InvalidArgumentError } from 'commander';
-import type { CalibFlags, ModelFlags, PruneFlags } from '../program.js';
+import type { CalibFlags, Explicit, ModelFlags, PruneFlags, TextFlags } from '../program.js';
 
 /** A flag error found by a command: exit 2 with the command's help. */
 export class UsageError extends Error {
@@ -88,6 +94,14 @@ export function parseRanking(value: string): Ranking {
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
+}
+
+/** --latency BxT: batch and tokens per row. */
+export function parseBatchShape(value: string): [number, number] {
+  const m = /^(\d+)x(\d+)$/.exec(value);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
+    throw new InvalidArgumentError(`expected BxT with positive integers, e.g. 1x64, got '${value}'`);
+  return [Number(m[1]), Number(m[2])];
 }
 
 const TFJS_DEVICES = ['cuda', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
@@ -206,14 +220,42 @@ export function taskFlags(pairs: readonly string[]): [string, string][] {
   return tasks;
 }
 
-/** One criterion and its options from --criterion and --opt (prune). */
+type OptionDefaults = Readonly<Record<string, number | boolean | string>>;
+
+/** The preset's criterion options that `criterion` documents (another criterion ignores the rest). */
+function presetOptionsFor(criterion: Criterion, preset: PruningPreset | undefined): OptionDefaults {
+  if (!preset) return {};
+  return Object.fromEntries(
+    Object.entries(preset.options).filter(([k]) => Object.hasOwn(criterion.options, k)),
+  );
+}
+
+/**
+ * One criterion and its options from --criterion and --opt (prune), over the preset's defaults:
+ * the preset names the criterion when --criterion is absent, and its options apply where --opt does
+ * not set the same key.
+ */
 export function criterionFromFlags(
-  name: string,
+  name: string | undefined,
   optPairs: readonly string[],
-): { criterion: Criterion; options: Record<string, string>; resolved: OptionValues } {
-  const criterion = usage(() => getCriterion(name));
-  const options = Object.fromEntries(optPairs.map((p) => parsePair('--opt', p)));
+  preset?: PruningPreset,
+): { criterion: Criterion; options: Record<string, string | number | boolean>; resolved: OptionValues } {
+  const chosen = name ?? preset?.criterion;
+  if (chosen === undefined)
+    throw new UsageError(
+      "required option '--criterion <name>' not specified (or give --plan FILE or --preset NAME)",
+    );
+  const criterion = usage(() => getCriterion(chosen));
+  const options = {
+    ...presetOptionsFor(criterion, preset),
+    ...Object.fromEntries(optPairs.map((p) => parsePair('--opt', p))),
+  };
   return { criterion, options, resolved: usage(() => resolveOptions(criterion, options)) };
+}
+
+/** --preset NAME (commander checked the name), or undefined. */
+export function presetFlag(flags: { preset?: string }): PruningPreset | undefined {
+  return flags.preset === undefined ? undefined : usage(() => getPreset(flags.preset!));
 }
 
 /**
@@ -223,7 +265,8 @@ export function criterionFromFlags(
 export function criteriaOptions(
   criteria: readonly string[],
   optPairs: readonly string[],
-): { name: string; options: Record<string, string> }[] {
+  preset?: PruningPreset,
+): { name: string; options: Record<string, string | number | boolean> }[] {
   for (const p of optPairs) {
     const k = p.slice(0, Math.max(0, p.indexOf('=')));
     if (!criteria.some((n) => k in getCriterion(n).options)) {
@@ -234,7 +277,7 @@ export function criteriaOptions(
   }
   return criteria.map((name) => {
     const c = getCriterion(name);
-    const options: Record<string, string> = {};
+    const options: Record<string, string | number | boolean> = { ...presetOptionsFor(c, preset) };
     for (const p of optPairs) {
       const k = p.slice(0, p.indexOf('='));
       if (k in c.options) options[k] = p.slice(k.length + 1);
@@ -252,12 +295,13 @@ export function dtypeFlag(dtype: string | undefined): void {
     throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got '${dtype}'`);
 }
 
-/** prune: either --plan alone, or --criterion with --ratio. */
+/** prune: either --plan alone, or --criterion with --ratio (or a --preset that sets them). */
 export function checkPlanFlags(flags: PruneFlags): void {
   if (flags.plan) {
     const excluded = [
       [flags.criterion, '--criterion'],
       [flags.ratio, '--ratio'],
+      [flags.preset, '--preset'],
       [flags.calibTokens, '--calib-tokens'],
       [flags.calib, '--calib'],
       [flags.saveCalib, '--save-calib'],
@@ -271,16 +315,55 @@ export function checkPlanFlags(flags: PruneFlags): void {
       throw new UsageError('--plan applies a saved plan as it is: drop --keep-first');
   } else if (flags.keepFirst !== undefined) {
     // LLM-Pruner's rule decides without a criterion; core checks the scope and the rest.
-    if (flags.criterion !== undefined || flags.ratio !== undefined)
-      throw new UsageError('--keep-first keeps the first N layers unscored: drop --criterion and --ratio');
-  } else {
+    if (flags.criterion !== undefined || flags.ratio !== undefined || flags.preset !== undefined)
+      throw new UsageError(
+        '--keep-first keeps the first N layers unscored: drop --criterion, --ratio and --preset',
+      );
+  } else if (flags.preset === undefined) {
     if (flags.criterion === undefined)
       throw new UsageError(
-        "required option '--criterion <name>' not specified (or give --plan FILE, or --scope layer --keep-first N)",
+        "required option '--criterion <name>' not specified (or give --plan FILE, --preset NAME, or --scope layer --keep-first N)",
       );
     if (flags.ratio === undefined && parseScope(flags.scope).kind !== 'n:m')
-      throw new UsageError("required option '--ratio <r>' not specified (or give --plan FILE)");
+      throw new UsageError(
+        "required option '--ratio <r>' not specified (or give --plan FILE or --preset NAME)",
+      );
   }
+}
+
+/** Whether a flag was given on the command line (a missing `explicit` set: every flag counts as given). */
+export function given(flags: Explicit, key: string): boolean {
+  return flags.explicit ? flags.explicit.has(key) : true;
+}
+
+/** The calibration draw: --calib-sampling / --calib-samples / --calib-seq-len, else the preset's. */
+export interface CalibrationChoice {
+  readonly sampling: CalibrationSampling;
+  readonly samples: number;
+  readonly seqLen: number;
+}
+
+export function calibrationChoice(flags: CalibFlags, preset: ResolvedPreset | undefined): CalibrationChoice {
+  const pick = <K extends 'calibSampling' | 'calibSamples' | 'calibSeqLen'>(
+    key: K,
+    fromPreset: CalibFlags[K] | undefined,
+  ): CalibFlags[K] => (!preset || given(flags, key) || fromPreset === undefined ? flags[key] : fromPreset);
+  return {
+    sampling: pick('calibSampling', preset?.calibration.sampling),
+    samples: pick('calibSamples', preset?.calibration.samples),
+    seqLen: pick('calibSeqLen', preset?.calibration.seqLen),
+  };
+}
+
+/** --ppl-join and --field as readText options for one file (jsonl / parquet rows are always rows). */
+export function textSourceOptions(flags: TextFlags, file: string): TextSourceOptions {
+  const tabular = /\.(jsonl|ndjson|parquet)$/i.test(file);
+  if (tabular && flags.pplJoin === 'document')
+    throw new UsageError(`--ppl-join document: '${file}' is jsonl / parquet, whose rows are always rows`);
+  return {
+    ...(flags.field ? { field: flags.field } : {}),
+    ...(!tabular && flags.pplJoin === 'rows' ? { documents: 'rows' as const } : {}),
+  };
 }
 
 /**
@@ -318,14 +401,15 @@ export function rankingFlag(flags: CalibFlags): Ranking | undefined {
 
 /**
  * The prune options the selection flags set at a scope (--seed, --ranking / --global, --attn-layers,
- * --mlp-layers, --reduction, --keep-low-ratio). A flag the scope has no use for is passed on, and
- * core's error names both; with `lenient` (compare, several scopes at once) it is left out for
- * that scope instead.
+ * --mlp-layers, --reduction, --keep-low-ratio), over the preset's layer ranges and reduction (a
+ * preset describes block pruning: its ranges apply at the block scope only). A flag the scope has
+ * no use for is passed on, and core's error names both; with `lenient` (compare, several scopes at
+ * once) it is left out for that scope instead.
  */
 export function planOptionsFromFlags(
   flags: CalibFlags,
   scope: PruneScope,
-  { lenient = false } = {},
+  { lenient = false, preset }: { lenient?: boolean; preset?: ResolvedPreset } = {},
 ): Pick<
   PlanOptions,
   'seed' | 'scope' | 'ranking' | 'attnLayers' | 'mlpLayers' | 'reduction' | 'keepLowRatio'
@@ -334,14 +418,88 @@ export function planOptionsFromFlags(
   const applies = (yes: boolean) => yes || !lenient;
   const elements = kind === 'unstructured' || kind === 'n:m';
   const ranking = rankingFlag(flags);
+  const ranges = kind === 'block' ? preset : undefined;
+  const reduction = flags.reduction || (elements ? undefined : preset?.reduction);
   return {
     seed: flags.seed,
     scope,
     ...(ranking !== undefined && applies(kind === 'block') ? { ranking } : {}),
-    ...(applies(kind !== 'channel') ? { attnLayers: flags.attnLayers, mlpLayers: flags.mlpLayers } : {}),
-    ...(applies(!elements) && flags.reduction
-      ? { reduction: flags.reduction as PlanOptions['reduction'] }
+    ...(applies(kind !== 'channel')
+      ? {
+          attnLayers: flags.attnLayers ?? ranges?.attnLayers,
+          mlpLayers: flags.mlpLayers ?? ranges?.mlpLayers,
+        }
       : {}),
+    ...(applies(!elements) && reduction ? { reduction: reduction as PlanOptions['reduction'] } : {}),
     ...(flags.keepLowRatio !== undefined && applies(elements) ? { keepLowRatio: flags.keepLowRatio } : {}),
+  };
+}
+
+/** The preset resolved for a loaded model's depth and context length. */
+export function resolvedPreset(
+  preset: PruningPreset | undefined,
+  config: { numHiddenLayers: number; maxPositionEmbeddings: number },
+): ResolvedPreset | undefined {
+  return preset
+    ? resolvePreset(preset, { numLayers: config.numHiddenLayers, maxPositions: config.maxPositionEmbeddings })
+    : undefined;
+}
+
+/**
+ * The provenance of a scoring run: the preset (with the repository and commit it follows), every
+ * value the run resolved to, and which of them the command line set over the preset.
+ */
+export function scoringSettings(
+  flags: CalibFlags & { steps?: number },
+  preset: ResolvedPreset | undefined,
+  run: {
+    readonly criterion: string;
+    readonly options: OptionValues;
+    readonly ratio: number | readonly number[];
+    readonly reduction: string;
+    readonly attnLayers: readonly [number, number];
+    readonly mlpLayers: readonly [number, number];
+    readonly scope: string;
+    readonly ranking: string | null;
+    readonly calibration: (CalibrationChoice & { source: string | null; iterations: number }) | null;
+  },
+): Record<string, DiagnosticValue> {
+  const keys = [
+    'criterion',
+    'ratio',
+    'opt',
+    'reduction',
+    'attnLayers',
+    'mlpLayers',
+    'calibSampling',
+    'calibSamples',
+    'calibSeqLen',
+  ];
+  const c = run.calibration;
+  return {
+    preset: preset ? preset.name : null,
+    preset_source: preset ? { ...preset.source, files: [...preset.source.files] } : null,
+    criterion: run.criterion,
+    options: { ...run.options },
+    ratio: typeof run.ratio === 'number' ? run.ratio : [...run.ratio],
+    reduction: run.reduction,
+    seed: flags.seed,
+    scope: run.scope,
+    ranking: run.ranking,
+    attn_layers: [...run.attnLayers],
+    mlp_layers: [...run.mlpLayers],
+    ...(flags.steps !== undefined ? { steps: flags.steps } : {}),
+    calibration: c
+      ? {
+          source: c.source,
+          sampling: flags.calibTokens ? 'replayed' : c.sampling,
+          samples: c.samples,
+          seq_len: c.seqLen,
+          ...(c.sampling === 'patches' && !flags.calibTokens ? { chars_per_token: 8 } : {}),
+          iterations: c.iterations,
+          fresh: typeof run.options.freshCalibration === 'boolean' ? run.options.freshCalibration : null,
+        }
+      : null,
+    from_flags: preset ? keys.filter((k) => flags.explicit?.has(k)) : [],
   };
 }

@@ -7,6 +7,7 @@
 import type { Backend } from '../backend.js';
 import { type HostTensor, tensor as hostTensor, sizeOf, toFloat32Data } from '../dtype.js';
 import { InputError, throwIfAborted } from '../errors.js';
+import type { ComputeMode } from '../precision.js';
 import type { Rng } from '../rng.js';
 import type { ModelExecutor, WeightSource } from '../stream/executor.js';
 import { availableMemory } from '../stream/memory.js';
@@ -23,6 +24,7 @@ import type {
 } from './criterion.js';
 import type { PrunableGroup } from './groups.js';
 import type { PrunableModel } from './model.js';
+import { NonFiniteGuard } from './non-finite.js';
 
 export interface ScoreRun {
   readonly model: PrunableModel;
@@ -35,9 +37,13 @@ export interface ScoreRun {
   /** Present when the criterion needs gradients or forward passes. */
   readonly executor: ModelExecutor | undefined;
   readonly backend: Backend | undefined;
+  /** The compute dtype (named by the error a non-finite gradient or salience raises). */
+  readonly compute?: ComputeMode;
   readonly state?: ParamStateOptions;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
+  /** Receives the criterion's diagnostics and warnings (when it returns any). */
+  readonly onReport?: (report: Pick<CriterionResult, 'diagnostics' | 'warnings'>) => void;
 }
 
 /** A read-only map of float32 copies, read on demand from the model's tensors. */
@@ -89,13 +95,13 @@ function idsOf(batch: readonly (readonly number[])[]): HostTensor {
 
 /**
  * Runs the criterion on one model state: builds its context over the run's groups and hands every
- * salience it passes to `ctx.salience` on to `onSalience` as it arrives. Returns what the criterion
- * returned (salience it kept to the end, or unit scores).
+ * salience it produces (through `ctx.salience` as it arrives, or in its result at the end) to
+ * `onSalience`, after checking it is finite. Returns the unit scores it returned, if any.
  */
 export async function runCriterion(
   run: ScoreRun,
   onSalience: (name: string, values: Float32Array | Float64Array) => void,
-): Promise<CriterionResult> {
+): Promise<{ readonly unitScores?: readonly Float64Array[] }> {
   const { model, groups, criterion, executor } = run;
   const members = [...new Set(groups.flatMap((g) => g.members.map((m) => m.param)))];
   const memberSet = new Set(members);
@@ -111,6 +117,14 @@ export async function runCriterion(
     dtype: t.dtype,
     member: memberSet.has(name),
   }));
+  const guard = new NonFiniteGuard(
+    criterion.name,
+    run.compute ?? { computeDtype: 'float32', precision: 'native' },
+  );
+  const salience = (name: string, values: Float32Array | Float64Array) => {
+    guard.check(`the salience of '${name}'`, values);
+    onSalience(name, values);
+  };
   const needExecutor = (what: 'gradients' | 'forward') => {
     if (!executor || (what === 'gradients' && !criterion.requires.gradients)) {
       throw new InputError(
@@ -149,11 +163,20 @@ export async function runCriterion(
           return out;
         }
       : undefined;
-    return exec.lossAndGradients(idsOf(batch), {
+    // Non-finite gradients (e.g. a float16 overflow) stop the run before the criterion sees them.
+    const loss = await exec.lossAndGradients(idsOf(batch), {
       wanted,
-      consume: req.consume,
+      onLoss: (l) => {
+        guard.loss = l;
+      },
+      consume: (grads) => {
+        for (const [name, g] of grads) guard.check(`the gradient of '${name}'`, g);
+        return req.consume(grads);
+      },
       ...(weights ? { weights } : {}),
     });
+    guard.checkLoss(loss);
+    return loss;
   };
   const ctx: CriterionContext = {
     params,
@@ -184,7 +207,7 @@ export async function runCriterion(
         consume({ layer, input, output }),
       );
     },
-    salience: onSalience,
+    salience,
     state: async (bytes) => ParamState.create(bytes, (await availableMemory()) / 2, run.state ?? {}),
     backend: run.backend,
     signal: run.signal,
@@ -192,5 +215,8 @@ export async function runCriterion(
   };
   const result = await criterion.score(ctx, run.options);
   throwIfAborted(run.signal);
-  return result ?? {};
+  if (result?.diagnostics || result?.warnings)
+    run.onReport?.({ diagnostics: result.diagnostics, warnings: result.warnings });
+  if (result?.salience) for (const [name, values] of result.salience) salience(name, values);
+  return result?.unitScores ? { unitScores: result.unitScores } : {};
 }

@@ -1,9 +1,17 @@
-export type { CalibrationOptions, CalibrationSet } from './calibration.js';
-export { calibrationToJSON, parseCalibration, sampleCalibration, windowsAt } from './calibration.js';
+export type { CalibrationOptions, CalibrationSet, PatchOptions } from './calibration.js';
+export {
+  calibrationToJSON,
+  parseCalibration,
+  sampleCalibration,
+  sampleCalibrationPatches,
+  windowsAt,
+} from './calibration.js';
 export type {
   Criterion,
   CriterionContext,
+  CriterionDiagnostics,
   CriterionResult,
+  DiagnosticValue,
   GradientRequest,
   GradientResult,
   LayerActivations,
@@ -27,6 +35,14 @@ export type {
 } from './plan.js';
 export { applyPlan, parsePlan, planToJSON, planToJSONChunks } from './plan.js';
 export { readPlanFile, writePlanFile } from './plan-file.js';
+export type {
+  CalibrationSampling,
+  PresetCalibration,
+  PresetSource,
+  PruningPreset,
+  ResolvedPreset,
+} from './presets.js';
+export { getPreset, listPresets, PRUNING_PRESETS, referenceLayerRange, resolvePreset } from './presets.js';
 export type { PlanOptions, PruneResult } from './prune.js';
 export { prune } from './prune.js';
 export type { PruneScope, Ranking, ScopeKind } from './scope.js';

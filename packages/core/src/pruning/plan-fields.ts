@@ -1,5 +1,6 @@
 /** Field checks shared by the plan readers (version 2 and the legacy version 1): errors name file and field. */
 import { InputError } from '../errors.js';
+import { COMPUTE_DTYPES, type ComputeMode } from '../precision.js';
 import { REDUCTIONS, type Reduction } from './scoring.js';
 
 export type Json = Record<string, any>;
@@ -81,4 +82,20 @@ export function checkScores(v: unknown, total: number, file: string, field: stri
   if (!Array.isArray(v) || v.length !== total || !v.every((x) => x === null || typeof x === 'number'))
     fail(file, field, `must be ${total} numbers (null for units cut in an earlier step)`);
   return v;
+}
+
+/** The optional `compute` record: {computeDtype, precision}. */
+export function checkCompute(v: unknown, file: string): ComputeMode | undefined {
+  if (v === undefined) return undefined;
+  if (
+    !isObject(v) ||
+    !COMPUTE_DTYPES.includes(v.computeDtype) ||
+    (v.precision !== 'native' && v.precision !== 'emulated')
+  )
+    fail(
+      file,
+      'compute',
+      `must be {computeDtype: ${COMPUTE_DTYPES.join(' | ')}, precision: native | emulated}`,
+    );
+  return { computeDtype: v.computeDtype, precision: v.precision };
 }

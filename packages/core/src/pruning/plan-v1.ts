@@ -5,6 +5,7 @@
  */
 import type { GroupDecision, PruningPlan } from './plan.js';
 import {
+  checkCompute,
   checkCriterion,
   checkInteger,
   checkKept,
@@ -24,6 +25,7 @@ export function parsePlanV1(p: Json, file: string): PruningPlan {
   const seed = checkInteger(p.seed, file, 'seed');
   const steps = checkInteger(p.steps, file, 'steps', 1);
   if (p.scope !== 'local' && p.scope !== 'global') fail(file, 'scope', "must be 'local' or 'global'");
+  const compute = checkCompute(p.compute, file);
   const numLayers = checkInteger(p.numLayers, file, 'numLayers', 1);
   const attnLayers = checkRange(p.attnLayers, file, 'attnLayers', numLayers);
   const mlpLayers = checkRange(p.mlpLayers, file, 'mlpLayers', numLayers);
@@ -67,6 +69,7 @@ export function parsePlanV1(p: Json, file: string): PruningPlan {
     mlpLayers,
     seed,
     steps,
+    ...(compute ? { compute } : {}),
     model: { numLayers },
     groups,
     masks: [],

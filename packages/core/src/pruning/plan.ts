@@ -12,10 +12,12 @@
 
 import { InputError } from '../errors.js';
 import { fromBase64, toBase64 } from '../internal/base64.js';
+import type { ComputeMode } from '../precision.js';
 import { type GroupCut, type GroupKind, type GroupRef, groupLabel, isGroup } from './groups.js';
 import { elementRuleOf, maskModel } from './masks.js';
 import { countParams, type PrunableModel } from './model.js';
 import {
+  checkCompute,
   checkCriterion,
   checkInteger,
   checkKept,
@@ -104,6 +106,11 @@ export interface PruningPlan {
   readonly keepLowRatio?: number;
   readonly seed: number;
   readonly steps: number;
+  /**
+   * The dtype the scores were computed in and how it ran, when not float32 (a float32 plan has no
+   * such field, so float32 plans read exactly as before compute dtypes existed).
+   */
+  readonly compute?: ComputeMode;
   /** The model the plan was made for: its layers and parameter count (absent in version-1 plans). */
   readonly model: { readonly numLayers: number; readonly params?: number };
   readonly settings?: PlanSettings;
@@ -145,6 +152,10 @@ export function* planToJSONChunks(plan: PruningPlan): Generator<string> {
     ['keepLowRatio', plan.keepLowRatio],
     ['seed', plan.seed],
     ['steps', plan.steps],
+    [
+      'compute',
+      plan.compute && { computeDtype: plan.compute.computeDtype, precision: plan.compute.precision },
+    ],
     ['model', plan.model && { numLayers: plan.model.numLayers, params: plan.model.params }],
     ['settings', plan.settings && sortedKeys(plan.settings)],
   ];
@@ -252,6 +263,7 @@ function parsePlanV2(p: Json, file: string): PruningPlan {
   const keepLowRatio = unitScope ? undefined : checkRatio(p.keepLowRatio ?? 0, file, 'keepLowRatio');
   const seed = checkInteger(p.seed, file, 'seed');
   const steps = checkInteger(p.steps, file, 'steps', 1);
+  const compute = checkCompute(p.compute, file);
   if (p.settings !== undefined && !isObject(p.settings)) fail(file, 'settings', 'must be an object');
 
   if (!Array.isArray(p.groups)) fail(file, 'groups', 'must be an array');
@@ -311,6 +323,7 @@ function parsePlanV2(p: Json, file: string): PruningPlan {
     ...(keepLowRatio !== undefined ? { keepLowRatio } : {}),
     seed,
     steps,
+    ...(compute ? { compute } : {}),
     model: params === undefined ? { numLayers } : { numLayers, params },
     ...(p.settings !== undefined ? { settings: p.settings } : {}),
     groups,

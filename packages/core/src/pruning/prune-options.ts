@@ -4,6 +4,7 @@
  */
 import type { Backend } from '../backend.js';
 import { InputError } from '../errors.js';
+import { type ComputeDtype, checkComputeDtype } from '../precision.js';
 import { Rng } from '../rng.js';
 import type { ExecMode } from '../stream/executor.js';
 import type { CalibrationSet } from './calibration.js';
@@ -77,6 +78,11 @@ export interface PlanOptions {
   readonly mode?: ExecMode | 'auto';
   /** Where criterion state that does not fit in memory spills (default: a temp folder). */
   readonly stateDir?: string;
+  /**
+   * The dtype the model computes in while it is scored (default float32). float16 / bfloat16 are
+   * emulated exactly (see jit's computeDtype) and recorded in the plan's `compute`.
+   */
+  readonly computeDtype?: ComputeDtype;
 }
 
 /** The options, validated, with defaults filled in. */
@@ -95,6 +101,7 @@ export interface Run {
   readonly attnLayers: readonly [number, number];
   readonly mlpLayers: readonly [number, number];
   readonly modeOption: ExecMode | 'auto';
+  readonly computeDtype: ComputeDtype;
   readonly rng: Rng;
   readonly opts: PlanOptions;
 }
@@ -163,6 +170,7 @@ export function resolveRun(model: PrunableModel, opts: PlanOptions): Run {
   const modeOption = opts.mode ?? 'auto';
   if (!['auto', 'whole', 'streamed'].includes(modeOption))
     throw usage(`mode must be auto, whole or streamed, got '${modeOption}'`, 'mode');
+  const computeDtype = checkComputeDtype(opts.computeDtype ?? 'float32');
   const steps = opts.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
     throw usage(`steps must be a positive integer, got ${steps}`, 'steps');
@@ -207,6 +215,7 @@ export function resolveRun(model: PrunableModel, opts: PlanOptions): Run {
     attnLayers,
     mlpLayers,
     modeOption,
+    computeDtype,
     rng: new Rng(seed),
     opts,
   };

@@ -8,7 +8,9 @@
  */
 import { getBackend } from '../backend.js';
 import { InputError, throwIfAborted } from '../errors.js';
+import { type ComputeMode, computeMode } from '../precision.js';
 import { type ExecMode, ModelExecutor } from '../stream/executor.js';
+import type { CriterionDiagnostics } from './criterion.js';
 import type { ScoreRun } from './criterion-run.js';
 import { type GroupKind, groupRef, type PrunableGroup } from './groups.js';
 import { checkNm, elementRuleOf, maskModel } from './masks.js';
@@ -29,6 +31,19 @@ export interface PruneResult {
   readonly scores: ReadonlyMap<string, Float64Array>;
   /** How the gradients ran ('whole' also for criteria that need none). */
   readonly mode: ExecMode;
+  /** The criterion's diagnostics, one record per scoring step ({} where it returned none). */
+  readonly diagnostics: readonly CriterionDiagnostics[];
+  /** The criterion's warnings, in order (prefixed with the step when steps > 1). */
+  readonly warnings: readonly string[];
+  /** The compute dtype and whether it ran natively or emulated. */
+  readonly compute: ComputeMode;
+}
+
+/** What the scoring steps of a run report besides scores. */
+interface Reports {
+  readonly diagnostics: CriterionDiagnostics[];
+  readonly warnings: string[];
+  compute: ComputeMode;
 }
 
 interface Outcome {
@@ -71,6 +86,7 @@ async function withScoring<T>(
   model: PrunableModel,
   groups: readonly PrunableGroup[],
   run: Run,
+  reports: Reports,
   score: (r: ScoreRun) => Promise<T>,
 ): Promise<{ value: T; mode: ExecMode }> {
   const criterion = run.criterion!;
@@ -87,9 +103,12 @@ async function withScoring<T>(
         backend,
         mode: run.modeOption,
         tokens: windows ? windows.length * (windows[0]?.length ?? 0) : 512,
+        computeDtype: run.computeDtype,
         ...(opts.signal ? { signal: opts.signal } : {}),
       })
     : undefined;
+  reports.compute = computeMode(backend, run.computeDtype);
+  const step = reports.diagnostics.push({});
   try {
     const value = await score({
       model,
@@ -100,9 +119,14 @@ async function withScoring<T>(
       calibration: opts.calibration,
       executor,
       backend,
+      compute: reports.compute,
       ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      onReport: (r) => {
+        if (r.diagnostics) reports.diagnostics[step - 1] = r.diagnostics;
+        for (const w of r.warnings ?? []) reports.warnings.push(run.steps > 1 ? `step ${step}: ${w}` : w);
+      },
     });
     return { value, mode: executor?.mode ?? 'whole' };
   } finally {
@@ -114,7 +138,7 @@ async function withScoring<T>(
 const planScores = (s: Float64Array) => Array.from(s, (v) => (Number.isNaN(v) ? null : v));
 
 /** Block and channel scopes: score, rank and cut units, in `steps` steps. */
-async function pruneUnits(model: PrunableModel, run: Run): Promise<Outcome> {
+async function pruneUnits(model: PrunableModel, run: Run, reports: Reports): Promise<Outcome> {
   const original = groupsInScope(model, run);
   const ids = new Set(original.map((g) => g.id));
   const totals = new Map(original.map((g) => [g.id, g.units]));
@@ -127,7 +151,7 @@ async function pruneUnits(model: PrunableModel, run: Run): Promise<Outcome> {
     throwIfAborted(run.opts.signal);
     const stepRatio = (run.ratio * step) / run.steps;
     const groups = current.groups(scopeGroupKinds(run.scope)).filter((g) => ids.has(g.id));
-    const scored = await withScoring(current, groups, run, (r) => scoreGroups(r, run.reduction!));
+    const scored = await withScoring(current, groups, run, reports, (r) => scoreGroups(r, run.reduction!));
     mode = scored.mode;
     const scores = scored.value;
     const kept = selectUnits(
@@ -162,7 +186,7 @@ async function pruneUnits(model: PrunableModel, run: Run): Promise<Outcome> {
 }
 
 /** Layer scope: remove the lowest-scoring candidate layers, or every layer from keepFirst on. */
-async function pruneLayers(model: PrunableModel, run: Run): Promise<Outcome> {
+async function pruneLayers(model: PrunableModel, run: Run, reports: Reports): Promise<Outcome> {
   const candidates = groupsInScope(model, run);
   let keep: Set<string>;
   let mode: ExecMode = 'whole';
@@ -180,7 +204,7 @@ async function pruneLayers(model: PrunableModel, run: Run): Promise<Outcome> {
     }
     keep = new Set(candidates.filter((g) => g.layer < n).map((g) => g.id));
   } else {
-    const scored = await withScoring(model, candidates, run, (r) => scoreGroups(r, run.reduction!));
+    const scored = await withScoring(model, candidates, run, reports, (r) => scoreGroups(r, run.reduction!));
     mode = scored.mode;
     candidates.forEach((g, i) => {
       scores.set(g.id, scored.value[i]!);
@@ -209,7 +233,7 @@ async function pruneLayers(model: PrunableModel, run: Run): Promise<Outcome> {
 }
 
 /** Unstructured and N:M scopes: a mask per matrix of the pruned layers, from element salience. */
-async function pruneElements(model: PrunableModel, run: Run): Promise<Outcome> {
+async function pruneElements(model: PrunableModel, run: Run, reports: Reports): Promise<Outcome> {
   const groups = groupsInScope(model, run);
   const scope = run.scope;
   if (scope.kind === 'n:m') {
@@ -218,7 +242,7 @@ async function pruneElements(model: PrunableModel, run: Run): Promise<Outcome> {
       for (const m of g.members) checkNm(scope, model.params.get(m.param)!.shape[1]!, m.param);
   }
   const rule = elementRuleOf(scope, run.ratio, run.keepLowRatio, run.seed);
-  const scored = await withScoring(model, groups, run, (r) =>
+  const scored = await withScoring(model, groups, run, reports, (r) =>
     scoreElements(r, rule, run.opts.includeScores === true),
   );
   run.opts.onProgress?.({ phase: 'prune', done: 1, total: 1 });
@@ -237,11 +261,16 @@ async function pruneElements(model: PrunableModel, run: Run): Promise<Outcome> {
  */
 export async function prune(model: PrunableModel, opts: PlanOptions): Promise<PruneResult> {
   const run = resolveRun(model, opts);
+  const reports: Reports = {
+    diagnostics: [],
+    warnings: [],
+    compute: computeMode(undefined, run.computeDtype),
+  };
   const outcome = isElementScope(run.scope)
-    ? await pruneElements(model, run)
+    ? await pruneElements(model, run, reports)
     : run.scope.kind === 'layer'
-      ? await pruneLayers(model, run)
-      : await pruneUnits(model, run);
+      ? await pruneLayers(model, run, reports)
+      : await pruneUnits(model, run, reports);
   const ranged = run.scope.kind !== 'channel';
   const plan: PruningPlan = {
     format: PLAN_FORMAT,
@@ -256,10 +285,11 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     ...(isElementScope(run.scope) ? { keepLowRatio: run.keepLowRatio } : {}),
     seed: run.seed,
     steps: run.steps,
+    ...(run.computeDtype !== 'float32' ? { compute: reports.compute } : {}),
     model: { numLayers: model.numLayers, params: countParams(model.params) },
     ...(opts.settings ? { settings: opts.settings } : {}),
     groups: outcome.groups,
     masks: outcome.masks,
   };
-  return { plan, model: outcome.model, scores: outcome.scores, mode: outcome.mode };
+  return { plan, model: outcome.model, scores: outcome.scores, mode: outcome.mode, ...reports };
 }

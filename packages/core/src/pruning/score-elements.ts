@@ -41,7 +41,6 @@ export async function scoreElements(
       `criterion '${criterion.name}' returned unit scores; scope ${rule.kind === 'n:m' ? `${rule.n}:${rule.m}` : 'unstructured'} needs element salience (declare the scopes it supports)`,
     );
   }
-  if (result.salience) for (const [name, values] of result.salience) add(name, values);
   // The model's parameter order, whatever order the salience arrived in (streamed runs go last
   // layer first): plans are byte-identical between whole and streamed runs.
   const out: MatrixMask[] = [];

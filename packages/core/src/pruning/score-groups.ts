@@ -99,6 +99,5 @@ export async function scoreGroups(run: ScoreRun, reduction: Reduction): Promise<
     }
     return [...result.unitScores];
   }
-  if (result.salience) for (const [name, values] of result.salience) sink.add(name, values);
   return sink.finish();
 }

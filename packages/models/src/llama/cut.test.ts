@@ -15,6 +15,7 @@ import {
   type Tensor,
   tensor,
 } from '@moreau/core';
+import { smallConfig } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LlamaConfig } from './config.js';
 import { llamaConfigAfterCut, pruneConfig, removeLayers } from './cut.js';
@@ -23,7 +24,6 @@ import { llamaLogits, llamaStages } from './model.js';
 import { randomInit } from './presets.js';
 import { LlamaModel } from './prunable.js';
 import { ropeTables } from './rope.js';
-import { smallConfig } from './test-fixtures.js';
 
 const cfg = (over: Partial<LlamaConfig> = {}): LlamaConfig =>
   smallConfig({

@@ -15,10 +15,12 @@ import {
   countNonZero,
   countParams,
   getCriterion,
+  type PruneResult,
   type PruneScope,
   parseScope,
   planToJSON,
   prune,
+  type ResolvedPreset,
   resolveOptions,
 } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
@@ -36,22 +38,27 @@ import {
 } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import {
+  calibrationChoice,
   checkCriterionScopes,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
   perturbFlag,
   planOptionsFromFlags,
+  presetFlag,
   rankingFlag,
   ratiosFlag,
   requireInputFiles,
+  resolvedPreset,
   scopesFlag,
   taskFlags,
+  textSourceOptions,
   UsageError,
 } from '../flags.js';
-import { textSummary } from '../report/render.js';
+import { named, textSummary } from '../report/render.js';
 import type { CompareReport, CompareRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
+import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
 import { modelSummary } from './info.js';
 import { runRobustness } from './robustness.js';
 
@@ -59,7 +66,11 @@ import { runRobustness } from './robustness.js';
 interface Comparison {
   readonly source: string;
   readonly loaded: LoadedModel;
-  readonly criteria: readonly { readonly name: string; readonly options: Record<string, string> }[];
+  readonly preset: ResolvedPreset | undefined;
+  readonly criteria: readonly {
+    readonly name: string;
+    readonly options: Record<string, string | number | boolean>;
+  }[];
   readonly ratios: readonly number[];
   readonly scopes: readonly PruneScope[];
   readonly texts: readonly [string, string][];
@@ -94,18 +105,25 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     };
     const evaluateModel = (model: LlamaModel) => evaluate(run, model, c.loaded.tokenizer, c.texts, c.tasks);
 
+    const T = macsSeqLen(run.flags);
     label('dense');
     const denseStart = performance.now();
-    const dense = { params, ...(await evaluateModel(c.loaded.model)), seconds: seconds(denseStart) };
+    const dense = {
+      params,
+      ...(await evaluateModel(c.loaded.model)),
+      macs: macsOf(c.loaded.model.config, T),
+      latency: (await latencyOf(run, c.loaded.model, 'dense')) ?? null,
+      seconds: seconds(denseStart),
+    };
     const runs: CompareRun[] = [];
     const plans = new Map<string, string>();
     const several = c.scopes.length > 1;
-    for (const scope of c.scopes) {
+    for (const scope of c.scopes)
       for (const spec of c.criteria) {
-        const pruneAt = scoredOnce(run, c.loaded.model, spec, scope, calibration);
+        const pruneAt = scoredOnce(run, c.loaded.model, spec, scope, calibration, c.preset);
         for (const ratio of ratiosAt(scope, c.ratios)) {
           label(`${several ? `${scope} ` : ''}${spec.name} ${ratio}`);
-          const { result, scoreSeconds, cutSeconds } = await pruneAt(ratio);
+          const { result, scoreSeconds, cutSeconds, diagnostics, warnings } = await pruneAt(ratio);
           const model = result.model as LlamaModel;
           const evalStart = performance.now();
           const ev = await evaluateModel(model);
@@ -125,6 +143,12 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
             ppl: ev.ppl,
             nll: ev.nll,
             tasks: ev.tasks,
+            paper_average: ev.paper_average,
+            paper_tasks: ev.paper_tasks,
+            macs: macsOf(model.config, T),
+            latency: (await latencyOf(run, model, `${spec.name} ${ratio}`)) ?? null,
+            diagnostics,
+            warnings,
             seconds: scoreSeconds + cutSeconds + evalSeconds,
             score_seconds: scoreSeconds,
             eval_seconds: evalSeconds,
@@ -132,7 +156,6 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           });
         }
       }
-    }
     let robustness: Record<string, RobustnessReport> | undefined;
     if (c.perturbations) {
       robustness = {};
@@ -142,11 +165,12 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           progress.prefix = `robustness ${key}: `;
           robustness[key] = await runRobustness(run, c.loaded, {
             ratio,
-            selection: planOptionsFromFlags(run.flags, scope, { lenient: true }),
+            selection: planOptionsFromFlags(run.flags, scope, { lenient: true, preset: c.preset }),
             criteria: c.criteria,
             perturbations: c.perturbations,
             evalText: c.texts[0]![1],
             calibration,
+            ...(c.preset ? { preset: c.preset } : {}),
           });
         }
       }
@@ -174,19 +198,22 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 /** Checks every flag before the model loads (a typo costs nothing), then loads it. */
 async function comparison(source: string, flags: CompareFlags): Promise<Comparison> {
   await loadPlugins(flags.plugin);
+  const preset = presetFlag(flags);
   const names = criteriaFlag(flags.criteria, { unique: true });
   const ratios = ratiosFlag(flags.ratios);
   const scopes = scopesFlag(flags.scopes);
   checkCriterionScopes(names, scopes);
   rankingFlag(flags);
-  const criteria = criteriaOptions(names, flags.opt);
+  const criteria = criteriaOptions(names, flags.opt, preset);
   const tasks = taskFlags(flags.task);
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
   let texts = namedFiles('--ppl', flags.ppl);
+  for (const [, file] of texts) textSourceOptions(flags, file);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
   await checkReportDir(flags.report);
 
   const loaded = await openModel(source, flags);
+  const resolved = resolvedPreset(preset, loaded.model.config);
   if (texts.length === 0 && loaded.defaultText) texts = [['heldout', loaded.defaultText]];
   if (texts.length === 0 && tasks.length === 0) {
     throw new UsageError(
@@ -195,7 +222,7 @@ async function comparison(source: string, flags: CompareFlags): Promise<Comparis
   }
   if (perturbations && texts.length === 0)
     throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
-  return { source, loaded, criteria, ratios, scopes, texts, tasks, perturbations };
+  return { source, loaded, preset: resolved, criteria, ratios, scopes, texts, tasks, perturbations };
 }
 
 /** The report's description of the run: model, backend and settings (every default filled in). */
@@ -206,6 +233,8 @@ function reportHead(
 ): Pick<CompareReport, 'format' | 'version' | 'created' | 'moreau' | 'model' | 'backend' | 'settings'> {
   const { format, params, layers, heads, kv_heads, intermediate_size, vocab_size } = modelSummary(c.loaded);
   const replayed = flags.calibTokens ? calibration?.iterations[0] : undefined;
+  const choice = calibrationChoice(flags, c.preset);
+  const selection = planOptionsFromFlags(flags, 'block', { lenient: true, preset: c.preset });
   return {
     format: 'moreau-compare-report',
     version: 2,
@@ -214,6 +243,8 @@ function reportHead(
     model: { source: c.source, format, params, layers, heads, kv_heads, intermediate_size, vocab_size },
     backend: backendInfo(backend),
     settings: {
+      preset: c.preset?.name ?? null,
+      preset_source: c.preset ? { ...c.preset.source, files: [...c.preset.source.files] } : null,
       criteria: c.criteria.map((s) => s.name),
       ratios: c.ratios,
       scopes: c.scopes,
@@ -227,17 +258,24 @@ function reportHead(
       calibration: calibration
         ? {
             source: flags.calibTokens || flags.calib || c.loaded.defaultText || null,
-            samples: flags.calibTokens ? (replayed?.length ?? null) : flags.calibSamples,
-            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : flags.calibSeqLen,
+            sampling: flags.calibTokens ? 'replayed' : choice.sampling,
+            samples: flags.calibTokens ? (replayed?.length ?? null) : choice.samples,
+            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : choice.seqLen,
             iterations: calibration.iterations.length,
           }
         : null,
       seed: flags.seed,
       ranking: rankingFlag(flags) ?? 'local',
       keep_low_ratio: flags.keepLowRatio ?? 0,
-      attn_layers: flags.attnLayers ?? null,
-      mlp_layers: flags.mlpLayers ?? null,
+      attn_layers: selection.attnLayers ?? null,
+      mlp_layers: selection.mlpLayers ?? null,
       perturbations: c.perturbations,
+      zeroshot_protocol: flags.zeroshotProtocol,
+      ppl_join: flags.pplJoin ?? null,
+      field: flags.field ?? null,
+      macs_seq_len: macsSeqLen(flags),
+      macs_counted: MACS_COUNTED,
+      latency: latencySettings(flags),
     },
   };
 }
@@ -256,7 +294,7 @@ async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<Ca
       return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
     }),
   );
-  return calibrationFromFlags(c.loaded, flags, iterations);
+  return calibrationFromFlags(c.loaded, flags, iterations, calibrationChoice(flags, c.preset));
 }
 
 /**
@@ -270,12 +308,13 @@ function scoredOnce(
   spec: Comparison['criteria'][number],
   scope: PruneScope,
   calibration: CalibrationSet | undefined,
+  preset: ResolvedPreset | undefined,
 ) {
   const criterion = getCriterion(spec.name);
   const kind = parseScope(scope).kind;
   const reuse = kind !== 'unstructured' && kind !== 'n:m';
   const base = {
-    ...planOptionsFromFlags(run.flags, scope, { lenient: true }),
+    ...planOptionsFromFlags(run.flags, scope, { lenient: true, preset }),
     options: spec.options,
     calibration: criterion.requires.calibration ? calibration : undefined,
     backend: run.backend,
@@ -284,13 +323,16 @@ function scoredOnce(
   };
   let cached: Criterion | undefined;
   let scoreSeconds = 0;
+  let report: Pick<PruneResult, 'diagnostics' | 'warnings'> = { diagnostics: [], warnings: [] };
   return async (ratio: number) => {
     const t0 = performance.now();
     const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
-    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
+    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0), ...report };
     scoreSeconds = seconds(t0);
     if (reuse) cached = fromScores(criterion, result.scores);
-    return { result, scoreSeconds, cutSeconds: 0 };
+    report = { diagnostics: result.diagnostics, warnings: result.warnings };
+    for (const w of result.warnings) run.progress.warn(named(spec.name, w));
+    return { result, scoreSeconds, cutSeconds: 0, ...report };
   };
 }
 
