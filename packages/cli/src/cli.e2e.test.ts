@@ -339,7 +339,7 @@ describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
         tmp('x'),
       ]),
       'prune',
-      /--keep-first keeps the first N layers unscored: drop --criterion and --ratio/,
+      /--keep-first keeps the first N layers unscored: drop --criterion, --ratio and --preset/,
     );
     expectUsage(
       await moreau([
