@@ -52,10 +52,7 @@ function prunedHalfModel(): LlamaModel {
       ['layer.2.mlp', [0, 7, 9]],
     ]),
   );
-  return cut.withPruned(
-    new Map([...cut.params].map(([k, t]) => [k, castHost(t, 'float16')])),
-    new Map(),
-  ) as LlamaModel;
+  return cut.withParams(new Map([...cut.params].map(([k, t]) => [k, castHost(t, 'float16')]))) as LlamaModel;
 }
 
 let backend: Backend;

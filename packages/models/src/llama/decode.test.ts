@@ -100,7 +100,7 @@ describe('LLaMA incremental decoding: cached logits equal full recomputation', (
   it('float16 storage and Llama-3 RoPE scaling', async () => {
     const pruned = prunedModel({ ...config, ropeScaling: smallLlama3Scaling, ropeTheta: 500000 });
     const half = new Map([...pruned.params].map(([k, t]) => [k, castHost(t, 'float16')]));
-    const model = pruned.withPruned(half, new Map());
+    const model = pruned.withParams(half);
     await expectCachedEqualsFull(model, 'streamed');
     await expectCachedEqualsFull(model, 'whole');
   });
