@@ -26,7 +26,7 @@ import {
 const dir = useScratchDir();
 
 const leftovers = async () =>
-  (await readdir(dir())).filter((f) => f.includes('.tmp-') || f.includes('.old-'));
+  (await readdir(dir())).filter((f) => f.includes('.tmp-') || f.includes('.old-') || f.includes('.moreau-'));
 
 describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stories260K', () => {
   let ckpt: Checkpoint;

@@ -4,7 +4,13 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { type FloatDType, type HostTensor, hostTensorsEqual, isFloat } from '@moreau/core';
+import {
+  type FloatDType,
+  type HostTensor,
+  hostTensorsEqual,
+  isFloat,
+  type OutputTransaction,
+} from '@moreau/core';
 import { validateLlamaConfig } from '../llama/config.js';
 import {
   type Checkpoint,
@@ -82,6 +88,11 @@ export interface SaveHfOptions {
   tokenizerFiles?: Readonly<Record<string, Uint8Array | string>>;
   /** Replace a non-empty existing directory. Default false (an error). */
   overwrite?: boolean;
+  /**
+   * Stage the directory in this transaction instead of writing it now: it is put in place when the
+   * transaction commits (with the run's other outputs), and never if it aborts.
+   */
+  transaction?: OutputTransaction;
   /** Shard above this many bytes of tensor data. Default 5e9 (transformers' default). */
   maxShardBytes?: number;
 }
@@ -151,7 +162,10 @@ export async function saveHfDirectory(
         written.push(name);
       }
     },
-    { overwrite: options.overwrite ?? false },
+    {
+      overwrite: options.overwrite ?? false,
+      ...(options.transaction ? { transaction: options.transaction } : {}),
+    },
   );
   return written;
 }

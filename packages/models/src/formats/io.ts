@@ -1,13 +1,16 @@
 /**
  * File helpers shared by the readers and writers: positional reads that fill a buffer completely,
  * a forward reader over a file handle for headers of unknown length, and atomic file / directory
- * writes (write next to the target, then rename; nothing half-written is left behind on failure).
+ * writes (core's implementation, with this package's FormatError).
  */
-import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import {
+  writeDirAtomic as coreWriteDirAtomic,
+  writeFileAtomic as coreWriteFileAtomic,
+  OutputError,
+  type OutputTransaction,
+} from '@moreau/core';
 import { describeError, FormatError } from './errors.js';
 
 /** Largest single read / write handed to the OS (Node limits one call to < 2 GiB). */
@@ -209,88 +212,42 @@ export function decodeUtf8(bytes: Uint8Array, file: string, what: string): strin
   }
 }
 
-export function randomSuffix(): string {
-  return randomBytes(6).toString('hex');
-}
-
 /**
- * Write a file atomically: `fill` writes into a temporary file in the same directory, which is
- * fsync'ed and renamed over `file`. On any failure the temporary file is removed and `file` is
- * untouched.
+ * Write a file atomically (core's implementation): `fill` writes into a temporary file in the same
+ * directory, which is fsync'ed and renamed over `file`. On any failure the temporary file is
+ * removed and `file` is untouched.
  */
 export async function writeFileAtomic(file: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomSuffix()}`);
-  let fh: FileHandle | undefined;
   try {
-    fh = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
-    await fill(fh);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, file);
+    await coreWriteFileAtomic(file, fill);
   } catch (e) {
-    if (fh) await fh.close().catch(() => {});
-    await rm(tmp, { force: true }).catch(() => {});
-    throw e;
-  }
-}
-
-async function isNonEmptyDir(dir: string): Promise<boolean | undefined> {
-  try {
-    const st = await stat(dir);
-    if (!st.isDirectory()) return true;
-    return (await readdir(dir)).length > 0;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (e instanceof OutputError) throw new FormatError(file, e.detail, { cause: e });
     throw e;
   }
 }
 
 /**
- * Create a directory atomically: `fill` writes into `${dir}.tmp-<random>` (same parent), which is
- * then renamed to `dir`. A `dir` that exists and is not empty is an error unless `overwrite`, in
- * which case the old directory is moved aside, the new one moved in, and the old one deleted (and
- * restored if the swap fails). On failure the temporary directory is removed.
+ * Create a directory atomically (core's implementation): `fill` writes into a temporary directory
+ * beside `dir`, which is then renamed to `dir`. A `dir` that exists and is not empty is an error
+ * unless `overwrite`; it is then replaced (and restored if the swap fails). With a `transaction`
+ * the directory is only staged: it is put in place when the transaction commits.
  */
 export async function writeDirAtomic(
   dir: string,
   fill: (tmpDir: string) => Promise<void>,
-  options: { overwrite?: boolean } = {},
+  options: { overwrite?: boolean; transaction?: OutputTransaction } = {},
 ): Promise<void> {
-  const state = await isNonEmptyDir(dir);
-  if (state === true && !options.overwrite) {
-    throw new FormatError(dir, 'already exists and is not empty (pass { overwrite: true } to replace it)');
-  }
-  await mkdir(dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${randomSuffix()}`;
-  await mkdir(tmp);
+  const opts = {
+    replace: () =>
+      options.overwrite
+        ? (true as const)
+        : 'already exists and is not empty (pass { overwrite: true } to replace it)',
+  };
   try {
-    await fill(tmp);
-    const now = await isNonEmptyDir(dir);
-    if (now === undefined) {
-      await rename(tmp, dir);
-    } else if (now === false) {
-      await rm(dir, { recursive: true, force: true });
-      await rename(tmp, dir);
-    } else {
-      if (!options.overwrite) {
-        throw new FormatError(
-          dir,
-          'appeared while writing and is not empty (pass { overwrite: true } to replace it)',
-        );
-      }
-      const old = `${dir}.old-${randomSuffix()}`;
-      await rename(dir, old);
-      try {
-        await rename(tmp, dir);
-      } catch (e) {
-        await rename(old, dir).catch(() => {});
-        throw e;
-      }
-      await rm(old, { recursive: true, force: true });
-    }
+    if (options.transaction) await options.transaction.dir(dir, fill, opts);
+    else await coreWriteDirAtomic(dir, fill, opts);
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    if (e instanceof OutputError) throw new FormatError(dir, e.detail, { cause: e });
     throw e;
   }
 }
