@@ -5,7 +5,16 @@
  * Handlers, and implement it in internal/commands/ taking (model, CommandContext<ItsFlags>).
  */
 import { Command, Option } from 'commander';
-import { collect, parseIntArg, parseLayerRange, parseNumberArg, parseRatio } from './internal/flags.js';
+import {
+  collect,
+  collectPath,
+  parseIntArg,
+  parseJsonTarget,
+  parseLayerRange,
+  parseNumberArg,
+  parsePath,
+  parseRatio,
+} from './internal/flags.js';
 
 /** Flags of every command that loads a model. */
 export interface ModelFlags {
@@ -25,6 +34,7 @@ function modelOptions(cmd: Command): Command {
     .option(
       '--tokenizer <file>',
       'tokenizer for a llama2.c checkpoint (tok.bin) or an override for other formats',
+      parsePath('--tokenizer'),
     )
     .addOption(
       new Option('--backend <name>', 'tensor engine').choices(['ort', 'tfjs', 'auto']).default('auto'),
@@ -71,11 +81,23 @@ export interface CalibFlags {
 
 function calibOptions(cmd: Command): Command {
   return cmd
-    .option('--calib <file>', "calibration text (default: the model's shipped held-out text, else required)")
+    .option(
+      '--calib <file>',
+      "calibration text (default: the model's shipped held-out text, else required)",
+      parsePath('--calib'),
+    )
     .option('--calib-samples <n>', 'calibration windows per iteration', parseIntArg('--calib-samples'), 4)
     .option('--calib-seq-len <n>', 'tokens per calibration window', parseIntArg('--calib-seq-len', 2), 128)
-    .option('--calib-tokens <file>', 'replay exact windows: {"iterations": [[[ids...], ...], ...]}')
-    .option('--save-calib <file>', 'write the windows used, in the --calib-tokens format')
+    .option(
+      '--calib-tokens <file>',
+      'replay exact windows: {"iterations": [[[ids...], ...], ...]}',
+      parsePath('--calib-tokens'),
+    )
+    .option(
+      '--save-calib <file>',
+      'write the windows used, in the --calib-tokens format',
+      parsePath('--save-calib'),
+    )
     .option(
       '--seed <n>',
       'seed for calibration windows, noise and random scores',
@@ -99,7 +121,12 @@ function calibOptions(cmd: Command): Command {
       collect,
       [],
     )
-    .option('--plugin <module>', 'load a criterion plugin module (path or package); repeatable', collect, []);
+    .option(
+      '--plugin <module>',
+      'load a criterion plugin module (path or package); repeatable',
+      collectPath('--plugin'),
+      [],
+    );
 }
 
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
@@ -110,6 +137,7 @@ export interface PruneFlags extends ModelFlags, CalibFlags {
   readonly ratio?: number;
   readonly out: string;
   readonly overwrite: boolean;
+  readonly force: boolean;
   readonly steps: number;
   readonly planOut?: string;
   readonly plan?: string;
@@ -126,6 +154,7 @@ export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags {
   readonly task: string[];
   readonly robustness: boolean;
   readonly perturb: string;
+  readonly json?: string;
 }
 export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
   readonly criteria: string;
@@ -135,8 +164,10 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
 }
 export type ExportFlags = ModelFlags & {
   readonly onnx: string;
+  readonly overwrite: boolean;
   readonly seqLen: number;
   readonly batch: number;
+  readonly json?: string;
 };
 export interface GenerateFlags extends ModelFlags {
   readonly prompt: string;
@@ -145,6 +176,7 @@ export interface GenerateFlags extends ModelFlags {
   readonly topP: number;
   readonly topK: number;
   readonly seed: number;
+  readonly json?: string;
 }
 export type CriteriaFlags = { readonly plugin: string[]; readonly json?: string };
 
@@ -174,7 +206,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .exitOverride();
 
   modelOptions(program.command('info').description('parameters, layers and per-layer sizes of a model'))
-    .option('--json <file>', 'also write the result as JSON')
+    .option('--json <file>', 'also write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
   evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy')))
@@ -184,7 +216,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       collect,
       [],
     )
-    .option('--json <file>', 'write the results as JSON')
+    .option('--json <file>', 'write the results as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
 
   calibOptions(
@@ -199,16 +231,21 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan)',
       parseRatio,
     )
-    .requiredOption('--out <dir>', 'output HF directory (written atomically)')
-    .option('--overwrite', 'replace --out if it already exists', false)
+    .requiredOption('--out <dir>', 'output HF directory (written atomically)', parsePath('--out'))
+    .option(
+      '--overwrite',
+      'replace --out if it already exists and holds an earlier output of moreau prune',
+      false,
+    )
+    .option('--force', 'with --overwrite: replace --out even if it holds other files', false)
     .option(
       '--steps <n>',
       'iterative pruning: reach the ratio in N score-and-cut steps',
       parseIntArg('--steps'),
       1,
     )
-    .option('--plan-out <file>', 'write the pruning plan JSON')
-    .option('--plan <file>', 'apply this saved plan instead of scoring')
+    .option('--plan-out <file>', 'write the pruning plan JSON', parsePath('--plan-out'))
+    .option('--plan <file>', 'apply this saved plan instead of scoring', parsePath('--plan'))
     .option(
       '--dtype <dtype>',
       'storage dtype of the saved weights: float32 | float16 | bfloat16 (default: as loaded)',
@@ -216,7 +253,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--eval-ppl <NAME=FILE>', 'evaluate perplexity of the pruned model; repeatable', collect, [])
     .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
     .option('--limit <n>', 'evaluate at most N windows', parseIntArg('--limit'))
-    .option('--json <file>', 'write the result as JSON')
+    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: PruneFlags) => handlers.prune(m, o));
 
   evalOptions(
@@ -228,7 +265,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
   )
     .requiredOption('--criteria <list>', 'comma-separated criteria, e.g. magnitude,taylor,moreau,moreau-gs')
     .requiredOption('--ratios <list>', 'comma-separated ratios, e.g. 0.1,0.2,0.3')
-    .requiredOption('--report <dir>', 'report directory: report.json, report.md, report.html, charts')
+    .requiredOption(
+      '--report <dir>',
+      'report directory: report.json, report.md, report.html, charts (an earlier report is replaced)',
+      parsePath('--report'),
+    )
     .option('--task <NAME=FILE>', 'zero-shot task to evaluate each pruned model on; repeatable', collect, [])
     .option(
       '--robustness',
@@ -236,6 +277,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       false,
     )
     .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3')
+    .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget)
     .action((m, o: CompareFlags) => handlers.compare(m, o));
 
   evalOptions(
@@ -252,42 +294,64 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .requiredOption('--criteria <list>', 'comma-separated criteria')
     .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
-    .option('--json <file>', 'write the result as JSON')
+    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: RobustnessFlags) => handlers.robustness(m, o));
 
   modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
-    .requiredOption('--onnx <file>', 'output .onnx file')
+    .requiredOption('--onnx <file>', 'output .onnx file', parsePath('--onnx'))
+    .option('--overwrite', 'replace --onnx if the file exists', false)
     .option('--seq-len <n>', 'sequence length of the exported graph', parseIntArg('--seq-len'), 128)
     .option('--batch <n>', 'batch size of the exported graph', parseIntArg('--batch'), 1)
+    .option('--json <file>', 'write what was exported as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: ExportFlags) => handlers.export(m, o));
 
   modelOptions(program.command('generate').description('generate text (temperature 0 = greedy)'))
     .option('--prompt <text>', 'prompt; empty starts from BOS', '')
     .option('--max-tokens <n>', 'tokens to generate', parseIntArg('--max-tokens'), 64)
-    .option('--temperature <t>', 'sampling temperature; 0 is greedy', parseNumberArg('--temperature'), 0)
-    .option('--top-p <p>', 'nucleus sampling mass', parseNumberArg('--top-p'), 1)
+    .option(
+      '--temperature <t>',
+      'sampling temperature, >= 0; 0 is greedy',
+      parseNumberArg('--temperature', { min: 0 }),
+      0,
+    )
+    .option(
+      '--top-p <p>',
+      'nucleus sampling mass, in (0, 1]',
+      parseNumberArg('--top-p', { min: 0, minExclusive: true, max: 1 }),
+      1,
+    )
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 0)
     .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1)
+    .option('--json <file>', 'write the prompt, text and token ids as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: GenerateFlags) => handlers.generate(m, o));
 
   program
     .command('criteria')
     .description('list the registered criteria and their options')
-    .option('--plugin <module>', 'load a criterion plugin module first; repeatable', collect, [])
-    .option('--json <file>', 'write the list as JSON')
+    .option(
+      '--plugin <module>',
+      'load a criterion plugin module first; repeatable',
+      collectPath('--plugin'),
+      [],
+    )
+    .option('--json <file>', 'write the list as JSON (- for stdout)', parseJsonTarget)
     .action((o: CriteriaFlags) => handlers.criteria(o));
 
   program.addHelpText(
     'after',
     `
 Every command prints results on stdout and progress on stderr (--quiet silences it).
+--json - prints the JSON result on stdout instead (the text results then go to stderr).
 Run 'moreau <command> --help' for a command's flags and their defaults.
 
-Exit status: 0 ok, 1 runtime error (the message names the file, field or option),
-2 usage error (with the command's help), 130 interrupted (Ctrl-C; nothing half-written is left).`,
+Exit status: 0 ok (every output complete), 1 runtime error (the message names the file, field
+or option), 2 usage error, 130 interrupted (Ctrl-C / SIGTERM; every output is as before the
+run; a second Ctrl-C stops at once).`,
   );
   for (const c of [program, ...program.commands]) {
-    c.exitOverride().showHelpAfterError(true);
+    c.exitOverride().showHelpAfterError(
+      `(run 'moreau${c === program ? '' : ` ${c.name()}`} --help' for ${c === program ? 'the commands' : 'its flags'})`,
+    );
     c.configureOutput({
       outputError: (str, write) => write(`moreau${c === program ? '' : ` ${c.name()}`}: ${str}`),
     });

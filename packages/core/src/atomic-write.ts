@@ -17,7 +17,7 @@
  *
  * Node only: `node:fs` is imported on first use, so importing @moreau/core stays host-neutral.
  */
-import { InputError, MoreauError } from './errors.js';
+import { AbortError, InputError, MoreauError } from './errors.js';
 
 type Fsp = typeof import('node:fs/promises');
 type PathMod = typeof import('node:path');
@@ -439,6 +439,12 @@ export class OutputTransaction {
       if (e instanceof Error && e.message.includes(tmp)) e.message = e.message.replaceAll(tmp, file);
       wrap(e, file, 'write', options.label);
     }
+    if (this.done) {
+      await h.fs.rm(tmp, { force: true }).catch(() => {});
+      await release(tmp);
+      await this.removeCreatedDirs(h);
+      throw new AbortError();
+    }
     this.staged.push({
       entry: { kind: 'file', target: t.target, tmp },
       dest: file,
@@ -485,6 +491,13 @@ export class OutputTransaction {
         wrap(e, dir, 'write', options.label);
       if (e instanceof Error && e.message.includes(tmp)) e.message = e.message.replaceAll(tmp, dir);
       throw e;
+    }
+    if (this.done) {
+      // Aborted while the directory was being filled: it never becomes an output.
+      await h.fs.rm(tmp, { recursive: true, force: true }).catch(() => {});
+      await release(tmp);
+      await this.removeCreatedDirs(h);
+      throw new AbortError();
     }
     this.staged.push({
       entry: { kind: 'dir', target, tmp },

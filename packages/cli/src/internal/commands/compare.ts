@@ -61,7 +61,7 @@ const seconds = (since: number) => (performance.now() - since) / 1000;
 
 export async function compareCommand(source: string, ctx: CommandContext<CompareFlags>) {
   const started = performance.now();
-  const c = await comparison(source, ctx.flags);
+  const c = await comparison(source, ctx);
   await withBackend(ctx, async (run) => {
     const { progress } = run;
     const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
@@ -69,7 +69,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     progress.note(
       `model ${source}: ${params.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device}); ${n(c.criteria.length, 'criterion', 'criteria')} x ${n(c.ratios.length, 'ratio', 'ratios')}`,
     );
-    const calibration = await sharedCalibration(run.flags, c);
+    const calibration = await sharedCalibration(run, c);
     const total = 1 + c.criteria.length * c.ratios.length;
     let step = 0;
     const label = (what: string) => {
@@ -136,7 +136,9 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
         seconds: seconds(started),
       },
       plans,
+      run.outputs,
     );
+    if (run.flags.json) await run.outputs.writeJson(run.flags.json, report);
     run.out(textSummary(report));
     run.out(
       `\nreport: ${run.flags.report}/report.html (report.json, report.md, ${report.charts.join(', ')})\n`,
@@ -145,7 +147,8 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 }
 
 /** Checks every flag before the model loads (a typo costs nothing), then loads it. */
-async function comparison(source: string, flags: CompareFlags): Promise<Comparison> {
+async function comparison(source: string, ctx: CommandContext<CompareFlags>): Promise<Comparison> {
+  const { flags } = ctx;
   await loadPlugins(flags.plugin);
   const names = criteriaFlag(flags.criteria, { unique: true });
   const ratios = ratiosFlag(flags.ratios);
@@ -154,7 +157,9 @@ async function comparison(source: string, flags: CompareFlags): Promise<Comparis
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
   let texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
-  await checkReportDir(flags.report);
+  await checkReportDir(flags.report, ctx.outputs);
+  await ctx.outputs.checkFile('--json', flags.json);
+  await ctx.outputs.checkFile('--save-calib', flags.saveCalib);
 
   const loaded = await openModel(source, flags);
   if (texts.length === 0 && loaded.defaultText) texts = [['heldout', loaded.defaultText]];
@@ -214,7 +219,10 @@ function reportHead(
  * One calibration set for every criterion (as many fresh iterations as the hungriest needs): every
  * criterion sees the same first windows, and --save-calib writes exactly what was used.
  */
-async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<CalibrationSet | undefined> {
+async function sharedCalibration(
+  { flags, outputs }: CommandContext<CompareFlags>,
+  c: Comparison,
+): Promise<CalibrationSet | undefined> {
   const needing = c.criteria.filter((s) => getCriterion(s.name).requires.calibration);
   if (needing.length === 0) return undefined;
   const iterations = Math.max(
@@ -224,7 +232,7 @@ async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<Ca
       return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
     }),
   );
-  return calibrationFromFlags(c.loaded, flags, iterations);
+  return calibrationFromFlags(c.loaded, flags, iterations, outputs);
 }
 
 /**

@@ -27,7 +27,6 @@ import {
   requireInputFiles,
   UsageError,
 } from '../flags.js';
-import { writeJsonAtomic } from '../output.js';
 
 /** Windows the pruned models' perplexity is measured on when --limit is not given. */
 const ROBUSTNESS_WINDOWS = 32;
@@ -88,6 +87,7 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
   const perturbations = perturbFlag(flags.perturb);
   const texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts });
+  await ctx.outputs.checkFile('--json', flags.json);
   const loaded = await openModel(source, flags);
   await withBackend(ctx, async (run) => {
     const report = await runRobustness(run, loaded, {
@@ -97,6 +97,6 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
       evalText: texts[0]?.[1],
     });
     ctx.out(`${formatRobustnessTable(report)}\n`);
-    if (flags.json) await writeJsonAtomic(flags.json, report);
+    if (flags.json) await ctx.outputs.writeJson(flags.json, report);
   });
 }
