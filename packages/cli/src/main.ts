@@ -75,9 +75,22 @@ const commandName = (c: Command) => `moreau${c.parent ? ` ${c.name()}` : ''}`;
 /** The one line under a usage error. */
 export const helpHint = (c: Command) => `(run '${commandName(c)} --help' for its flags)\n`;
 
-function bounded(message: string): string {
-  const one = message.replace(/\s*\n\s*/g, ' ').trim();
+/** One line, no terminal colour codes, at most MAX_MESSAGE characters. */
+export function bounded(message: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal colour codes are the point
+  const plain = message.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+  const one = plain.replace(/\s*\n\s*/g, ' ').trim();
   return one.length > MAX_MESSAGE ? `${one.slice(0, MAX_MESSAGE)}… (${one.length} characters)` : one;
+}
+
+/** The tensor engine's out-of-memory text, said plainly (with what to change). */
+function engineMessage(message: string): string {
+  const alloc =
+    /(Failed to allocate memory[^.;]*|std::bad_alloc|Array buffer allocation failed|out of memory)/i.exec(
+      message,
+    );
+  if (!alloc) return message;
+  return `the tensor engine ran out of memory (${alloc[1]}); use a smaller --batch-size or --seq-len, or a machine with more memory`;
 }
 
 /** A criterion a plugin registered, named with its plugin in a message about it. */
@@ -104,7 +117,7 @@ function reportError(err: unknown, command: Command, aborted: boolean): number {
     return EXIT.aborted;
   }
   const e = err as Error;
-  const message = withPlugin(bounded(e?.message ?? String(err)));
+  const message = withPlugin(engineMessage(bounded(e?.message ?? String(err))));
   process.stderr.write(`moreau: error: ${message}\n`);
   if (process.env.MOREAU_DEBUG && e?.stack) process.stderr.write(`${e.stack}\n`);
   else if (!(err instanceof MoreauError)) {

@@ -43,7 +43,13 @@ export {
   STANDARD_TASKS,
   type ZeroShotTask,
 } from './internal/tasks.js';
-export { readText, type TextSourceOptions } from './internal/text-source.js';
+export {
+  MAX_TEXT_BYTES,
+  readFileBytes,
+  readText,
+  readTextFile,
+  type TextSourceOptions,
+} from './internal/text-source.js';
 export {
   evaluateTask,
   type LoglikelihoodResult,

@@ -273,7 +273,7 @@ class OrtBackendImpl implements OrtBackend {
       interOpNumThreads: this.interOpNumThreads,
       executionMode: 'sequential',
       graphOptimizationLevel: this.graphOptimizationLevel,
-      logSeverityLevel: 3,
+      logSeverityLevel: 4, // fatal only: an error reaches the caller once, as an exception (no coloured log line too)
       enableCpuMemArena: this.memoryArena,
       extra: { session: { intra_op: { allow_spinning: this.allowSpinning ? '1' : '0' } } },
     };

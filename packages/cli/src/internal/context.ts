@@ -3,7 +3,6 @@
  * loading, plugins and calibration windows.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,7 +20,7 @@ import {
   sampleCalibration,
 } from '@moreau/core';
 import '@moreau/criteria';
-import { readText } from '@moreau/eval';
+import { readText, readTextFile } from '@moreau/eval';
 import { type LoadedModel, loadModel } from '@moreau/models';
 import type { CalibFlags, ModelFlags } from '../program.js';
 import { during, PluginExit, pluginOfCriterion } from './activity.js';
@@ -184,8 +183,11 @@ export async function replayedCalibration(
 ): Promise<CalibrationSet | undefined> {
   const file = flags.calibTokens;
   if (!file) return undefined;
-  if (!existsSync(file)) throw new InputError(`calibration tokens file '${file}' not found`, file);
-  return parseCalibration(await readFile(file, 'utf8'), file, loaded.model.config.vocabSize);
+  return parseCalibration(
+    await readTextFile(file, 'calibration tokens file'),
+    file,
+    loaded.model.config.vocabSize,
+  );
 }
 
 /**

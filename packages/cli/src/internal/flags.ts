@@ -4,7 +4,7 @@
  * the criterion registry, NAME=FILE lists, files that must exist, flags that exclude each other).
  * Defaults are not restated here: program.ts declares them, and the parsed flags carry them.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import {
   type Criterion,
   getCriterion,
@@ -295,8 +295,10 @@ export function requireInputFiles(
     ),
   ];
   for (const [flag, file] of files) {
-    if (file !== undefined && !existsSync(file))
-      throw new InputError(`${flag}: file '${file}' not found`, file, flag);
+    if (file === undefined) continue;
+    if (!existsSync(file)) throw new InputError(`${flag}: file '${file}' not found`, file, flag);
+    if (flag !== '--tokenizer' && statSync(file).isDirectory())
+      throw new InputError(`${flag}: '${file}' is a directory, not a file`, file, flag);
   }
 }
 

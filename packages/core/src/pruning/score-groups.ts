@@ -70,6 +70,7 @@ class SalienceSink {
   }
 
   add(name: string, values: Float32Array | Float64Array): void {
+    checkNumbers(this.criterion, `salience for '${name}'`, values);
     const places = this.where.get(name);
     if (!places) {
       throw new InputError(
@@ -102,6 +103,34 @@ class SalienceSink {
       }
       return sumChannelsIntoUnits(reduceMembers(got as Float64Array[], this.reduction), g.units, g.unitSize);
     });
+  }
+}
+
+/**
+ * What a criterion hands over must be numbers, all finite: NaN / Infinity scores would silently
+ * decide what is pruned. The error names the criterion, the parameter and the first bad index.
+ */
+function checkNumbers(criterion: string, what: string, values: unknown): void {
+  const isArray = values instanceof Float32Array || values instanceof Float64Array || Array.isArray(values);
+  if (!isArray) {
+    const kind =
+      values === null ? 'null' : ArrayBuffer.isView(values) ? values.constructor.name : typeof values;
+    throw new InputError(
+      `criterion '${criterion}' returned ${what} as ${kind}, not a Float32Array / Float64Array`,
+      undefined,
+      'salience',
+    );
+  }
+  const a = values as ArrayLike<unknown>;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new InputError(
+        `criterion '${criterion}' returned ${what} with ${typeof v === 'number' ? v : `a ${v === null ? 'null' : typeof v}`} at index ${i} (scores must be finite numbers)`,
+        undefined,
+        'salience',
+      );
+    }
   }
 }
 
@@ -252,17 +281,35 @@ export async function scoreGroups(run: ScoreRun): Promise<Float64Array[]> {
   };
   const result = await criterion.score(ctx, run.options);
   throwIfAborted(run.signal);
+  if (result !== undefined && (result === null || typeof result !== 'object')) {
+    throw new InputError(
+      `criterion '${criterion.name}' returned ${result === null ? 'null' : typeof result} from score(), not { salience } or { unitScores }`,
+    );
+  }
   if (result?.unitScores) {
-    if (
-      result.unitScores.length !== groups.length ||
-      result.unitScores.some((s, i) => s.length !== groups[i]!.units)
-    ) {
+    if (!Array.isArray(result.unitScores) || result.unitScores.length !== groups.length) {
       throw new InputError(
-        `criterion '${criterion.name}' returned unit scores that do not match the model's groups`,
+        `criterion '${criterion.name}' returned ${Array.isArray(result.unitScores) ? result.unitScores.length : 'no array of'} unit scores; the model has ${groups.length} groups`,
       );
     }
+    result.unitScores.forEach((s, i) => {
+      const g = groups[i]!;
+      checkNumbers(criterion.name, `unit scores for group ${g.id}`, s);
+      if (s.length !== g.units) {
+        throw new InputError(
+          `criterion '${criterion.name}' returned ${s.length} unit scores for group ${g.id}, which has ${g.units} units`,
+        );
+      }
+    });
     return [...result.unitScores];
   }
-  if (result?.salience) for (const [name, values] of result.salience) sink.add(name, values);
+  if (result?.salience) {
+    if (!(result.salience instanceof Map)) {
+      throw new InputError(
+        `criterion '${criterion.name}' returned salience that is not a Map of parameter name -> values`,
+      );
+    }
+    for (const [name, values] of result.salience) sink.add(name, values);
+  }
   return sink.finish();
 }

@@ -1,17 +1,16 @@
 import { existsSync, realpathSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import {
   applyPlan,
   countParams,
   type FloatDType,
-  InputError,
   type PrunableModel,
   type PruningPlan,
   parsePlan,
   planToJSON,
   prune,
 } from '@moreau/core';
+import { readTextFile } from '@moreau/eval';
 import { type LlamaModel, saveHfDirectory } from '@moreau/models';
 import type { PruneFlags } from '../../program.js';
 import {
@@ -117,7 +116,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     let plan: PruningPlan;
     let pruned: PrunableModel;
     if (!scoring) {
-      plan = parsePlan(await readFile(flags.plan!, 'utf8'), flags.plan);
+      plan = parsePlan(await readTextFile(flags.plan!, 'plan file'), flags.plan);
       pruned = applyPlan(loaded.model, plan);
     } else {
       const { criterion, options, resolved } = scoring;
