@@ -29,9 +29,9 @@ export {
   MoreauError,
   outputInfos,
   registerBackend,
-  writeFileAtomic,
   ShapeError,
   sameShape,
   sizeOf,
   UnsupportedPrimitiveError,
+  writeFileAtomic,
 } from '@moreau/core';
