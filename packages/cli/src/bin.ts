@@ -17,10 +17,38 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type CommitEntry, recoverOutputs } from '@moreau/core';
+import type { CommitEntry } from '@moreau/core';
 import type { WorkerMessage } from './worker.js';
 
 const EXIT_ABORTED = 130;
+
+// Signals are ours from the first moment: one before the worker starts means it never starts.
+let signals = 0;
+let killed = false;
+let result: number | undefined;
+let child: ChildProcess | undefined;
+function onSignal(signal: NodeJS.Signals): void {
+  if (result !== undefined) return; // the run is over; the worker is leaving
+  signals++;
+  if (!child) {
+    process.stderr.write('\nmoreau: interrupted before starting; nothing was written or changed\n');
+    process.exit(EXIT_ABORTED);
+  }
+  if (signals === 1) {
+    process.stderr.write('\nmoreau: interrupted, stopping (Ctrl-C again to stop at once)\n');
+    // The worker may already have it (a terminal's Ctrl-C reaches the whole process group).
+    child.kill(signal);
+    return;
+  }
+  if (!killed) {
+    killed = true;
+    process.stderr.write('moreau: stopping now\n');
+    child.kill('SIGKILL');
+  }
+}
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+process.on('SIGHUP', onSignal);
 
 const worker = join(dirname(fileURLToPath(import.meta.url)), 'worker.js');
 if (!existsSync(worker)) {
@@ -32,18 +60,16 @@ const temporaries = new Set<string>();
 const directories: string[] = [];
 const commits = new Map<string, CommitEntry[]>();
 let activity = '';
-let result: number | undefined;
-let signals = 0;
-let killed = false;
 
 // The inspector flags of this process would make the worker fight over the same port.
 const execArgv = process.execArgv.filter((a) => !/^--inspect/.test(a));
-const child: ChildProcess = fork(worker, process.argv.slice(2), {
+const worker$: ChildProcess = fork(worker, process.argv.slice(2), {
   stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
   execArgv,
 });
+child = worker$;
 
-child.on('message', (m: WorkerMessage & { id?: number }) => {
+worker$.on('message', (m: WorkerMessage & { id?: number }) => {
   switch (m.t) {
     case 'created':
       if (m.kind === 'temp') temporaries.add(m.path);
@@ -65,40 +91,21 @@ child.on('message', (m: WorkerMessage & { id?: number }) => {
       result = m.code;
       break;
   }
-  if (typeof m.id === 'number' && child.connected) {
+  if (typeof m.id === 'number' && worker$.connected) {
     try {
-      child.send({ ack: m.id });
+      worker$.send({ ack: m.id });
     } catch {
       // The worker is gone; its exit is handled below.
     }
   }
 });
 
-function onSignal(signal: NodeJS.Signals): void {
-  if (result !== undefined) return; // the run is over; the worker is leaving
-  signals++;
-  if (signals === 1) {
-    process.stderr.write('\nmoreau: interrupted, stopping (Ctrl-C again to stop at once)\n');
-    // The worker may already have it (a terminal's Ctrl-C reaches the whole process group).
-    child.kill(signal);
-    return;
-  }
-  if (!killed) {
-    killed = true;
-    process.stderr.write('moreau: stopping now\n');
-    child.kill('SIGKILL');
-  }
-}
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
-process.on('SIGHUP', onSignal);
-
-child.on('error', (e) => {
+worker$.on('error', (e) => {
   process.stderr.write(`moreau: cannot start the worker process: ${e.message}\n`);
   process.exitCode = 1;
 });
 
-child.on('exit', (code, signal) => {
+worker$.on('exit', (code, signal) => {
   void (async () => {
     if (result !== undefined) {
       // Finished: what it left in flight (if anything) is only temporaries.
@@ -106,6 +113,7 @@ child.on('exit', (code, signal) => {
       process.exitCode = result;
       return;
     }
+    const { recoverOutputs } = await import('@moreau/core');
     await recoverOutputs({ temporaries, directories, commits: [...commits.values()] });
     if (killed || (signals > 0 && (signal === 'SIGINT' || signal === 'SIGTERM' || code === EXIT_ABORTED))) {
       process.stderr.write('moreau: stopped; every output is as before the run\n');
