@@ -81,6 +81,14 @@ export function loadOrt(): Promise<OrtModule> {
     .then((m) => ((m as { default?: OrtModule }).default ?? m) as OrtModule)
     .catch((err: unknown) => {
       ortPromise = undefined;
+      const code = (err as { code?: string })?.code;
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+        // An optional dependency: npm drops it when its install step (a CUDA download) fails.
+        throw new MoreauError(
+          'ort: onnxruntime-node is not installed (npm drops it when its install step, a CUDA download, fails); ' +
+            'install it with the download skipped: ONNXRUNTIME_NODE_INSTALL=skip npm i onnxruntime-node',
+        );
+      }
       throw new MoreauError(
         `ort: cannot load onnxruntime-node: ${err instanceof Error ? err.message : String(err)}`,
       );
