@@ -16,6 +16,11 @@ export default defineConfig({
       { find: /^@moreau\/criteria$/, replacement: src('criteria') },
       { find: /^@moreau\/models$/, replacement: src('models') },
       { find: /^@moreau\/eval$/, replacement: src('eval') },
+      // The tests' shared set-up: a root-level module, not a package (CONTRIBUTING.md).
+      {
+        find: /^@moreau\/test-utils$/,
+        replacement: fileURLToPath(new URL('./test-utils/index.ts', import.meta.url)),
+      },
     ],
   },
   test: {

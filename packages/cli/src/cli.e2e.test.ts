@@ -18,34 +18,36 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  haveShared,
+  STORIES_BIN,
+  STORIES_DOC,
+  STORIES_TOK,
+  sharedPath,
+  TINY_GGUF,
+  TINYSTORIES_HEAD,
+} from '@moreau/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildProgram, type Handlers } from './program.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const BIN = path.join(repoRoot, 'packages/cli/dist/moreau.js');
-const SHARED = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
 const F = {
-  model: path.join(SHARED, 'models/stories260K/stories260K.bin'),
-  tok: path.join(SHARED, 'models/stories260K/tok512.bin'),
-  doc: path.join(SHARED, 'models/stories260K/llama2c_doc_stories260K.md'),
-  gguf: path.join(SHARED, 'models/llama-2-tiny-random-gguf/llama-2-tiny-random.gguf'),
-  ts: path.join(SHARED, 'data/tinystories/tinystories_validation_head.txt'),
-  wiki: path.join(SHARED, 'data/wikitext-2-raw/wiki.test.raw'),
-  arc: path.join(SHARED, 'data/zeroshot/arc_easy.jsonl'),
-  hellaswag: path.join(SHARED, 'data/hellaswag/hellaswag_val_full.txt'),
-  winogrande: path.join(SHARED, 'data/zeroshot/winogrande.jsonl'),
-  lambada: path.join(SHARED, 'data/zeroshot/lambada_openai.jsonl'),
+  model: sharedPath(STORIES_BIN),
+  tok: sharedPath(STORIES_TOK),
+  doc: sharedPath(STORIES_DOC),
+  gguf: sharedPath(TINY_GGUF),
+  ts: sharedPath(TINYSTORIES_HEAD),
+  wiki: sharedPath('data/wikitext-2-raw/wiki.test.raw'),
+  arc: sharedPath('data/zeroshot/arc_easy.jsonl'),
+  hellaswag: sharedPath('data/hellaswag/hellaswag_val_full.txt'),
+  winogrande: sharedPath('data/zeroshot/winogrande.jsonl'),
+  lambada: sharedPath('data/zeroshot/lambada_openai.jsonl'),
 };
 
 const hasDist = existsSync(BIN);
 if (!hasDist) console.warn(`moreau CLI e2e tests skipped: ${BIN} is missing (run \`npm run build\` first)`);
-const missing = Object.values(F).filter((f) => !existsSync(f));
-if (hasDist && missing.length) {
-  console.warn(
-    `moreau CLI e2e tests on stories260K skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
-  );
-}
-const noModel = !hasDist || missing.length > 0;
+const noModel = !hasDist || !haveShared('moreau CLI e2e tests on stories260K', ...Object.values(F));
 
 const TMP = mkdtempSync(path.join(tmpdir(), 'moreau-cli-e2e-'));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));

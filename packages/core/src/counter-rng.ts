@@ -5,17 +5,17 @@
  * pass must be regenerated, identically, when the layer is recomputed in the backward pass — on
  * any backend, in any order of layers.
  *
- * Each pair of elements (2j, 2j + 1) takes two 32-bit words from a keyed hash of j (murmur3's
- * finaliser, applied in rounds with the key mixed in) and turns them into two standard normals by
- * Box-Muller. All arithmetic is 32-bit integer or IEEE double (Math.log / cos / sin are V8's
- * fdlibm ports), so the values are the same on every machine.
+ * Each pair of elements (2j, 2j + 1), j a 64-bit counter, takes two 32-bit words from a keyed hash
+ * of j (murmur3's finaliser, applied twice per word with the key mixed in) and turns them into two
+ * standard normals by Box-Muller, with log, sin and cos our own range-reduced float32 polynomials
+ * (within about 2 float32 ulps of the exact functions). The whole algorithm is specified in 32-bit
+ * integer and IEEE float32 arithmetic in a fixed order (see internal/counter-noise-ref.ts), so its
+ * values are the same bits on every machine and engine. A WebAssembly SIMD kernel computes them
+ * (about 10x faster than JavaScript); a plain JavaScript implementation that gives the same bits
+ * runs where WebAssembly SIMD is missing.
  */
-
-function fmix(h: number): number {
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
+import { expandKey, fillRef, fmix, perturbRef } from './internal/counter-noise-ref.js';
+import { noiseKernel } from './internal/counter-noise-wasm.js';
 
 /** A stream key: two 32-bit words derived from (seed, a, b). */
 export interface CounterKey {
@@ -34,39 +34,54 @@ export function counterKey(seed: number, a: number, b: number): CounterKey {
   for (const x of [seed, a, b]) {
     if (!Number.isSafeInteger(x)) throw new RangeError(`counterKey: ${x} is not a safe integer`);
     const [lo, hi] = word(x);
-    k0 = fmix((k0 ^ lo) + 0x9e3779b9);
-    k1 = fmix((k1 ^ hi ^ k0) + 0x7f4a7c15);
+    k0 = fmix((k0 ^ lo) + 0x9e3779b9) >>> 0;
+    k1 = fmix((k1 ^ hi ^ k0) + 0x7f4a7c15) >>> 0;
   }
   return { k0, k1 };
 }
 
-const TWO32 = 4294967296;
+function checkRange(fn: string, start: number, n: number): void {
+  if (!Number.isSafeInteger(start) || start < 0 || !Number.isSafeInteger(start + n))
+    throw new RangeError(`${fn}: start ${start} must be a non-negative safe integer (with start + length)`);
+}
 
 /**
  * Writes standard normals for elements [start, start + out.length) of the stream into `out`
- * (float32 or float64). Filling a range in pieces gives the same values as filling it at once.
+ * (float32 or float64; the values are float32 numbers either way). Filling a range in pieces gives
+ * the same values as filling it at once.
  */
 export function fillCounterNormals(key: CounterKey, start: number, out: Float32Array | Float64Array): void {
-  const { k0, k1 } = key;
+  checkRange('fillCounterNormals', start, out.length);
+  const k = expandKey(key.k0, key.k1);
+  const kernel = noiseKernel();
+  if (kernel) kernel.fill(k, start, out);
+  else fillRef(k, start, out);
+}
+
+/**
+ * The Moreau evaluation point in one pass: out[i] = w[i] + (std * |w[i]|) * z[i] + delta[i] for
+ * i in [0, out.length), z[i] the normal of element start + i of the stream (what
+ * fillCounterNormals writes), evaluated in float32 in exactly that order: with s = f32(std),
+ * x = f32(w[i] + f32(f32(s * |w[i]|) * z[i])), then out[i] = f32(x + delta[i]) (out[i] = x without
+ * delta). Inputs are read as float32. `out` may be `w` or `delta` itself (in place), but must not
+ * otherwise overlap them.
+ */
+export function perturbInto(
+  out: Float32Array | Float64Array,
+  w: Float32Array | Float64Array,
+  delta: Float32Array | Float64Array | undefined,
+  std: number,
+  key: CounterKey,
+  start = 0,
+): void {
   const n = out.length;
-  let i = 0;
-  while (i < n) {
-    const e = start + i;
-    const j = Math.floor(e / 2);
-    // Two words per pair: the counter split into 32-bit halves, keyed, mixed twice.
-    const lo = j >>> 0;
-    const hi = Math.floor(j / TWO32) >>> 0;
-    const a = fmix(fmix(lo ^ k0) ^ hi ^ k1);
-    const b = fmix(a ^ k1 ^ 0x6a09e667);
-    // u in (0, 1] keeps log finite; v in [0, 1).
-    const u = (a + 1) / TWO32;
-    const r = Math.sqrt(-2 * Math.log(u));
-    const angle = (2 * Math.PI * b) / TWO32;
-    if (e % 2 === 0) {
-      out[i++] = r * Math.cos(angle);
-      if (i < n) out[i++] = r * Math.sin(angle);
-    } else {
-      out[i++] = r * Math.sin(angle);
-    }
-  }
+  if (w.length !== n || (delta && delta.length !== n))
+    throw new RangeError(
+      `perturbInto: out, w${delta ? ' and delta' : ''} must have one length (${n}, ${w.length}${delta ? `, ${delta.length}` : ''})`,
+    );
+  checkRange('perturbInto', start, n);
+  const k = expandKey(key.k0, key.k1);
+  const kernel = noiseKernel();
+  if (kernel) kernel.perturb(out, w, delta, std, k, start);
+  else perturbRef(out, w, delta, std, k, start);
 }

@@ -25,7 +25,7 @@ export type {
   TensorInput,
 } from './backend.js';
 export { getBackend, isDeviceTensor, listBackends, registerBackend } from './backend.js';
-export { type CounterKey, counterKey, fillCounterNormals } from './counter-rng.js';
+export { type CounterKey, counterKey, fillCounterNormals, perturbInto } from './counter-rng.js';
 export type { DType, FloatDType, HostData, HostTensor } from './dtype.js';
 export {
   allocate,
@@ -60,9 +60,23 @@ export { isLazyTensor, lazyTensor, tensorBytes } from './lazy.js';
 export * as ops from './ops.js';
 export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
 export { AdamW, clipGradNorm, warmupCosine } from './optim.js';
+export {
+  COMPUTE_DTYPES,
+  type ComputeDtype,
+  type ComputeMode,
+  checkComputeDtype,
+  computeMode,
+  emulatePrecision,
+  PRECISION_PRESERVING,
+  type Precision,
+  precisionOf,
+  roundHost,
+  roundHostArray,
+  roundTo,
+} from './precision.js';
 export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
-export { evaluateReference, ReferenceBackend } from './reference-backend.js';
+export { evaluateReference, ReferenceBackend, type ReferenceOptions } from './reference-backend.js';
 export { Rng } from './rng.js';
 export { broadcastShapes, sameShape } from './shapes.js';
 export {

@@ -22,26 +22,19 @@ import {
   tensor,
   valueAndGrad,
 } from '@moreau/core';
-import { type LlamaConfig, LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { builtinCriteria, magnitude, moreau, moreauGs, random, taylor } from './index.js';
 import { shrinkRows } from './moreau.js';
 
-const config: LlamaConfig = {
+const config = smallConfig({
   vocabSize: 32,
   hiddenSize: 16,
   intermediateSize: 12,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
   headDim: 4,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 64,
   tieWordEmbeddings: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 const model = new LlamaModel(config, randomInit(config, 3, { std: 0.2 }));
 const backend = new ReferenceBackend();
 const stream = Array.from(new Rng(99).uniformArray(400, 0, 32), Math.floor);
@@ -277,7 +270,8 @@ describe('taylor', () => {
 /**
  * The MoreauPruner loop written out step by step: evaluation point w + noise + delta for every
  * parameter (perturb=all: embedding — tied, one delta — RMSNorm weights, projections) or only the
- * group members (noise: the counter-based stream of (seed, iteration, parameter index)),
+ * group members (noise: the counter-based stream of (seed, iteration, parameter index), the point
+ * evaluated in float32),
  * delta -= lr * g (reference) or
  * lr * (g + delta / lambda) (exact), row shrinkage for Moreau-GS, average over the last steps;
  * importance = |w * average| like Taylor param_first.
@@ -308,8 +302,11 @@ async function moreauByHand(o: {
       const d = delta.get(m)!;
       const z = new Float32Array(w.length);
       fillCounterNormals(counterKey(noiseSeed, t, names.indexOf(m)), 0, z);
+      // float32 arithmetic in this order, as perturbInto evaluates it
+      const f = Math.fround;
+      const s = f(o.noiseStd);
       const x = new Float32Array(w.length);
-      for (let i = 0; i < w.length; i++) x[i] = w[i]! + o.noiseStd * Math.abs(w[i]!) * z[i]! + d[i]!;
+      for (let i = 0; i < w.length; i++) x[i] = f(f(w[i]! + f(f(s * Math.abs(w[i]!)) * z[i]!)) + d[i]!);
       point.set(m, { ...model.params.get(m)!, data: x });
     }
     const g = await grads(o.cal.iterations[o.fresh ? t : 0]!, point);

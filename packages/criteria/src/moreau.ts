@@ -1,10 +1,10 @@
 import {
   type Criterion,
   counterKey,
-  fillCounterNormals,
   InputError,
   type OptionSpec,
   type OptionValues,
+  perturbInto,
   windowsAt,
 } from '@moreau/core';
 
@@ -123,9 +123,8 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
           const x = ctx.weight(n);
           const d = await state.get(`delta:${n}`, x.length);
           if (noiseStd > 0) {
-            const z = new Float32Array(x.length);
-            fillCounterNormals(counterKey(noiseSeed, t, index.get(n)!), 0, z);
-            for (let i = 0; i < x.length; i++) x[i] = x[i]! + noiseStd * Math.abs(x[i]!) * z[i]! + d[i]!;
+            // x + (noiseStd |x|) z + delta in float32, z the stream of (seed, iteration, parameter)
+            perturbInto(x, x, d, noiseStd, counterKey(noiseSeed, t, index.get(n)!));
           } else {
             for (let i = 0; i < x.length; i++) x[i] = x[i]! + 0 + d[i]!;
           }

@@ -4,6 +4,7 @@
  */
 import { type Backend, getBackend } from '../backend.js';
 import { InputError, throwIfAborted } from '../errors.js';
+import { type ComputeDtype, type ComputeMode, checkComputeDtype, computeMode } from '../precision.js';
 import { Rng } from '../rng.js';
 import { type ExecMode, ModelExecutor } from '../stream/executor.js';
 import type { CalibrationSet } from './calibration.js';
@@ -42,6 +43,11 @@ export interface PlanOptions {
   readonly mode?: ExecMode | 'auto';
   /** Where criterion state that does not fit in memory spills (default: a temp folder). */
   readonly stateDir?: string;
+  /**
+   * The dtype the model computes in while it is scored (default float32). float16 / bfloat16 are
+   * emulated exactly (see jit's computeDtype) and recorded in the plan's `compute`.
+   */
+  readonly computeDtype?: ComputeDtype;
 }
 
 export interface PruneResult {
@@ -51,6 +57,8 @@ export interface PruneResult {
   readonly scores: ReadonlyMap<string, Float64Array>;
   /** How the gradients ran ('whole' also for criteria that need none). */
   readonly mode: ExecMode;
+  /** The compute dtype and whether it ran natively or emulated. */
+  readonly compute: ComputeMode;
 }
 
 function checkRange(
@@ -95,6 +103,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
   const steps = opts.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
     throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
+  const computeDtype = checkComputeDtype(opts.computeDtype ?? 'float32');
   const scope = opts.scope ?? 'local';
   if (scope !== 'local' && scope !== 'global')
     throw new InputError(`scope must be 'local' or 'global', got '${scope}'`, undefined, 'scope');
@@ -126,6 +135,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
       ? opts.backend
       : await getBackend(opts.backend)
     : undefined;
+  const compute = computeMode(backend, computeDtype);
   const windows = opts.calibration?.iterations[0];
   const tokens = windows ? windows.length * (windows[0]?.length ?? 0) : 512;
 
@@ -138,6 +148,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
           backend,
           mode: modeOption,
           tokens,
+          computeDtype,
           ...(opts.signal ? { signal: opts.signal } : {}),
         })
       : undefined;
@@ -154,6 +165,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
         calibration: opts.calibration,
         executor,
         backend,
+        compute,
         ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
@@ -223,8 +235,9 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     attnLayers,
     mlpLayers,
     steps,
+    ...(computeDtype !== 'float32' ? { compute } : {}),
     numLayers: model.numLayers,
     layers,
   };
-  return { plan, model: current, scores: lastScores, mode };
+  return { plan, model: current, scores: lastScores, mode, compute };
 }
