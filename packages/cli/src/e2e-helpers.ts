@@ -6,10 +6,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SHARED_DIR } from '@moreau/test-utils';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN = path.join(repoRoot, 'packages/cli/dist/moreau.js');
-export const SHARED = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
+export const SHARED = SHARED_DIR;
 export const hasDist = existsSync(BIN);
 
 export interface Run {

@@ -80,7 +80,10 @@ describe('evaluation readers under generated hostile input (seeded)', () => {
       const kind = pick(rng, ['truncate', 'flip', 'zero', 'garbage', 'header-ok-garbage']);
       if (kind === 'truncate') data = bytes.subarray(0, rng.int(bytes.length));
       else if (kind === 'flip')
-        for (let i = 1 + rng.int(8); i > 0; i--) bytes[rng.int(bytes.length)] ^= 1 + rng.int(255);
+        for (let i = 1 + rng.int(8); i > 0; i--) {
+          const at = rng.int(bytes.length);
+          bytes[at] = bytes[at]! ^ (1 + rng.int(255));
+        }
       else if (kind === 'zero') {
         const at = rng.int(bytes.length);
         bytes.fill(0, at, at + 1 + rng.int(64));
