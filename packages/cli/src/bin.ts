@@ -22,6 +22,9 @@ import type { WorkerMessage } from './worker.js';
 
 const EXIT_ABORTED = 130;
 
+// A reader of our stderr that went away (a closed pipe) must not end the supervisor.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+
 // Signals are ours from the first moment: one before the worker starts means it never starts.
 let signals = 0;
 let killed = false;

@@ -26,6 +26,8 @@ export type WorkerMessage =
   | { t: 'done'; code: number };
 
 const exit = process.exit.bind(process);
+/** The run reported its result (or is reporting it). */
+let settled = false;
 let connected = typeof process.send === 'function';
 let nextId = 0;
 const waiting = new Map<number, () => void>();
@@ -56,10 +58,12 @@ process.on('message', (m: { ack?: number }) => {
   resolve();
 });
 process.on('disconnect', () => {
-  // The supervisor is gone: carry on unsupervised (outputs are still atomic).
+  // The supervisor is gone (killed): nobody can stop this run or hear its result any more, so it
+  // stops as if interrupted (its outputs stay as they were).
   connected = false;
   for (const resolve of waiting.values()) resolve();
   waiting.clear();
+  if (!settled) process.kill(process.pid, 'SIGTERM');
 });
 (process.channel as { unref?: () => void } | undefined)?.unref?.();
 
@@ -83,8 +87,6 @@ for (const stream of [process.stdout, process.stderr]) {
 process.exit = ((code?: number | string | null) => {
   throw new PluginExit(code);
 }) as typeof process.exit;
-
-let settled = false;
 
 async function end(code: number, finish?: Finisher): Promise<never> {
   settled = true;
