@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import {
   collect,
   collectPath,
+  parseBatchShape,
   parseIntArg,
   parseJsonTarget,
   parseLayerRange,
@@ -15,6 +16,17 @@ import {
   parsePath,
   parseRatio,
 } from './internal/flags.js';
+
+/** The flags given on the command line (the rest carry their declared defaults). */
+export interface Explicit {
+  readonly explicit?: ReadonlySet<string>;
+}
+
+/** Adds `explicit` (the keys whose value came from the command line) to a command's parsed flags. */
+function withExplicit<F extends object>(flags: F, cmd: Command): F & Explicit {
+  const explicit = new Set(Object.keys(flags).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
+  return { ...flags, explicit };
+}
 
 /** Flags of every command that loads a model. */
 export interface ModelFlags {
@@ -47,8 +59,25 @@ function modelOptions(cmd: Command): Command {
     .option('-q, --quiet', 'no progress output on stderr', false);
 }
 
+/** How perplexity texts are read (every command that measures perplexity). */
+export interface TextFlags {
+  readonly pplJoin?: 'rows' | 'document';
+  readonly field?: string;
+}
+
+function textOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--ppl-join <how>',
+        'how a perplexity text is assembled: rows (each line a row as the HF wikitext script yields it, rows joined by "\\n\\n" as LLM-Pruner does) | document (a text file is one document); jsonl / parquet rows are always rows (default: document for text files)',
+      ).choices(['rows', 'document']),
+    )
+    .option('--field <name>', 'jsonl field / parquet column holding the text (default: text; PTB: sentence)');
+}
+
 /** Flags of the commands that evaluate perplexity and zero-shot tasks. */
-export interface EvalFlags {
+export interface EvalFlags extends TextFlags {
   readonly ppl: string[];
   readonly seqLen: number;
   readonly limit?: number;
@@ -56,16 +85,39 @@ export interface EvalFlags {
 }
 
 function evalOptions(cmd: Command): Command {
+  return textOptions(
+    cmd
+      .option('--ppl <NAME=FILE>', 'perplexity text (txt, jsonl, parquet); repeatable', collect, [])
+      .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
+      .option('--limit <n>', 'evaluate at most N windows / items per set', parseIntArg('--limit'))
+      .option('--batch-size <n>', 'windows per forward pass', parseIntArg('--batch-size'), 8),
+  );
+}
+
+/** Flags of the commands that score zero-shot tasks. */
+export interface TaskFlags {
+  readonly task: string[];
+  readonly zeroshotProtocol: 'current' | 'harness-2023';
+}
+
+function taskOptions(cmd: Command, help: string): Command {
   return cmd
-    .option('--ppl <NAME=FILE>', 'perplexity text (txt, jsonl with "text", parquet); repeatable', collect, [])
-    .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
-    .option('--limit <n>', 'evaluate at most N windows / items per set', parseIntArg('--limit'))
-    .option('--batch-size <n>', 'windows per forward pass', parseIntArg('--batch-size'), 8);
+    .option('--task <NAME=FILE>', help, collect, [])
+    .addOption(
+      new Option(
+        '--zeroshot-protocol <p>',
+        "zero-shot tokenization: current (lm-eval v0.4 pair encoding, BOS) | harness-2023 (the papers' bundled harness: no BOS, context and continuation encoded apart)",
+      )
+        .choices(['current', 'harness-2023'])
+        .default('current'),
+    );
 }
 
 /** Flags of the commands that score with a criterion: calibration, selection, criterion options. */
-export interface CalibFlags {
+export interface CalibFlags extends Explicit {
+  readonly preset?: string;
   readonly calib?: string;
+  readonly calibSampling: 'windows' | 'patches';
   readonly calibSamples: number;
   readonly calibSeqLen: number;
   readonly calibTokens?: string;
@@ -81,10 +133,24 @@ export interface CalibFlags {
 
 function calibOptions(cmd: Command): Command {
   return cmd
+    .addOption(
+      new Option(
+        '--preset <name>',
+        "a published setup's defaults (criterion, options, ratio, calibration, layers; explicit flags win): moreaupruner | moreaupruner-paper | llm-pruner (see 'moreau criteria')",
+      ).choices(['moreaupruner', 'moreaupruner-paper', 'llm-pruner']),
+    )
     .option(
       '--calib <file>',
       "calibration text (default: the model's shipped held-out text, else required)",
       parsePath('--calib'),
+    )
+    .addOption(
+      new Option(
+        '--calib-sampling <how>',
+        'windows: cut from the text tokenized once | patches: random 8 x L-character patches, each tokenized with BOS and cut to L tokens (the released MoreauPruner)',
+      )
+        .choices(['windows', 'patches'])
+        .default('windows'),
     )
     .option('--calib-samples <n>', 'calibration windows per iteration', parseIntArg('--calib-samples'), 4)
     .option('--calib-seq-len <n>', 'tokens per calibration window', parseIntArg('--calib-seq-len', 2), 128)
@@ -131,8 +197,12 @@ function calibOptions(cmd: Command): Command {
 
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
 export type InfoFlags = ModelFlags & { readonly json?: string };
-export type EvalCommandFlags = ModelFlags & EvalFlags & { readonly task: string[]; readonly json?: string };
-export interface PruneFlags extends ModelFlags, CalibFlags {
+export type EvalCommandFlags = ModelFlags & EvalFlags & TaskFlags & { readonly json?: string };
+/** --latency BxT: measure the forward latency of the dense and pruned models at batch x length. */
+export interface LatencyFlags {
+  readonly latency?: [number, number];
+}
+export interface PruneFlags extends ModelFlags, CalibFlags, TextFlags, LatencyFlags {
   readonly criterion?: string;
   readonly ratio?: number;
   readonly out: string;
@@ -147,11 +217,10 @@ export interface PruneFlags extends ModelFlags, CalibFlags {
   readonly limit?: number;
   readonly json?: string;
 }
-export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags {
+export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags, TaskFlags, LatencyFlags {
   readonly criteria: string;
   readonly ratios: string;
   readonly report: string;
-  readonly task: string[];
   readonly robustness: boolean;
   readonly perturb: string;
   readonly json?: string;
@@ -179,6 +248,16 @@ export interface GenerateFlags extends ModelFlags {
   readonly json?: string;
 }
 export type CriteriaFlags = { readonly plugin: string[]; readonly json?: string };
+export interface InitFlags {
+  readonly preset: string;
+  readonly dtype: 'float32' | 'float16' | 'bfloat16';
+  readonly out: string;
+  readonly seed: number;
+  readonly layers?: number;
+  readonly overwrite: boolean;
+  readonly quiet: boolean;
+  readonly json?: string;
+}
 
 /** What each command does with its model argument and its parsed flags (commands/ implements them). */
 export interface Handlers {
@@ -190,6 +269,7 @@ export interface Handlers {
   export(model: string, flags: ExportFlags): Promise<void>;
   generate(model: string, flags: GenerateFlags): Promise<void>;
   criteria(flags: CriteriaFlags): Promise<void>;
+  init(flags: InitFlags): Promise<void>;
 }
 
 /**
@@ -209,26 +289,23 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'also write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
-  evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy')))
-    .option(
-      '--task <NAME=FILE>',
-      'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
-      collect,
-      [],
-    )
+  taskOptions(
+    evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
+    'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
+  )
     .option('--json <file>', 'write the results as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
 
-  calibOptions(
+  const prune = calibOptions(
     modelOptions(program.command('prune').description('score with a criterion, prune, save an HF directory')),
   )
     .option(
       '--criterion <name>',
-      'magnitude | random | taylor | moreau | moreau-gs | a plugin criterion (required unless --plan)',
+      'magnitude | random | taylor | moreau | moreau-gs | a plugin criterion (required unless --plan or --preset)',
     )
     .option(
       '--ratio <r>',
-      'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan)',
+      'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan or --preset)',
       parseRatio,
     )
     .requiredOption('--out <dir>', 'output HF directory (written atomically)', parsePath('--out'))
@@ -253,10 +330,15 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--eval-ppl <NAME=FILE>', 'evaluate perplexity of the pruned model; repeatable', collect, [])
     .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
     .option('--limit <n>', 'evaluate at most N windows', parseIntArg('--limit'))
-    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget)
-    .action((m, o: PruneFlags) => handlers.prune(m, o));
+    .option(
+      '--latency <BxT>',
+      'also time a forward pass of batch B x T tokens, dense and pruned (e.g. 1x64; MACs are always counted)',
+      parseBatchShape,
+    )
+    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget);
+  textOptions(prune).action((m, o: PruneFlags, cmd: Command) => handlers.prune(m, withExplicit(o, cmd)));
 
-  evalOptions(
+  const compare = evalOptions(
     calibOptions(
       modelOptions(
         program.command('compare').description('prune with every criterion at every ratio and report'),
@@ -270,15 +352,21 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'report directory: report.json, report.md, report.html, charts (an earlier report is replaced)',
       parsePath('--report'),
     )
-    .option('--task <NAME=FILE>', 'zero-shot task to evaluate each pruned model on; repeatable', collect, [])
+    .option(
+      '--latency <BxT>',
+      'also time a forward pass of batch B x T tokens of every model (e.g. 1x64; MACs are always counted)',
+      parseBatchShape,
+    )
     .option(
       '--robustness',
       'also run the robustness analysis at each ratio (perplexity on the first --ppl text, at most --limit windows, default 32)',
       false,
     )
     .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3')
-    .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget)
-    .action((m, o: CompareFlags) => handlers.compare(m, o));
+    .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget);
+  taskOptions(compare, 'zero-shot task to evaluate each pruned model on; repeatable').action(
+    (m, o: CompareFlags, cmd: Command) => handlers.compare(m, withExplicit(o, cmd)),
+  );
 
   evalOptions(
     calibOptions(
@@ -295,7 +383,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
     .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget)
-    .action((m, o: RobustnessFlags) => handlers.robustness(m, o));
+    .action((m, o: RobustnessFlags, cmd: Command) => handlers.robustness(m, withExplicit(o, cmd)));
 
   modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
     .requiredOption('--onnx <file>', 'output .onnx file', parsePath('--onnx'))
@@ -336,6 +424,32 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     )
     .option('--json <file>', 'write the list as JSON (- for stdout)', parseJsonTarget)
     .action((o: CriteriaFlags) => handlers.criteria(o));
+
+  program
+    .command('init')
+    .description(
+      'write a random model of a preset shape (HF directory: sharded safetensors, config.json, a generated byte-level tokenizer), one tensor at a time',
+    )
+    .requiredOption(
+      '--preset <name>',
+      'llama-7b | llama-13b | llama-2-7b | llama-3-8b | vicuna-7b | tinyllama-1.1b | synthetic-60m',
+    )
+    .addOption(
+      new Option('--dtype <dtype>', 'storage dtype of the weights')
+        .choices(['float32', 'float16', 'bfloat16'])
+        .default('float16'),
+    )
+    .requiredOption('--out <dir>', 'output HF directory (written atomically)', parsePath('--out'))
+    .option('--seed <n>', 'seed of the random weights', parseIntArg('--seed', 0), 1)
+    .option(
+      '--layers <n>',
+      "keep only the first N decoder layers (default: the preset's)",
+      parseIntArg('--layers'),
+    )
+    .option('--overwrite', 'replace --out if it already exists and holds an earlier model output', false)
+    .option('-q, --quiet', 'no progress output on stderr', false)
+    .option('--json <file>', 'write what was written as JSON (- for stdout)', parseJsonTarget)
+    .action((o: InitFlags) => handlers.init(o));
 
   program.addHelpText(
     'after',

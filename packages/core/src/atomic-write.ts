@@ -28,6 +28,7 @@ interface Host {
   readonly path: PathMod;
   readonly fsConstants: typeof import('node:fs').constants;
   readonly fstatSync: typeof import('node:fs').fstatSync;
+  readonly sync: typeof import('node:fs');
 }
 let host: Promise<Host> | undefined;
 function load(): Promise<Host> {
@@ -35,7 +36,8 @@ function load(): Promise<Host> {
     const fs = await import('node:fs/promises');
     const path = await import('node:path');
     const fsSync = await import('node:fs');
-    return { fs, path, fsConstants: fsSync.constants, fstatSync: fsSync.fstatSync };
+    installExitHook(fsSync);
+    return { fs, path, fsConstants: fsSync.constants, fstatSync: fsSync.fstatSync, sync: fsSync };
   })();
   return host;
 }
@@ -72,9 +74,56 @@ export interface OutputJournal {
 }
 
 const JOURNAL_KEY = Symbol.for('@moreau/core/output-journal');
-const holder = globalThis as { [JOURNAL_KEY]?: { journal?: OutputJournal; live: Set<string> } };
-holder[JOURNAL_KEY] ??= { live: new Set() };
+const holder = globalThis as {
+  [JOURNAL_KEY]?: {
+    journal?: OutputJournal;
+    live: Set<string>;
+    commits: Map<string, readonly CommitEntry[]>;
+    hooked?: boolean;
+  };
+};
+holder[JOURNAL_KEY] ??= { live: new Set(), commits: new Map() };
 const state = holder[JOURNAL_KEY];
+
+/**
+ * A process that exits in the middle of a write (process.exit from a signal handler, a forced
+ * exit) undoes its unfinished commits and removes its temporaries on the way out, synchronously.
+ */
+function installExitHook(fs: typeof import('node:fs')): void {
+  if (state.hooked || typeof process === 'undefined' || typeof process.once !== 'function') return;
+  state.hooked = true;
+  process.once('exit', () => {
+    const exists = (p: string) => {
+      try {
+        fs.lstatSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const quiet = (f: () => void) => {
+      try {
+        f();
+      } catch {
+        // best effort on the way out
+      }
+    };
+    for (const entries of [...state.commits.values()].reverse()) {
+      for (const e of [...entries].reverse()) {
+        if (e.kind === 'stream' || !e.tmp) continue;
+        if (!exists(e.tmp)) {
+          if (e.backup && exists(e.backup)) {
+            if (e.kind === 'dir') quiet(() => fs.rmSync(e.target, { recursive: true, force: true }));
+            quiet(() => fs.renameSync(e.backup!, e.target));
+          } else quiet(() => fs.rmSync(e.target, { recursive: true, force: true }));
+        } else if (e.kind === 'dir' && e.backup && exists(e.backup) && !exists(e.target)) {
+          quiet(() => fs.renameSync(e.backup!, e.target));
+        }
+      }
+    }
+    for (const p of state.live) quiet(() => fs.rmSync(p, { recursive: true, force: true }));
+  });
+}
 
 /** Sets (or clears) the process's output journal; shared by every copy of @moreau/core loaded. */
 export function setOutputJournal(journal: OutputJournal | undefined): void {
@@ -570,6 +619,7 @@ export class OutputTransaction {
       }
     }
     await state.journal?.committing(this.id, entries);
+    state.commits.set(this.id, entries);
     this.pending = true;
     const done: CommitEntry[] = [];
     try {
@@ -599,6 +649,7 @@ export class OutputTransaction {
         await release(e.backup);
       }
       this.pending = false;
+      state.commits.delete(this.id);
       await state.journal?.finished(this.id);
       throw err;
     }
@@ -613,6 +664,7 @@ export class OutputTransaction {
     const h = await load();
     if (this.pending) {
       this.pending = false;
+      state.commits.delete(this.id);
       await state.journal?.finished(this.id);
     }
     for (const b of this.backups) {

@@ -5,6 +5,8 @@
  * graph of @moreau/models. Each export is described in the package README.
  */
 export { type GenerateOptions, type GenerateResult, generate } from './internal/generate.js';
+export { forwardLatency, type LatencyOptions, type LatencyResult } from './internal/latency.js';
+export { PAPER_METRICS, paperAverage, paperScore } from './internal/paper.js';
 export {
   type PerplexityOptions,
   type PerplexityResult,
@@ -45,6 +47,8 @@ export {
 } from './internal/tasks.js';
 export {
   MAX_TEXT_BYTES,
+  PPL_JOINS,
+  type PplJoin,
   readFileBytes,
   readText,
   readTextFile,
@@ -55,5 +59,7 @@ export {
   type LoglikelihoodResult,
   type MultipleChoiceResult,
   type TaskResult,
+  ZEROSHOT_PROTOCOLS,
   type ZeroShotOptions,
+  type ZeroShotProtocol,
 } from './internal/zeroshot.js';

@@ -103,3 +103,15 @@ export function removeTemporariesSync(): void {
 export async function entriesOf(dir: string): Promise<string[] | undefined> {
   return readdir(dir).catch(() => undefined);
 }
+
+/** What `moreau prune` / `moreau init` write into --out: a directory holding only these is an earlier output. */
+export const PRUNE_OUTPUT = [
+  /^config\.json$/,
+  /^generation_config\.json$/,
+  /^model\.safetensors$/,
+  /^model\.safetensors\.index\.json$/,
+  /^model-\d+-of-\d+\.safetensors$/,
+  /^tokenizer\.(json|bin|model)$/,
+  /^tokenizer_config\.json$/,
+  /^special_tokens_map\.json$/,
+];

@@ -326,6 +326,48 @@ describe('prune: input errors', () => {
   });
 });
 
+describe('prune: criterion diagnostics and warnings', () => {
+  const model = toyModel(layers);
+  const ascending = (g: PrunableGroup) => Array.from({ length: g.units }, (_, i) => i);
+  /** Reports its call number and the groups it saw; warns on the second call. */
+  const reporting = (): Criterion => {
+    const base = fixedCriterion(ascending, 'reporting');
+    return {
+      ...base,
+      async score(ctx, o) {
+        const r = await base.score(ctx, o);
+        const call = base.calls;
+        return {
+          ...r,
+          diagnostics: { call, groups: ctx.groups.map((g) => g.id), nested: { ok: true, none: null } },
+          ...(call === 2 ? { warnings: ['second look'] } : {}),
+        };
+      },
+    };
+  };
+
+  it('passes each scoring step diagnostics through, and its warnings (prefixed with the step)', async () => {
+    const one = await prune(model, { criterion: reporting(), ratio: 0.2 });
+    expect(one.diagnostics).toEqual([
+      {
+        call: 1,
+        groups: ['layer.0.attention', 'layer.0.mlp', 'layer.1.attention', 'layer.1.mlp'],
+        nested: { ok: true, none: null },
+      },
+    ]);
+    expect(one.warnings).toEqual([]);
+    const two = await prune(model, { criterion: reporting(), ratio: 0.4, steps: 2 });
+    expect(two.diagnostics.map((d) => d.call)).toEqual([1, 2]);
+    expect(two.warnings).toEqual(['step 2: second look']);
+  });
+
+  it('a criterion without diagnostics gives one empty record per step', async () => {
+    const r = await prune(model, { criterion: fixedCriterion(ascending), ratio: 0.2, steps: 3 });
+    expect(r.diagnostics).toEqual([{}, {}, {}]);
+    expect(r.warnings).toEqual([]);
+  });
+});
+
 describe('prune: seeded randomness', () => {
   const rngCriterion: Criterion = {
     ...fixedCriterion(() => []),

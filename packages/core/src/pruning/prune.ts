@@ -8,7 +8,13 @@ import { type ComputeDtype, type ComputeMode, checkComputeDtype, computeMode } f
 import { Rng } from '../rng.js';
 import { type ExecMode, ModelExecutor } from '../stream/executor.js';
 import type { CalibrationSet } from './calibration.js';
-import { type Criterion, getCriterion, type Progress, resolveOptions } from './criterion.js';
+import {
+  type Criterion,
+  type CriterionDiagnostics,
+  getCriterion,
+  type Progress,
+  resolveOptions,
+} from './criterion.js';
 import type { PrunableGroup } from './groups.js';
 import { cutModel, type PrunableModel } from './model.js';
 import { type LayerDecision, type LayerPlan, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
@@ -57,6 +63,10 @@ export interface PruneResult {
   readonly scores: ReadonlyMap<string, Float64Array>;
   /** How the gradients ran ('whole' also for criteria that need none). */
   readonly mode: ExecMode;
+  /** The criterion's diagnostics, one record per scoring step ({} where it returned none). */
+  readonly diagnostics: readonly CriterionDiagnostics[];
+  /** The criterion's warnings, in order (prefixed with the step when steps > 1). */
+  readonly warnings: readonly string[];
   /** The compute dtype and whether it ran natively or emulated. */
   readonly compute: ComputeMode;
 }
@@ -135,6 +145,8 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
       ? opts.backend
       : await getBackend(opts.backend)
     : undefined;
+  const diagnostics: CriterionDiagnostics[] = [];
+  const warnings: string[] = [];
   const compute = computeMode(backend, computeDtype);
   const windows = opts.calibration?.iterations[0];
   const tokens = windows ? windows.length * (windows[0]?.length ?? 0) : 512;
@@ -154,6 +166,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
       : undefined;
     if (executor) mode = executor.mode;
     let scores: Float64Array[];
+    diagnostics.push({});
     try {
       scores = await scoreGroups({
         model: current,
@@ -169,6 +182,10 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
         ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        onReport: (r) => {
+          if (r.diagnostics) diagnostics[step - 1] = r.diagnostics;
+          for (const w of r.warnings ?? []) warnings.push(steps > 1 ? `step ${step}: ${w}` : w);
+        },
       });
     } finally {
       executor?.dispose();
@@ -239,5 +256,5 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     numLayers: model.numLayers,
     layers,
   };
-  return { plan, model: current, scores: lastScores, mode, compute };
+  return { plan, model: current, scores: lastScores, mode, compute, diagnostics, warnings };
 }

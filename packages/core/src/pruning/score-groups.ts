@@ -15,6 +15,7 @@ import type { CalibrationSet } from './calibration.js';
 import type {
   Criterion,
   CriterionContext,
+  CriterionResult,
   GradientRequest,
   OptionValues,
   ParamInfo,
@@ -47,6 +48,8 @@ export interface ScoreRun {
   readonly state?: ParamStateOptions;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
+  /** Receives the criterion's diagnostics and warnings (when it returns any). */
+  readonly onReport?: (report: Pick<CriterionResult, 'diagnostics' | 'warnings'>) => void;
 }
 
 /** Index of the first NaN or infinite value, or -1. */
@@ -344,6 +347,8 @@ export async function scoreGroups(run: ScoreRun): Promise<Float64Array[]> {
   };
   const result = await criterion.score(ctx, run.options);
   throwIfAborted(run.signal);
+  if (result?.diagnostics || result?.warnings)
+    run.onReport?.({ diagnostics: result.diagnostics, warnings: result.warnings });
   if (result !== undefined && (result === null || typeof result !== 'object')) {
     throw new InputError(
       `criterion '${criterion.name}' returned ${result === null ? 'null' : typeof result} from score(), not { salience } or { unitScores }`,

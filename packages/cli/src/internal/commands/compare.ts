@@ -11,8 +11,10 @@ import {
   type Criterion,
   countParams,
   getCriterion,
+  type PruneResult,
   planToJSON,
   prune,
+  type ResolvedPreset,
   resolveOptions,
 } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
@@ -30,19 +32,24 @@ import {
 } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import {
+  calibrationChoice,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
   perturbFlag,
   planOptionsFromFlags,
+  presetFlag,
   ratiosFlag,
   requireInputFiles,
+  resolvedPreset,
   taskFlags,
+  textSourceOptions,
   UsageError,
 } from '../flags.js';
-import { textSummary } from '../report/render.js';
+import { named, textSummary } from '../report/render.js';
 import type { CompareReport, CompareRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
+import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
 import { modelSummary } from './info.js';
 import { runRobustness } from './robustness.js';
 
@@ -50,7 +57,11 @@ import { runRobustness } from './robustness.js';
 interface Comparison {
   readonly source: string;
   readonly loaded: LoadedModel;
-  readonly criteria: readonly { readonly name: string; readonly options: Record<string, string> }[];
+  readonly preset: ResolvedPreset | undefined;
+  readonly criteria: readonly {
+    readonly name: string;
+    readonly options: Record<string, string | number | boolean>;
+  }[];
   readonly ratios: readonly number[];
   readonly texts: readonly [string, string][];
   readonly tasks: readonly [string, string][];
@@ -78,16 +89,23 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     };
     const evaluateModel = (model: LlamaModel) => evaluate(run, model, c.loaded.tokenizer, c.texts, c.tasks);
 
+    const T = macsSeqLen(run.flags);
     label('dense');
     const denseStart = performance.now();
-    const dense = { params, ...(await evaluateModel(c.loaded.model)), seconds: seconds(denseStart) };
+    const dense = {
+      params,
+      ...(await evaluateModel(c.loaded.model)),
+      macs: macsOf(c.loaded.model.config, T),
+      latency: (await latencyOf(run, c.loaded.model, 'dense')) ?? null,
+      seconds: seconds(denseStart),
+    };
     const runs: CompareRun[] = [];
     const plans = new Map<string, string>();
     for (const spec of c.criteria) {
-      const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration);
+      const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration, c.preset);
       for (const ratio of c.ratios) {
         label(`${spec.name} ${ratio}`);
-        const { result, scoreSeconds, cutSeconds } = await pruneAt(ratio);
+        const { result, scoreSeconds, cutSeconds, diagnostics, warnings } = await pruneAt(ratio);
         const model = result.model as LlamaModel;
         const evalStart = performance.now();
         const ev = await evaluateModel(model);
@@ -103,6 +121,12 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           ppl: ev.ppl,
           nll: ev.nll,
           tasks: ev.tasks,
+          paper_average: ev.paper_average,
+          paper_tasks: ev.paper_tasks,
+          macs: macsOf(model.config, T),
+          latency: (await latencyOf(run, model, `${spec.name} ${ratio}`)) ?? null,
+          diagnostics,
+          warnings,
           seconds: scoreSeconds + cutSeconds + evalSeconds,
           score_seconds: scoreSeconds,
           eval_seconds: evalSeconds,
@@ -121,6 +145,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           perturbations: c.perturbations,
           evalText: c.texts[0]![1],
           calibration,
+          ...(c.preset ? { preset: c.preset } : {}),
         });
       }
     }
@@ -150,18 +175,21 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 async function comparison(source: string, ctx: CommandContext<CompareFlags>): Promise<Comparison> {
   const { flags } = ctx;
   await loadPlugins(flags.plugin);
+  const preset = presetFlag(flags);
   const names = criteriaFlag(flags.criteria, { unique: true });
   const ratios = ratiosFlag(flags.ratios);
-  const criteria = criteriaOptions(names, flags.opt);
+  const criteria = criteriaOptions(names, flags.opt, preset);
   const tasks = taskFlags(flags.task);
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
   let texts = namedFiles('--ppl', flags.ppl);
+  for (const [, file] of texts) textSourceOptions(flags, file);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
   await checkReportDir(flags.report, ctx.outputs);
   await ctx.outputs.checkFile('--json', flags.json);
   await ctx.outputs.checkFile('--save-calib', flags.saveCalib);
 
   const loaded = await openModel(source, flags);
+  const resolved = resolvedPreset(preset, loaded.model.config);
   if (texts.length === 0 && loaded.defaultText) texts = [['heldout', loaded.defaultText]];
   if (texts.length === 0 && tasks.length === 0) {
     throw new UsageError(
@@ -170,7 +198,7 @@ async function comparison(source: string, ctx: CommandContext<CompareFlags>): Pr
   }
   if (perturbations && texts.length === 0)
     throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
-  return { source, loaded, criteria, ratios, texts, tasks, perturbations };
+  return { source, loaded, preset: resolved, criteria, ratios, texts, tasks, perturbations };
 }
 
 /** The report's description of the run: model, backend and settings (every default filled in). */
@@ -181,6 +209,8 @@ function reportHead(
 ): Pick<CompareReport, 'format' | 'version' | 'created' | 'moreau' | 'model' | 'backend' | 'settings'> {
   const { format, params, layers, heads, kv_heads, intermediate_size, vocab_size } = modelSummary(c.loaded);
   const replayed = flags.calibTokens ? calibration?.iterations[0] : undefined;
+  const choice = calibrationChoice(flags, c.preset);
+  const selection = planOptionsFromFlags(flags, c.preset);
   return {
     format: 'moreau-compare-report',
     version: 1,
@@ -189,6 +219,8 @@ function reportHead(
     model: { source: c.source, format, params, layers, heads, kv_heads, intermediate_size, vocab_size },
     backend: backendInfo(backend),
     settings: {
+      preset: c.preset?.name ?? null,
+      preset_source: c.preset ? { ...c.preset.source, files: [...c.preset.source.files] } : null,
       criteria: c.criteria.map((s) => s.name),
       ratios: c.ratios,
       options: Object.fromEntries(
@@ -201,16 +233,23 @@ function reportHead(
       calibration: calibration
         ? {
             source: flags.calibTokens || flags.calib || c.loaded.defaultText || null,
-            samples: flags.calibTokens ? (replayed?.length ?? null) : flags.calibSamples,
-            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : flags.calibSeqLen,
+            sampling: flags.calibTokens ? 'replayed' : choice.sampling,
+            samples: flags.calibTokens ? (replayed?.length ?? null) : choice.samples,
+            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : choice.seqLen,
             iterations: calibration.iterations.length,
           }
         : null,
       seed: flags.seed,
       scope: flags.global ? 'global' : 'local',
-      attn_layers: flags.attnLayers ?? null,
-      mlp_layers: flags.mlpLayers ?? null,
+      attn_layers: selection.attnLayers ?? null,
+      mlp_layers: selection.mlpLayers ?? null,
       perturbations: c.perturbations,
+      zeroshot_protocol: flags.zeroshotProtocol,
+      ppl_join: flags.pplJoin ?? null,
+      field: flags.field ?? null,
+      macs_seq_len: macsSeqLen(flags),
+      macs_counted: MACS_COUNTED,
+      latency: latencySettings(flags),
     },
   };
 }
@@ -232,7 +271,7 @@ async function sharedCalibration(
       return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
     }),
   );
-  return calibrationFromFlags(c.loaded, flags, iterations, outputs);
+  return calibrationFromFlags(c.loaded, flags, iterations, calibrationChoice(flags, c.preset), outputs);
 }
 
 /**
@@ -244,10 +283,11 @@ function scoredOnce(
   model: LlamaModel,
   spec: Comparison['criteria'][number],
   calibration: CalibrationSet | undefined,
+  preset: ResolvedPreset | undefined,
 ) {
   const criterion = getCriterion(spec.name);
   const base = {
-    ...planOptionsFromFlags(run.flags),
+    ...planOptionsFromFlags(run.flags, preset),
     options: spec.options,
     calibration: criterion.requires.calibration ? calibration : undefined,
     backend: run.backend,
@@ -256,13 +296,16 @@ function scoredOnce(
   };
   let cached: Criterion | undefined;
   let scoreSeconds = 0;
+  let report: Pick<PruneResult, 'diagnostics' | 'warnings'> = { diagnostics: [], warnings: [] };
   return async (ratio: number) => {
     const t0 = performance.now();
     const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
-    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
+    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0), ...report };
     scoreSeconds = seconds(t0);
     cached = fromScores(criterion, result.scores);
-    return { result, scoreSeconds, cutSeconds: 0 };
+    report = { diagnostics: result.diagnostics, warnings: result.warnings };
+    for (const w of result.warnings) run.progress.warn(named(spec.name, w));
+    return { result, scoreSeconds, cutSeconds: 0, ...report };
   };
 }
 
