@@ -16,7 +16,9 @@ const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
 /** The ```sh blocks, in order. */
 const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
 const isSetup = (b: string) => /^\s*npm (ci|test|install)\b/m.test(b);
-const runnable = blocks.filter((b) => !isSetup(b));
+// The blocks of moreau commands (a block of other tools, e.g. a Python conversion one-liner with
+// placeholder folders, is the user's to adapt).
+const runnable = blocks.filter((b) => !isSetup(b) && /^\s*npx moreau /m.test(b));
 const needsShared = (b: string) => b.includes('../shared');
 const hasShared = existsSync(path.join(SHARED, 'models/stories260K/stories260K.bin'));
 
@@ -63,7 +65,7 @@ describe.skipIf(!hasDist)('the README, as written (built binary)', () => {
             );
           const shown = rows(readme.slice(readme.indexOf(block))).slice(0, 3);
           expect(shown.length).toBe(3);
-          expect(rows(r.stdout)).toEqual(shown);
+          expect(rows(r.stdout).slice(0, 3)).toEqual(shown);
           expect(existsSync(path.join(clone, 'report/report.html'))).toBe(true);
         }
       },
