@@ -174,7 +174,7 @@ describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
     expect(info.stdout).toMatch(/model +.*init-60m \(hf, BF16\)/);
     expect(info.stdout).toMatch(/vocabulary +32000 \(hf tokenizer\)/);
     const again = await moreau(['init', '--preset', 'synthetic-60m', '--layers', '1', '--out', out, '-q']);
-    expectRuntime(again, /init-60m: already exists and is not empty/);
+    expectRuntime(again, /init-60m'?: already exists and is not empty/);
     const over = await moreau([
       'init',
       '--preset',

@@ -15,7 +15,7 @@ export interface ProgressEvent {
 
 /** What a phase counts, for "8/6299 windows". */
 export function unitOf(p: ProgressEvent): string {
-  if (p.unit) return p.unit;
+  if (p.unit !== undefined) return p.unit;
   const phase = p.phase;
   if (/perplexity$/.test(phase)) return 'windows';
   if (/per-sample gradients$/.test(phase)) return 'windows';

@@ -42,6 +42,7 @@ export async function initCommand(ctx: CommandContext<InitFlags>): Promise<void>
           phase,
           done: Math.round(p.bytesDone / 1e6),
           total: Math.round(p.bytesTotal / 1e6),
+          unit: '', // the phase says MB
         }),
     });
     const shards = r.files.filter((f) => f.endsWith('.safetensors')).length;
