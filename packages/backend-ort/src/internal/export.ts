@@ -1,9 +1,7 @@
 /** Standalone .onnx export of an IR graph. */
-import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DType, Graph, HostTensor } from './core.js';
-import { InputError, inputInfos } from './core.js';
+import type { DType, Graph, HostTensor, OutputTransaction } from './core.js';
+import { InputError, inputInfos, writeFileAtomic } from './core.js';
 import { IR_VERSION, lowerGraph, OPSET } from './lower.js';
 import { encodeModel } from './proto.js';
 
@@ -16,6 +14,10 @@ export interface ExportOnnxOptions {
   readonly frozen?: ReadonlyMap<number, HostTensor>;
   /** Free text stored as the model's doc_string. */
   readonly docString?: string;
+  /** Replace an existing file (default true); false makes an existing file an error. */
+  readonly overwrite?: boolean;
+  /** Stage the file in this transaction (put in place when it commits) instead of writing it now. */
+  readonly transaction?: OutputTransaction;
 }
 
 export interface ExportOnnxResult {
@@ -52,7 +54,7 @@ const asOrtDtype = (d: DType): DType => (d === 'bfloat16' ? 'float32' : d);
  * Writes `graph` as a standalone ONNX model (opset 17) that plain onnxruntime runs with the same
  * outputs. Inputs keep their order and get `inputNames` (default: the names they were traced
  * with); bfloat16 inputs and outputs are float32 in the file. Frozen inputs become initializers.
- * The file is written atomically (a temporary file in the same directory, then a rename).
+ * The file is written atomically (core's writeFileAtomic), or staged in `options.transaction`.
  */
 export async function exportOnnx(
   graph: Graph,
@@ -95,14 +97,9 @@ export async function exportOnnx(
   const bytes = encodeModel(lowered.model);
 
   const target = path.resolve(file);
-  const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, target);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => {});
-    throw err;
-  }
+  const noClobber = options.overwrite === false ? { noClobber: true } : {};
+  if (options.transaction) await options.transaction.file(file, bytes, noClobber);
+  else await writeFileAtomic(file, bytes, noClobber);
   const frozen = options.frozen;
   return {
     file: target,

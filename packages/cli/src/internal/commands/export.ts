@@ -5,7 +5,11 @@ import type { ExportFlags } from '../../program.js';
 import { type CommandContext, openModel } from '../context.js';
 
 /** A standalone ONNX model input_ids [batch, seq] -> logits [batch, seq, vocab], weights inside. */
-export async function exportCommand(source: string, { flags, progress, out }: CommandContext<ExportFlags>) {
+export async function exportCommand(source: string, ctx: CommandContext<ExportFlags>) {
+  const { flags, progress, out } = ctx;
+  const noClobber = flags.overwrite ? {} : { noClobber: true, clobberHint: 'add --overwrite to replace it' };
+  await ctx.outputs.checkFile('--onnx', flags.onnx, noClobber);
+  await ctx.outputs.checkFile('--json', flags.json);
   const { model } = await openModel(source, flags);
   const names = [...model.params.keys()];
   const weights = names.map((n) => model.params.get(n)!);
@@ -24,8 +28,11 @@ export async function exportCommand(source: string, { flags, progress, out }: Co
     outputNames: ['logits'],
     frozen,
     docString: `moreau export of ${source}`,
+    overwrite: flags.overwrite,
+    transaction: ctx.outputs.tx,
   });
+  if (flags.json) await ctx.outputs.writeJson(flags.json, { model: source, ...result, file: flags.onnx });
   out(
-    `wrote ${result.file} (${(result.bytes / 1e6).toFixed(2)} MB, opset ${result.opset}): ${result.inputs.map((i) => `${i.name}[${i.shape}] ${i.dtype}`).join(', ')} -> ${result.outputs.map((o) => `${o.name}[${o.shape}]`).join(', ')}\n`,
+    `wrote ${flags.onnx} (${(result.bytes / 1e6).toFixed(2)} MB, opset ${result.opset}): ${result.inputs.map((i) => `${i.name}[${i.shape}] ${i.dtype}`).join(', ')} -> ${result.outputs.map((o) => `${o.name}[${o.shape}]`).join(', ')}\n`,
   );
 }

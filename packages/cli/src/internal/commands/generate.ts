@@ -8,6 +8,7 @@ import { type CommandContext, openModel, withBackend } from '../context.js';
  */
 export async function generateCommand(source: string, ctx: CommandContext<GenerateFlags>) {
   const { flags, out, progress } = ctx;
+  await ctx.outputs.checkFile('--json', flags.json);
   const { model, tokenizer: tok } = await openModel(source, ctx.flags);
   await withBackend(ctx, async ({ backend, signal }) => {
     const ids = flags.prompt
@@ -49,6 +50,23 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
       progress.note(
         `generated ${tokens.length} tokens in ${secs.toFixed(2)} s (${(tokens.length / secs).toFixed(1)} tokens/s; exec ${scorer.exec})`,
       );
+      if (flags.json) {
+        await ctx.outputs.writeJson(flags.json, {
+          model: source,
+          prompt: flags.prompt,
+          text: final,
+          prompt_ids: ids,
+          generated_ids: all.slice(ids.length),
+          exec: scorer.exec ?? null,
+          settings: {
+            max_tokens: flags.maxTokens,
+            temperature: flags.temperature,
+            top_p: flags.topP,
+            top_k: flags.topK,
+            seed: flags.seed,
+          },
+        });
+      }
     } finally {
       scorer.dispose();
     }

@@ -45,7 +45,6 @@ import {
   textSourceOptions,
   UsageError,
 } from '../flags.js';
-import { writeJsonAtomic } from '../output.js';
 
 /** Windows the pruned models' perplexity is measured on when --limit is not given. */
 const ROBUSTNESS_WINDOWS = 32;
@@ -148,6 +147,7 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
     throw new UsageError(`--scope ${scope.name} zeroes ${scope.n} of every ${scope.m} weights: drop --ratio`);
   checkCriterionScopes(names, [scope.name]);
   rankingFlag(flags);
+  await ctx.outputs.checkFile('--json', flags.json);
   const loaded = await openModel(source, flags);
   const resolved = resolvedPreset(preset, loaded.model.config);
   await withBackend(ctx, async (run) => {
@@ -160,6 +160,6 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
       ...(resolved ? { preset: resolved } : {}),
     });
     ctx.out(`${formatRobustnessTable(report)}\n`);
-    if (flags.json) await writeJsonAtomic(flags.json, report);
+    if (flags.json) await ctx.outputs.writeJson(flags.json, report);
   });
 }
