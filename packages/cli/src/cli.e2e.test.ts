@@ -607,6 +607,8 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       'generation_config.json',
       'model.safetensors',
       'tokenizer.bin',
+      'tokenizer.json',
+      'tokenizer_config.json',
     ]);
     expect(readdirSync(TMP).filter((f) => f.includes('.tmp-'))).toEqual([]);
     // The directory loads: per-layer dims, tokenizer included (no --tokenizer needed).

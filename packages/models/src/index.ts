@@ -13,7 +13,13 @@ export { loadLlama2c, saveLlama2c } from './formats/llama2c.js';
 export { loadCheckpoint } from './formats/load.js';
 export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
-export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
+export {
+  canonicalLayerSizes,
+  type LayerDims,
+  type Llama3RopeScaling,
+  type LlamaConfig,
+  layerDims,
+} from './llama/config.js';
 export { type LlamaMacs, llamaMacs } from './llama/macs.js';
 export {
   type LlamaParams,
