@@ -971,26 +971,7 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(j.dense.ppl).toBeGreaterThan(1);
   }, 120_000);
 
-  it('export --onnx writes a standalone model that onnxruntime runs', async () => {
-    const file = tmp('stories.onnx');
-    const r = await moreau(['export', ...model, '--onnx', file, '--seq-len', '16', '-q']);
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(
-      /^wrote .*stories\.onnx \(\d+\.\d\d MB, opset \d+\): .*input_ids\[1,16\] int32 -> logits\[1,16,512\]/,
-    );
-    const ort = await import('onnxruntime-node');
-    const session = await ort.InferenceSession.create(file);
-    const ids = new ort.Tensor(
-      'int32',
-      Int32Array.from({ length: 16 }, (_, i) => (i === 0 ? 1 : 0)),
-      [1, 16],
-    );
-    const out = await session.run({ input_ids: ids });
-    const logits = out.logits!;
-    expect(logits.dims).toEqual([1, 16, 512]);
-    expect([...(logits.data as Float32Array)].every(Number.isFinite)).toBe(true);
-    await session.release();
-  }, 60_000);
+  // export --onnx: interop.e2e.test.ts (plain onnxruntime-node at several sizes against moreau's logits).
 
   it('compare: all criteria x ratios in memory, report.json/md/html, SVG+PNG charts, table on stdout', async () => {
     const dir = tmp('report');

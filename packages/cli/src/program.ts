@@ -210,8 +210,7 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
 }
 export type ExportFlags = ModelFlags & {
   readonly onnx: string;
-  readonly seqLen: number;
-  readonly batch: number;
+  readonly withPast?: boolean;
 };
 export interface GenerateFlags extends ModelFlags {
   readonly prompt: string;
@@ -338,10 +337,19 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'write the result as JSON')
     .action((m, o: RobustnessFlags, cmd: Command) => handlers.robustness(m, withExplicit(o, cmd)));
 
-  modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
+  modelOptions(
+    program
+      .command('export')
+      .description(
+        'write a standalone ONNX model: int64 input_ids + attention_mask [batch, seq] -> logits [batch, seq, vocab], any batch and length (Optimum / transformers.js names)',
+      ),
+  )
     .requiredOption('--onnx <file>', 'output .onnx file')
-    .option('--seq-len <n>', 'sequence length of the exported graph', parseIntArg('--seq-len'), 128)
-    .option('--batch <n>', 'batch size of the exported graph', parseIntArg('--batch'), 1)
+    .option(
+      '--with-past',
+      'add the key/value cache: past_key_values.{i}.key/value inputs, present.{i}.key/value outputs',
+      false,
+    )
     .action((m, o: ExportFlags) => handlers.export(m, o));
 
   modelOptions(program.command('generate').description('generate text (temperature 0 = greedy)'))

@@ -12,6 +12,14 @@ export { loadHfDirectory, type SaveHfOptions, saveHfDirectory } from './formats/
 export { loadLlama2c, saveLlama2c } from './formats/llama2c.js';
 export { loadCheckpoint } from './formats/load.js';
 export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
+export {
+  type CausalLmOutput,
+  type LayerCache,
+  type LlamaOnnxExport,
+  type LlamaOnnxOptions,
+  llamaCausalLm,
+  llamaOnnxExport,
+} from './llama/causal-lm.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
 export {
   canonicalLayerSizes,
