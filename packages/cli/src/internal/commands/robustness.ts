@@ -42,7 +42,7 @@ import {
 import { writeJsonAtomic } from '../output.js';
 
 /** Windows the pruned models' perplexity is measured on when --limit is not given. */
-const ROBUSTNESS_WINDOWS = 32;
+export const ROBUSTNESS_WINDOWS = 32;
 
 export interface RobustnessRun {
   readonly ratio: number;
