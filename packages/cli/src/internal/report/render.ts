@@ -222,7 +222,7 @@ export function robustnessTables(report: CompareReport): { ratio: string; dense?
           rows.push([
             c,
             p,
-            `${unit(s.iou_mean, di)} ± ${fix(s.iou_sd, di)}`,
+            `${unit(s.iou_mean, di)} ± ${s.iou_sd === 0 ? '0' : fix(s.iou_sd, di)}`,
             unit(s.spearman_mean, dr),
             `${fix(s.ppl_mean, 3)} ± ${fix(s.ppl_sd, 3)}`,
           ]);
