@@ -1,10 +1,19 @@
 /**
- * A LLaMA as core's PrunableModel: its parameters, its attention and MLP groups, its loss in IR,
- * and how it rebuilds itself (new per-layer config) after a cut.
+ * A LLaMA as core's PrunableModel: its parameters, its groups (attention KV groups and MLP channels
+ * per layer, hidden channels, whole layers), its loss in IR, and how kept units cut it.
  */
-import type { HostTensor, PrunableGroup, PrunableModel, StagedModel, Tensor } from '@moreau/core';
+import type {
+  GroupCut,
+  GroupKind,
+  HostTensor,
+  PrunableGroup,
+  PrunableModel,
+  StagedModel,
+  Tensor,
+} from '@moreau/core';
 import type { LlamaConfig } from './config.js';
-import { llamaConfigAfterCut, llamaGroups } from './groups.js';
+import { llamaCut } from './cut.js';
+import { llamaGroups } from './groups.js';
 import { llamaLoss, llamaStages } from './model.js';
 
 export class LlamaModel implements PrunableModel {
@@ -17,9 +26,9 @@ export class LlamaModel implements PrunableModel {
     return this.config.numHiddenLayers;
   }
 
-  /** Attention (KV-group) and MLP-channel groups of every layer. */
-  groups(): PrunableGroup[] {
-    return llamaGroups(this.config, { kinds: ['attention', 'mlp'] });
+  /** Groups of the given kinds (default all): attention and MLP per layer, hidden, whole layers. */
+  groups(kinds?: readonly GroupKind[]): PrunableGroup[] {
+    return llamaGroups(this.config, kinds ? { kinds } : {});
   }
 
   loss(params: Readonly<Record<string, Tensor>>, ids: Tensor): Tensor {
@@ -30,7 +39,12 @@ export class LlamaModel implements PrunableModel {
     return llamaStages(this.config);
   }
 
-  withPruned(params: Map<string, HostTensor>, kept: ReadonlyMap<string, readonly number[]>): LlamaModel {
-    return new LlamaModel(llamaConfigAfterCut(this.config, kept), params);
+  cut(cuts: readonly GroupCut[]): LlamaModel {
+    const { config, params } = llamaCut(this.config, this.params, cuts);
+    return new LlamaModel(config, params);
+  }
+
+  withParams(params: ReadonlyMap<string, HostTensor>): LlamaModel {
+    return new LlamaModel(this.config, params);
   }
 }

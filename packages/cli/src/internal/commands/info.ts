@@ -3,6 +3,7 @@ import { canonicalLayerSizes, type LoadedModel, layerDims } from '@moreau/models
 import type { InfoFlags } from '../../program.js';
 import { type CommandContext, openModel } from '../context.js';
 import { writeJsonAtomic } from '../output.js';
+import { sparsitySummary } from '../sparsity.js';
 
 /**
  * The model summary shared by info, eval and prune outputs. `heads`, `kv_heads` and
@@ -37,6 +38,7 @@ export function modelSummary(m: LoadedModel) {
 }
 
 type Summary = ReturnType<typeof modelSummary>;
+type Sparsity = ReturnType<typeof sparsitySummary>;
 
 const range = (values: number[]): string => {
   const lo = Math.min(...values);
@@ -48,7 +50,8 @@ const range = (values: number[]): string => {
  * `moreau info` as text. When layers differ, the per-layer table comes right after the layer count
  * and the size lines give each size's range over the layers (a single value is the same for all).
  */
-export function formatInfo(s: Summary): string {
+export function formatInfo(s: Summary, sp: Sparsity): string {
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   const table = [
     'layer  heads  kv_heads  mlp',
     ...s.per_layer.map(
@@ -62,6 +65,13 @@ export function formatInfo(s: Summary): string {
   const lines = [
     `model            ${s.source} (${s.format}, ${s.dtype})`,
     `parameters       ${s.params.toLocaleString('en-US')}`,
+    `non-zero         ${sp.nonzero.toLocaleString('en-US')} (${pct(1 - sp.zero_fraction)})`,
+    `sparsity         ${
+      sp.sparse_matrices
+        ? `${sp.sparse_matrices} matrices with zeros, ${pct(sp.sparse_matrix_zero_fraction)} of their weights` +
+          (sp.nm_patterns.length ? `; every one ${sp.nm_patterns.join(' and ')} sparse` : '')
+        : 'dense (no matrix holds zeros)'
+    }`,
     `layers           ${s.layers}${s.uniform ? '' : ' with these sizes'}`,
     ...(s.uniform ? [] : [...table, '']),
     `hidden size      ${s.hidden_size}`,
@@ -76,6 +86,8 @@ export function formatInfo(s: Summary): string {
 export async function infoCommand(source: string, { flags, out }: CommandContext<InfoFlags>): Promise<void> {
   const loaded = await openModel(source, flags);
   const s = modelSummary(loaded);
-  out(formatInfo(s));
-  if (flags.json) await writeJsonAtomic(flags.json, { model: s });
+  // Any model may hold zeros (unstructured and N:M pruned models do): count them.
+  const sp = sparsitySummary(loaded.model.params);
+  out(formatInfo(s, sp));
+  if (flags.json) await writeJsonAtomic(flags.json, { model: s, sparsity: sp });
 }

@@ -6,7 +6,7 @@ import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { criterionColorScale, fittedUnitDomain } from './scales.js';
-import type { CompareReport } from './types.js';
+import { type CompareReport, robustnessLabel } from './types.js';
 
 /** Fonts that exist on most systems first; resvg takes the first family it finds. */
 const FONT = 'DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif';
@@ -39,28 +39,40 @@ function colorScale(criteria: readonly string[]) {
   return criterionColorScale(criteria);
 }
 
+/** The runs of one scope, and how its charts are named and titled when the report has several scopes. */
+function scopeView(report: CompareReport, scope: string) {
+  const several = report.settings.scopes.length > 1;
+  return {
+    runs: report.runs.filter((r) => r.scope === scope),
+    suffix: several ? `_${scope.replace(':', '-')}` : '',
+    title: several ? ` (scope ${scope})` : '',
+  };
+}
+
 /** Perplexity against pruning ratio, one line per criterion, one panel per text; ratio 0 is the dense model. */
-export function perplexityChart(report: CompareReport): Chart | undefined {
+export function perplexityChart(report: CompareReport, scope: string): Chart | undefined {
   const texts = Object.keys(report.dense.ppl);
-  if (texts.length === 0 || report.runs.length === 0) return undefined;
+  const view = scopeView(report, scope);
+  if (texts.length === 0 || view.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
   const rows: Record<string, unknown>[] = [];
   for (const text of texts) {
     for (const c of criteria)
       rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense' });
-    for (const r of report.runs) {
+    for (const r of view.runs) {
       const ppl = r.ppl[text];
       if (ppl !== undefined && Number.isFinite(ppl))
         rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned' });
     }
   }
+  const ratios = [...new Set(view.runs.map((r) => r.ratio))].sort((a, b) => a - b);
   return {
-    name: 'perplexity_vs_ratio',
-    title: 'Perplexity vs pruning ratio',
+    name: `perplexity_vs_ratio${view.suffix}`,
+    title: `Perplexity vs pruning ratio${view.title}`,
     spec: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
-        text: 'Perplexity vs pruning ratio',
+        text: `Perplexity vs pruning ratio${view.title}`,
         subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better`,
       },
       data: { values: rows },
@@ -75,7 +87,7 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
             field: 'ratio',
             type: 'quantitative',
             title: 'pruning ratio',
-            axis: { format: '.0%', values: [0, ...report.settings.ratios] },
+            axis: { format: '.0%', values: [0, ...ratios] },
           },
           // Log scale fitted to the data (not widened to whole decades), a little room at both ends.
           y: {
@@ -98,25 +110,27 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
 }
 
 /** Zero-shot accuracy against ratio, one panel per task (only when tasks were evaluated). */
-export function accuracyChart(report: CompareReport): Chart | undefined {
+export function accuracyChart(report: CompareReport, scope: string): Chart | undefined {
   const tasks = Object.keys(report.dense.tasks);
-  if (tasks.length === 0 || report.runs.length === 0) return undefined;
+  const view = scopeView(report, scope);
+  if (tasks.length === 0 || view.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
   const rows: Record<string, unknown>[] = [];
   for (const task of tasks) {
     for (const c of criteria) rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc });
-    for (const r of report.runs) {
+    for (const r of view.runs) {
       const t = r.tasks[task];
       if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc });
     }
   }
+  const ratios = [...new Set(view.runs.map((r) => r.ratio))].sort((a, b) => a - b);
   return {
-    name: 'accuracy_vs_ratio',
-    title: 'Zero-shot accuracy vs pruning ratio',
+    name: `accuracy_vs_ratio${view.suffix}`,
+    title: `Zero-shot accuracy vs pruning ratio${view.title}`,
     spec: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
-        text: 'Zero-shot accuracy vs pruning ratio',
+        text: `Zero-shot accuracy vs pruning ratio${view.title}`,
         subtitle: 'ratio 0 is the dense model; higher is better',
       },
       data: { values: rows },
@@ -131,7 +145,7 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
             field: 'ratio',
             type: 'quantitative',
             title: 'pruning ratio',
-            axis: { format: '.0%', values: [0, ...report.settings.ratios] },
+            axis: { format: '.0%', values: [0, ...ratios] },
           },
           y: { field: 'acc', type: 'quantitative', title: 'accuracy', scale: { zero: false } },
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
@@ -161,10 +175,10 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
     for (const [criterion, byPerturbation] of Object.entries(r.results)) {
       for (const [perturbation, s] of Object.entries(byPerturbation)) {
         if (!perturbations.includes(perturbation)) perturbations.push(perturbation);
-        if ('iou' in s) rows.push({ ratio: `ratio ${ratio}`, criterion, perturbation, iou: s.iou });
+        if ('iou' in s) rows.push({ ratio: robustnessLabel(ratio), criterion, perturbation, iou: s.iou });
         else
           rows.push({
-            ratio: `ratio ${ratio}`,
+            ratio: robustnessLabel(ratio),
             criterion,
             perturbation,
             iou: s.iou_mean,
@@ -174,7 +188,7 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
       }
     }
   }
-  const ratios = Object.keys(rob).map((r) => `ratio ${r}`);
+  const ratios = Object.keys(rob).map(robustnessLabel);
   const x = {
     field: 'perturbation',
     type: 'nominal',
@@ -235,10 +249,12 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
   };
 }
 
+/** Per scope a perplexity chart (and an accuracy chart with tasks), then the robustness chart. */
 export function reportCharts(report: CompareReport): Chart[] {
-  return [perplexityChart(report), accuracyChart(report), robustnessChart(report)].filter(
-    (c): c is Chart => !!c,
-  );
+  return [
+    ...report.settings.scopes.flatMap((s) => [perplexityChart(report, s), accuracyChart(report, s)]),
+    robustnessChart(report),
+  ].filter((c): c is Chart => !!c);
 }
 
 /** Vega-Lite -> Vega -> SVG (headless View). */

@@ -1,7 +1,9 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
 import type { RenderedChart } from './charts.js';
 import { distinguishingDecimals } from './scales.js';
-import type { CompareReport, CompareRun } from './types.js';
+import { type CompareReport, type CompareRun, robustnessLabel } from './types.js';
+
+const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 export interface Table {
   readonly header: readonly string[];
@@ -10,6 +12,8 @@ export interface Table {
   readonly right: readonly boolean[];
   /** Cells to emphasise (best in their group), as "row,col". */
   readonly best?: ReadonlySet<string>;
+  /** The first row is the dense model. */
+  readonly denseFirst?: boolean;
 }
 
 const fix = (x: number | undefined | null, d: number) =>
@@ -17,15 +21,21 @@ const fix = (x: number | undefined | null, d: number) =>
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const int = (x: number) => x.toLocaleString('en-US');
 
-/** The main table: the dense model, then every criterion at every ratio (grouped by ratio). */
+/**
+ * The main table: the dense model, then every criterion at every ratio (grouped by scope, then
+ * ratio; a scope column when there are several). `params` counts non-zeros.
+ */
 export function comparisonTable(report: CompareReport): Table {
   const texts = Object.keys(report.dense.ppl);
   const tasks = Object.keys(report.dense.tasks);
   const withNorm = tasks.filter((t) => report.dense.tasks[t]!.acc_norm !== null);
+  const scopes = report.settings.scopes;
+  const several = scopes.length > 1;
   const paper = (report.dense.paper_tasks ?? 0) > 0;
   const s = report.settings;
   const latency = s.latency ? `ms ${s.latency.batch}x${s.latency.seq_len}` : undefined;
   const header = [
+    ...(several ? ['scope'] : []),
     'criterion',
     'ratio',
     'params',
@@ -38,6 +48,7 @@ export function comparisonTable(report: CompareReport): Table {
     'seconds',
   ];
   const row = (
+    scope: string,
     name: string,
     ratio: string,
     params: number,
@@ -45,6 +56,7 @@ export function comparisonTable(report: CompareReport): Table {
     r: Pick<CompareRun, 'ppl' | 'tasks' | 'paper_average' | 'macs' | 'latency'>,
     seconds: number,
   ) => [
+    ...(several ? [scope] : []),
     name,
     ratio,
     int(params),
@@ -63,17 +75,21 @@ export function comparisonTable(report: CompareReport): Table {
   const d = report.dense;
   const runs = [...report.runs].sort(
     (a, b) =>
+      scopes.indexOf(a.scope) - scopes.indexOf(b.scope) ||
       a.ratio - b.ratio ||
       report.settings.criteria.indexOf(a.criterion) - report.settings.criteria.indexOf(b.criterion),
   );
   const rows = [
-    row('dense', '0', d.params, 1, d, d.seconds),
-    ...runs.map((r) => row(r.criterion, String(r.ratio), r.params_after, r.params_left, r, r.seconds)),
+    row('', 'dense', '0', d.params, 1, d, d.seconds),
+    ...runs.map((r) =>
+      row(r.scope, r.criterion, String(r.ratio), r.nonzero_after, r.params_left, r, r.seconds),
+    ),
   ];
-  // Best per ratio: lowest perplexity, highest accuracy.
+  // Best per scope and ratio: lowest perplexity, highest accuracy.
   const best = new Set<string>();
-  for (const ratio of report.settings.ratios) {
-    const idx = runs.map((r, i) => (r.ratio === ratio ? i + 1 : -1)).filter((i) => i > 0);
+  const cells = [...new Set(runs.map((r) => `${r.scope} ${r.ratio}`))];
+  for (const cell of cells) {
+    const idx = runs.map((r, i) => (`${r.scope} ${r.ratio}` === cell ? i + 1 : -1)).filter((i) => i > 0);
     if (idx.length < 2) continue;
     header.forEach((h, col) => {
       const lower = h.startsWith('PPL ');
@@ -87,10 +103,20 @@ export function comparisonTable(report: CompareReport): Table {
       });
     });
   }
-  return { header, rows, right: header.map((_, i) => i > 0), best };
+  return {
+    header,
+    rows,
+    right: header.map((h) => !['scope', 'criterion'].includes(h)),
+    best,
+    denseFirst: true,
+  };
 }
 
 const PAPER_AVG = 'paper avg';
+
+/** A run's criterion, with its scope when the report has several (each scope scores on its own). */
+const withScope = (report: CompareReport, r: CompareRun) =>
+  report.settings.scopes.length > 1 ? `${r.criterion} (${r.scope})` : r.criterion;
 
 interface ShrinkIteration {
   readonly iteration: number;
@@ -111,13 +137,13 @@ export function shrinkTable(report: CompareReport): Table | undefined {
   const rows: string[][] = [];
   const seen = new Set<string>();
   for (const r of report.runs) {
-    if (seen.has(r.criterion)) continue;
-    seen.add(r.criterion);
+    if (seen.has(`${r.scope} ${r.criterion}`)) continue;
+    seen.add(`${r.scope} ${r.criterion}`);
     (r.diagnostics ?? []).forEach((d, step) => {
       const shrink = d.moreau_gs_shrink as { iterations?: readonly ShrinkIteration[] } | undefined;
       for (const it of shrink?.iterations ?? []) {
         rows.push([
-          r.criterion,
+          withScope(report, r),
           (r.diagnostics.length > 1 ? `${step + 1}.` : '') + String(it.iteration),
           int(it.all.rows),
           pct(it.all.zeroed),
@@ -144,9 +170,9 @@ function warningLines(report: CompareReport): string[] {
   const out: string[] = [];
   const seen = new Set<string>();
   for (const r of report.runs) {
-    if (seen.has(r.criterion)) continue;
-    seen.add(r.criterion);
-    for (const w of r.warnings ?? []) out.push(named(r.criterion, w));
+    if (seen.has(`${r.scope} ${r.criterion}`)) continue;
+    seen.add(`${r.scope} ${r.criterion}`);
+    for (const w of r.warnings ?? []) out.push(named(withScope(report, r), w));
   }
   return out;
 }
@@ -270,7 +296,7 @@ function settingsLines(report: CompareReport): string[] {
           `preset: ${s.preset} (${s.preset_source?.repository}@${s.preset_source?.commit}: ${s.preset_source?.files.join(', ')}); explicit flags override it`,
         ]
       : []),
-    `criteria: ${s.criteria.join(', ')}; ratios: ${s.ratios.join(', ')}; ${s.scope} ranking; seed ${s.seed}` +
+    `criteria: ${s.criteria.join(', ')}; ratios: ${s.ratios.join(', ')}; ${s.scopes.length > 1 ? 'scopes' : 'scope'} ${s.scopes.join(', ')}; ${s.ranking} ranking (block)${s.keep_low_ratio ? `; keep-low ratio ${s.keep_low_ratio}` : ''}; seed ${s.seed}` +
       `${s.attn_layers ? `; attention layers ${s.attn_layers.join(':')}` : ''}${s.mlp_layers ? `; MLP layers ${s.mlp_layers.join(':')}` : ''}`,
     ...(s.calibration
       ? [
@@ -313,7 +339,9 @@ export function textSummary(report: CompareReport): string {
     parts.push(`moreau-gs soft-threshold regime (fraction of delta rows)\n${markdownTable(shrink)}`);
   for (const r of robustnessTables(report)) {
     const label = robustnessDenseLabel(report, r.dense);
-    parts.push(`robustness at ratio ${r.ratio}${label ? `: ${label}` : ''}\n${markdownTable(r.table)}`);
+    parts.push(
+      `robustness at ${robustnessLabel(r.ratio)}${label ? `: ${label}` : ''}\n${markdownTable(r.table)}`,
+    );
   }
   return `${parts.join('\n\n')}\n`;
 }
@@ -350,7 +378,7 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
     );
     const label = robustnessDenseLabel(report, rob[0]!.dense);
     if (label) out.push(`Perplexities in these tables: ${label}.`, '');
-    for (const r of rob) out.push(`### Ratio ${r.ratio}`, '', markdownTable(r.table), '');
+    for (const r of rob) out.push(`### ${capital(robustnessLabel(r.ratio))}`, '', markdownTable(r.table), '');
   }
   if (charts.length) {
     out.push('## Charts', '');
@@ -368,7 +396,7 @@ function htmlTable(t: Table): string {
   const body = t.rows
     .map(
       (row, r) =>
-        `<tr${r === 0 && row[0] === 'dense' ? ' class="dense"' : ''}>${row
+        `<tr${r === 0 && t.denseFirst ? ' class="dense"' : ''}>${row
           .map((s, c) => {
             const cls = [t.right[c] ? 'num' : '', t.best?.has(`${r},${c}`) ? 'best' : '']
               .filter(Boolean)
@@ -441,7 +469,7 @@ ${
 ${robustnessChart.map(figure).join('\n')}
 ${rob[0] && robustnessDenseLabel(report, rob[0].dense) ? `<p class="note">Perplexities in these tables: ${esc(robustnessDenseLabel(report, rob[0].dense))}.</p>` : ''}
 <div class="row">
-${rob.map((r) => `<div><h3>Ratio ${esc(r.ratio)}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}
+${rob.map((r) => `<div><h3>${esc(capital(robustnessLabel(r.ratio)))}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}
 </div>`
     : ''
 }
