@@ -1,3 +1,5 @@
 import { packageBuild } from '../../tsup.base';
 
-export default packageBuild();
+// onnxruntime-node is an optional dependency (tsup bundles those unless told): it stays external,
+// loaded from the installed package at run time.
+export default packageBuild({ external: ['onnxruntime-node'] });

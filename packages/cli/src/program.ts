@@ -7,10 +7,13 @@
 import { Command, Option } from 'commander';
 import {
   collect,
+  collectPath,
   parseBatchShape,
   parseIntArg,
+  parseJsonTarget,
   parseLayerRange,
   parseNumberArg,
+  parsePath,
   parseRanking,
   parseRatio,
   parseScopeArg,
@@ -45,6 +48,7 @@ function modelOptions(cmd: Command): Command {
     .option(
       '--tokenizer <file>',
       'tokenizer for a llama2.c checkpoint (tok.bin) or an override for other formats',
+      parsePath('--tokenizer'),
     )
     .addOption(
       new Option('--backend <name>', 'tensor engine').choices(['ort', 'tfjs', 'auto']).default('auto'),
@@ -139,7 +143,11 @@ function calibOptions(cmd: Command): Command {
         "a published setup's defaults (criterion, options, ratio, calibration, layers; explicit flags win): moreaupruner | moreaupruner-paper | llm-pruner (see 'moreau criteria')",
       ).choices(['moreaupruner', 'moreaupruner-paper', 'llm-pruner']),
     )
-    .option('--calib <file>', "calibration text (default: the model's shipped held-out text, else required)")
+    .option(
+      '--calib <file>',
+      "calibration text (default: the model's shipped held-out text, else required)",
+      parsePath('--calib'),
+    )
     .addOption(
       new Option(
         '--calib-sampling <how>',
@@ -150,8 +158,16 @@ function calibOptions(cmd: Command): Command {
     )
     .option('--calib-samples <n>', 'calibration windows per iteration', parseIntArg('--calib-samples'), 4)
     .option('--calib-seq-len <n>', 'tokens per calibration window', parseIntArg('--calib-seq-len', 2), 128)
-    .option('--calib-tokens <file>', 'replay exact windows: {"iterations": [[[ids...], ...], ...]}')
-    .option('--save-calib <file>', 'write the windows used, in the --calib-tokens format')
+    .option(
+      '--calib-tokens <file>',
+      'replay exact windows: {"iterations": [[[ids...], ...], ...]}',
+      parsePath('--calib-tokens'),
+    )
+    .option(
+      '--save-calib <file>',
+      'write the windows used, in the --calib-tokens format',
+      parsePath('--save-calib'),
+    )
     .option(
       '--seed <n>',
       'seed for calibration windows, noise and random scores',
@@ -185,7 +201,12 @@ function calibOptions(cmd: Command): Command {
       collect,
       [],
     )
-    .option('--plugin <module>', 'load a criterion plugin module (path or package); repeatable', collect, []);
+    .option(
+      '--plugin <module>',
+      'load a criterion plugin module (path or package); repeatable',
+      collectPath('--plugin'),
+      [],
+    );
 }
 
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
@@ -203,6 +224,7 @@ export interface PruneFlags extends ModelFlags, CalibFlags, TextFlags, LatencyFl
   readonly planScores: boolean;
   readonly out: string;
   readonly overwrite: boolean;
+  readonly force: boolean;
   readonly steps: number;
   readonly planOut?: string;
   readonly plan?: string;
@@ -219,6 +241,7 @@ export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags, TaskFla
   readonly report: string;
   readonly robustness: boolean;
   readonly perturb: string;
+  readonly json?: string;
 }
 export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
   readonly criteria: string;
@@ -230,6 +253,8 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
 export type ExportFlags = ModelFlags & {
   readonly onnx: string;
   readonly withPast?: boolean;
+  readonly overwrite: boolean;
+  readonly json?: string;
 };
 export interface GenerateFlags extends ModelFlags {
   readonly prompt: string;
@@ -238,6 +263,7 @@ export interface GenerateFlags extends ModelFlags {
   readonly topP: number;
   readonly topK: number;
   readonly seed: number;
+  readonly json?: string;
 }
 export type CriteriaFlags = { readonly plugin: string[]; readonly json?: string };
 export interface InitFlags {
@@ -248,6 +274,7 @@ export interface InitFlags {
   readonly layers?: number;
   readonly overwrite: boolean;
   readonly quiet: boolean;
+  readonly json?: string;
 }
 
 /** What each command does with its model argument and its parsed flags (commands/ implements them). */
@@ -280,14 +307,14 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .exitOverride();
 
   modelOptions(program.command('info').description('parameters, layers and per-layer sizes of a model'))
-    .option('--json <file>', 'also write the result as JSON')
+    .option('--json <file>', 'also write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
   taskOptions(
     evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
     'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
   )
-    .option('--json <file>', 'write the results as JSON')
+    .option('--json <file>', 'write the results as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
 
   const prune = calibOptions(
@@ -308,21 +335,26 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       "layer scope, LLM-Pruner's rule: keep layers 0..N-1 and remove the rest (no criterion, no ratio)",
       parseIntArg('--keep-first'),
     )
-    .requiredOption('--out <dir>', 'output HF directory (written atomically)')
-    .option('--overwrite', 'replace --out if it already exists', false)
+    .requiredOption('--out <dir>', 'output HF directory (written atomically)', parsePath('--out'))
+    .option(
+      '--overwrite',
+      'replace --out if it already exists and holds an earlier output of moreau prune',
+      false,
+    )
+    .option('--force', 'with --overwrite: replace --out even if it holds other files', false)
     .option(
       '--steps <n>',
       'iterative pruning: reach the ratio in N score-and-cut steps',
       parseIntArg('--steps'),
       1,
     )
-    .option('--plan-out <file>', 'write the pruning plan JSON')
+    .option('--plan-out <file>', 'write the pruning plan JSON', parsePath('--plan-out'))
     .option(
       '--plan-scores',
       "write scores into the plan: unit scores, or (unstructured, N:M) each matrix's float32 salience instead of its mask bitset",
       false,
     )
-    .option('--plan <file>', 'apply this saved plan instead of scoring')
+    .option('--plan <file>', 'apply this saved plan instead of scoring', parsePath('--plan'))
     .option(
       '--dtype <dtype>',
       'storage dtype of the saved weights: float32 | float16 | bfloat16 (default: as loaded)',
@@ -335,7 +367,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'also time a forward pass of batch B x T tokens, dense and pruned (e.g. 1x64; MACs are always counted)',
       parseBatchShape,
     )
-    .option('--json <file>', 'write the result as JSON');
+    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget);
   textOptions(prune).action((m, o: PruneFlags, cmd: Command) => handlers.prune(m, withExplicit(o, cmd)));
 
   const compare = evalOptions(
@@ -351,7 +383,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'comma-separated ratios, e.g. 0.1,0.2,0.3 (N:M scopes run once, at N/M)',
     )
     .option('--scopes <list>', `comma-separated scopes, one chart each: ${SCOPE_LIST}`, 'block')
-    .requiredOption('--report <dir>', 'report directory: report.json, report.md, report.html, charts')
+    .requiredOption(
+      '--report <dir>',
+      'report directory: report.json, report.md, report.html, charts (an earlier report is replaced)',
+      parsePath('--report'),
+    )
     .option(
       '--latency <BxT>',
       'also time a forward pass of batch B x T tokens of every model (e.g. 1x64; MACs are always counted)',
@@ -362,7 +398,8 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'also run the robustness analysis at each ratio (perplexity on the first --ppl text, at most --limit windows, default 32)',
       false,
     )
-    .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3');
+    .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3')
+    .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget);
   taskOptions(compare, 'zero-shot task to evaluate each pruned model on; repeatable').action(
     (m, o: CompareFlags, cmd: Command) => handlers.compare(m, withExplicit(o, cmd)),
   );
@@ -382,7 +419,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--ratio <r>', 'pruning ratio (required unless the scope is N:M)', parseRatio)
     .option('--scope <s>', SCOPE_HELP, parseScopeArg, 'block')
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
-    .option('--json <file>', 'write the result as JSON')
+    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: RobustnessFlags, cmd: Command) => handlers.robustness(m, withExplicit(o, cmd)));
 
   modelOptions(
@@ -392,28 +429,46 @@ export function buildProgram(handlers: Handlers, version: string): Command {
         'write a standalone ONNX model: int64 input_ids + attention_mask [batch, seq] -> logits [batch, seq, vocab], any batch and length (Optimum / transformers.js names)',
       ),
   )
-    .requiredOption('--onnx <file>', 'output .onnx file')
+    .requiredOption('--onnx <file>', 'output .onnx file', parsePath('--onnx'))
+    .option('--overwrite', 'replace --onnx if the file exists', false)
     .option(
       '--with-past',
       'add the key/value cache: past_key_values.{i}.key/value inputs, present.{i}.key/value outputs',
       false,
     )
+    .option('--json <file>', 'write what was exported as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: ExportFlags) => handlers.export(m, o));
 
   modelOptions(program.command('generate').description('generate text (temperature 0 = greedy)'))
     .option('--prompt <text>', 'prompt; empty starts from BOS', '')
     .option('--max-tokens <n>', 'tokens to generate', parseIntArg('--max-tokens'), 64)
-    .option('--temperature <t>', 'sampling temperature; 0 is greedy', parseNumberArg('--temperature'), 0)
-    .option('--top-p <p>', 'nucleus sampling mass', parseNumberArg('--top-p'), 1)
+    .option(
+      '--temperature <t>',
+      'sampling temperature, >= 0; 0 is greedy',
+      parseNumberArg('--temperature', { min: 0 }),
+      0,
+    )
+    .option(
+      '--top-p <p>',
+      'nucleus sampling mass, in (0, 1]',
+      parseNumberArg('--top-p', { min: 0, minExclusive: true, max: 1 }),
+      1,
+    )
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 0)
     .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1)
+    .option('--json <file>', 'write the prompt, text and token ids as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: GenerateFlags) => handlers.generate(m, o));
 
   program
     .command('criteria')
     .description('list the registered criteria and their options')
-    .option('--plugin <module>', 'load a criterion plugin module first; repeatable', collect, [])
-    .option('--json <file>', 'write the list as JSON')
+    .option(
+      '--plugin <module>',
+      'load a criterion plugin module first; repeatable',
+      collectPath('--plugin'),
+      [],
+    )
+    .option('--json <file>', 'write the list as JSON (- for stdout)', parseJsonTarget)
     .action((o: CriteriaFlags) => handlers.criteria(o));
 
   program
@@ -430,28 +485,33 @@ export function buildProgram(handlers: Handlers, version: string): Command {
         .choices(['float32', 'float16', 'bfloat16'])
         .default('float16'),
     )
-    .requiredOption('--out <dir>', 'output HF directory (written atomically)')
+    .requiredOption('--out <dir>', 'output HF directory (written atomically)', parsePath('--out'))
     .option('--seed <n>', 'seed of the random weights', parseIntArg('--seed', 0), 1)
     .option(
       '--layers <n>',
       "keep only the first N decoder layers (default: the preset's)",
       parseIntArg('--layers'),
     )
-    .option('--overwrite', 'replace --out if it already exists', false)
+    .option('--overwrite', 'replace --out if it already exists and holds an earlier model output', false)
     .option('-q, --quiet', 'no progress output on stderr', false)
+    .option('--json <file>', 'write what was written as JSON (- for stdout)', parseJsonTarget)
     .action((o: InitFlags) => handlers.init(o));
 
   program.addHelpText(
     'after',
     `
 Every command prints results on stdout and progress on stderr (--quiet silences it).
+--json - prints the JSON result on stdout instead (the text results then go to stderr).
 Run 'moreau <command> --help' for a command's flags and their defaults.
 
-Exit status: 0 ok, 1 runtime error (the message names the file, field or option),
-2 usage error (with the command's help), 130 interrupted (Ctrl-C; nothing half-written is left).`,
+Exit status: 0 ok (every output complete), 1 runtime error (the message names the file, field
+or option), 2 usage error, 130 interrupted (Ctrl-C / SIGTERM; every output is as before the
+run; a second Ctrl-C stops at once).`,
   );
   for (const c of [program, ...program.commands]) {
-    c.exitOverride().showHelpAfterError(true);
+    c.exitOverride().showHelpAfterError(
+      `(run 'moreau${c === program ? '' : ` ${c.name()}`} --help' for ${c === program ? 'the commands' : 'its flags'})`,
+    );
     c.configureOutput({
       outputError: (str, write) => write(`moreau${c === program ? '' : ` ${c.name()}`}: ${str}`),
     });

@@ -1,3 +1,20 @@
+export {
+  type CommitEntry,
+  checkDirOutput,
+  checkFileOutput,
+  type DirOutputOptions,
+  describeFsError,
+  type FileContent,
+  type FileOutputOptions,
+  OutputError,
+  type OutputJournal,
+  OutputTransaction,
+  pendingTemporaries,
+  recoverOutputs,
+  setOutputJournal,
+  writeDirAtomic,
+  writeFileAtomic,
+} from './atomic-write.js';
 export type {
   Backend,
   BackendFactory,

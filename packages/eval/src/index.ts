@@ -45,7 +45,15 @@ export {
   STANDARD_TASKS,
   type ZeroShotTask,
 } from './internal/tasks.js';
-export { PPL_JOINS, type PplJoin, readText, type TextSourceOptions } from './internal/text-source.js';
+export {
+  MAX_TEXT_BYTES,
+  PPL_JOINS,
+  type PplJoin,
+  readFileBytes,
+  readText,
+  readTextFile,
+  type TextSourceOptions,
+} from './internal/text-source.js';
 export {
   evaluateTask,
   type LoglikelihoodResult,

@@ -24,6 +24,7 @@ import {
   type HostTensor,
   InputError,
   lazyTensor,
+  type OutputTransaction,
   sizeOf,
 } from '@moreau/core';
 import { type SaveProgress, saveHfDirectory } from './formats/hf-dir.js';
@@ -52,6 +53,8 @@ export interface InitModelOptions {
   readonly onProgress?: (progress: SaveProgress) => void;
   /** Stops the write between tensors; nothing is left behind. */
   readonly signal?: AbortSignal;
+  /** Stage the directory in this transaction (put in place when it commits) instead of writing it now. */
+  readonly transaction?: OutputTransaction;
 }
 
 export interface InitModelResult {
@@ -244,6 +247,7 @@ export async function initModel(options: InitModelOptions): Promise<InitModelRes
       overwrite: options.overwrite ?? false,
       ...(options.maxShardBytes !== undefined ? { maxShardBytes: options.maxShardBytes } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.transaction ? { transaction: options.transaction } : {}),
       onProgress: (p) => {
         bytes = p.bytesDone;
         options.onProgress?.(p);

@@ -83,6 +83,14 @@ export function loadOrt(): Promise<OrtModule> {
     .then((m) => ((m as { default?: OrtModule }).default ?? m) as OrtModule)
     .catch((err: unknown) => {
       ortPromise = undefined;
+      const code = (err as { code?: string })?.code;
+      if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+        // An optional dependency: npm drops it when its install step (a CUDA download) fails.
+        throw new MoreauError(
+          'ort: onnxruntime-node is not installed (npm drops it when its install step, a CUDA download, fails); ' +
+            'install it with the download skipped: ONNXRUNTIME_NODE_INSTALL=skip npm i onnxruntime-node',
+        );
+      }
       throw new MoreauError(
         `ort: cannot load onnxruntime-node: ${err instanceof Error ? err.message : String(err)}`,
       );
@@ -275,7 +283,7 @@ class OrtBackendImpl implements OrtBackend {
       interOpNumThreads: this.interOpNumThreads,
       executionMode: 'sequential',
       graphOptimizationLevel: this.graphOptimizationLevel,
-      logSeverityLevel: 3,
+      logSeverityLevel: 4, // fatal only: an error reaches the caller once, as an exception (no coloured log line too)
       enableCpuMemArena: this.memoryArena,
       extra: { session: { intra_op: { allow_spinning: this.allowSpinning ? '1' : '0' } } },
     };

@@ -11,6 +11,7 @@ export type {
   MemoryReport,
   Node,
   NodeOf,
+  OutputTransaction,
   Primitive,
   TensorInput,
   ValueInfo,
@@ -32,4 +33,5 @@ export {
   sameShape,
   sizeOf,
   UnsupportedPrimitiveError,
+  writeFileAtomic,
 } from '@moreau/core';

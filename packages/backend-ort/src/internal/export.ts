@@ -1,9 +1,7 @@
 /** Standalone .onnx export of an IR graph, with static or symbolic sizes. */
-import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { DType, Graph, HostTensor } from './core.js';
-import { InputError, inputInfos } from './core.js';
+import type { DType, Graph, HostTensor, OutputTransaction } from './core.js';
+import { InputError, inputInfos, writeFileAtomic } from './core.js';
 import { elidableBroadcasts, IR_VERSION, lowerGraph, OPSET } from './lower.js';
 import { encodeModel } from './proto.js';
 import { type Dim, isStatic, type SymbolicGraph, traceSymbolic } from './symbolic.js';
@@ -22,6 +20,10 @@ export interface ExportOnnxOptions {
   readonly int64Inputs?: readonly string[];
   /** Free text stored as the model's doc_string. */
   readonly docString?: string;
+  /** Replace an existing file (default true); false makes an existing file an error. */
+  readonly overwrite?: boolean;
+  /** Stage the file in this transaction (put in place when it commits) instead of writing it now. */
+  readonly transaction?: OutputTransaction;
 }
 
 /** A dimension in an export result: a size, or the name of a symbolic one (`batch_size`, `past_sequence_length + sequence_length`). */
@@ -73,7 +75,7 @@ const asOrtDtype = (d: DType): DType => (d === 'bfloat16' ? 'float32' : d);
  * Writes `graph` as a standalone ONNX model (opset 17) that plain onnxruntime runs with the same
  * outputs. Inputs keep their order and get `inputNames` (default: the names they were traced
  * with); bfloat16 inputs and outputs are float32 in the file. Frozen inputs become initializers.
- * The file is written atomically (a temporary file in the same directory, then a rename).
+ * The file is written atomically (core's writeFileAtomic), or staged in `options.transaction`.
  */
 export async function exportOnnx(
   graph: Graph,
@@ -166,14 +168,9 @@ async function writeOnnx(
   const bytes = encodeModel(lowered.model);
 
   const target = path.resolve(file);
-  const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, target);
-  } catch (err) {
-    await rm(tmp, { force: true }).catch(() => {});
-    throw err;
-  }
+  const noClobber = options.overwrite === false ? { noClobber: true } : {};
+  if (options.transaction) await options.transaction.file(file, bytes, noClobber);
+  else await writeFileAtomic(file, bytes, noClobber);
   const shown = (dims: readonly Dim[]): ExportedDim[] =>
     dims.map((d) => (isStatic(d) ? d : d.format(dimParam)));
   return {

@@ -3,7 +3,6 @@
  * loading, plugins and calibration windows.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,28 +11,36 @@ import { createTfjsBackend } from '@moreau/backend-tfjs';
 import {
   type Backend,
   type CalibrationSet,
+  type Criterion,
   calibrationToJSON,
   getBackend,
   InputError,
+  listCriteria,
   parseCalibration,
   sampleCalibration,
   sampleCalibrationPatches,
 } from '@moreau/core';
 import '@moreau/criteria';
-import { readText, type TextSourceOptions } from '@moreau/eval';
+import { readText, readTextFile, type TextSourceOptions } from '@moreau/eval';
 import { type LoadedModel, loadModel } from '@moreau/models';
 import type { CalibFlags, ModelFlags } from '../program.js';
+import { during, PluginExit, pluginOfCriterion } from './activity.js';
 import { backendFlags, type CalibrationChoice, calibrationChoice, UsageError } from './flags.js';
-import { writeFileAtomic } from './output.js';
+import type { RunOutputs } from './output.js';
 import type { ProgressReporter } from './progress.js';
 
-/** One run of a command: its parsed flags, progress on stderr, the Ctrl-C signal, stdout for results. */
+/** One run of a command: its parsed flags, progress on stderr, the Ctrl-C signal, its outputs. */
 export interface CommandContext<F> {
   readonly flags: F;
   readonly progress: ProgressReporter;
   readonly signal: AbortSignal;
-  /** Results (and only results) go here: stdout. */
+  /**
+   * Human-readable results: stdout, or stderr when the JSON result goes to stdout (`--json -`),
+   * so stdout carries exactly one JSON document.
+   */
   readonly out: (text: string) => void;
+  /** The run's outputs, staged and put in place together when the command succeeds. */
+  readonly outputs: RunOutputs;
 }
 
 /** A command context with the tensor engine open. */
@@ -77,18 +84,57 @@ export async function openModel(source: string, flags: ModelFlags): Promise<Load
   return loadModel(source, flags.tokenizer ? { tokenizer: flags.tokenizer } : {});
 }
 
-/** Imports each --plugin: a path (relative to the working directory) or a package name. */
+/**
+ * Imports each --plugin: a path (relative to the working directory) or a package name. The
+ * criteria a plugin registers are remembered with it (messages name the plugin), and their
+ * score() runs as a named step, so a score() that never finishes is reported by name.
+ */
 export async function loadPlugins(plugins: readonly string[]): Promise<void> {
   for (const p of plugins) {
     const asPath = isAbsolute(p) ? p : resolve(p);
+    const before = new Set(listCriteria());
     try {
-      if (existsSync(asPath)) await import(pathToFileURL(asPath).href);
-      else await importPackage(p);
+      await during(`loading plugin '${p}'`, async () => {
+        if (existsSync(asPath)) await import(pathToFileURL(asPath).href);
+        else await importPackage(p);
+      });
     } catch (e) {
       if (e instanceof InputError) throw e;
-      throw new InputError(`plugin '${p}' failed to load: ${(e as Error).message}`, p, 'plugin');
+      if (e instanceof PluginExit)
+        throw new InputError(`plugin '${p}' ${e.message} (it did so while loading)`, p, 'plugin');
+      const message = ((e as Error)?.message ?? String(e)).split('\n')[0];
+      throw new InputError(`plugin '${p}' failed to load: ${message}`, p, 'plugin');
+    }
+    for (const name of listCriteria()) {
+      if (before.has(name)) continue;
+      pluginOfCriterion.set(name, p);
+      superviseCriterion(name, p);
     }
   }
+}
+
+/** Replaces a plugin criterion in the registry by one whose score() runs as a named step. */
+function superviseCriterion(name: string, plugin: string): void {
+  // The registry core keeps on globalThis (every copy of core shares it).
+  const registry = (globalThis as Record<symbol, unknown>)[Symbol.for('@moreau/core/criteria')] as
+    | Map<string, Criterion>
+    | undefined;
+  const c = registry?.get(name);
+  if (!c) return;
+  const supervised: Criterion = Object.create(c);
+  Object.defineProperty(supervised, 'score', {
+    value: (ctx: Parameters<Criterion['score']>[0], options: Parameters<Criterion['score']>[1]) =>
+      during(`criterion '${name}' of plugin '${plugin}' scoring`, async () => {
+        try {
+          return await c.score.call(c, ctx, options);
+        } catch (e) {
+          if (e instanceof PluginExit)
+            throw new InputError(`criterion '${name}' (plugin '${plugin}') ${e.message}`, plugin, 'plugin');
+          throw e;
+        }
+      }),
+  });
+  registry!.set(name, supervised);
 }
 
 /**
@@ -151,8 +197,11 @@ export async function replayedCalibration(
 ): Promise<CalibrationSet | undefined> {
   const file = flags.calibTokens;
   if (!file) return undefined;
-  if (!existsSync(file)) throw new InputError(`calibration tokens file '${file}' not found`, file);
-  return parseCalibration(await readFile(file, 'utf8'), file, loaded.model.config.vocabSize);
+  return parseCalibration(
+    await readTextFile(file, 'calibration tokens file'),
+    file,
+    loaded.model.config.vocabSize,
+  );
 }
 
 /**
@@ -183,16 +232,20 @@ export async function drawCalibration(
 /**
  * Calibration windows: replayed from --calib-tokens, or drawn from the calibration text (see
  * drawCalibration; default: the flags' sampling, samples and length), as many iterations as the
- * criterion draws; written to --save-calib when asked.
+ * criterion draws; staged for --save-calib when asked.
  */
 export async function calibrationFromFlags(
   loaded: LoadedModel,
   flags: CalibFlags,
   iterations: number,
   choice: CalibrationChoice = calibrationChoice(flags, undefined),
+  outputs?: RunOutputs,
 ): Promise<CalibrationSet> {
   const set =
     (await replayedCalibration(loaded, flags)) ?? (await drawCalibration(loaded, flags, choice, iterations));
-  if (flags.saveCalib) await writeFileAtomic(flags.saveCalib, calibrationToJSON(set));
+  if (flags.saveCalib) {
+    if (!outputs) throw new Error('calibrationFromFlags: --save-calib needs the run outputs');
+    await outputs.file('--save-calib', flags.saveCalib, calibrationToJSON(set));
+  }
   return set;
 }

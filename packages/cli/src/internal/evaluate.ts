@@ -1,4 +1,5 @@
 /** Perplexity and zero-shot accuracy of a (possibly pruned) model: eval, prune and compare share it. */
+import { InputError } from '@moreau/core';
 import {
   evaluateTask,
   loadTaskFile,
@@ -65,20 +66,37 @@ export async function evaluate(
           seqLen: flags.seqLen,
           limit: flags.limit,
           signal,
-          onProgress: (p) => progress.update({ ...p, phase: `ppl ${name}` }),
+          onProgress: (p) => progress.update({ ...p, phase: `ppl ${name}`, unit: 'windows' }),
         },
       );
+      if (!Number.isFinite(r.ppl) || !Number.isFinite(r.nll)) {
+        throw new InputError(
+          `perplexity on '${file}' (${name}) is ${r.ppl}: the model's outputs are not finite numbers (non-finite weights?)`,
+          file,
+          name,
+        );
+      }
       out.ppl[name] = r.ppl;
       out.nll[name] = r.nll;
       out.tokens[name] = r.tokens;
     }
     for (const [name, file] of tasks) {
-      const r = await evaluateTask(scorer, tokenizer, await loadTaskFile(name, file), {
+      const task = await loadTaskFile(name, file);
+      if (task.items.length === 0)
+        throw new InputError(`task file '${file}' (${name}) has no items to evaluate`, file, name);
+      const r = await evaluateTask(scorer, tokenizer, task, {
         limit: flags.limit,
         ...(flags.zeroshotProtocol ? { protocol: flags.zeroshotProtocol } : {}),
         signal,
-        onProgress: (p) => progress.update({ ...p, phase: `task ${name}` }),
+        onProgress: (p) => progress.update({ ...p, phase: `task ${name}`, unit: 'requests' }),
       });
+      if (r.n === 0 || !Number.isFinite(r.acc)) {
+        throw new InputError(
+          `task '${name}' on '${file}': accuracy is ${r.acc} over ${r.n} items (the model's outputs are not finite numbers?)`,
+          file,
+          name,
+        );
+      }
       const scores =
         r.kind === 'multiple_choice'
           ? { acc: r.acc, acc_norm: r.acc_norm, n: r.n }

@@ -4,7 +4,7 @@
  * the criterion registry, NAME=FILE lists, files that must exist, flags that exclude each other).
  * Defaults are not restated here: program.ts declares them, and the parsed flags carry them.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import {
   type CalibrationSampling,
   type Criterion,
@@ -62,13 +62,57 @@ export function parseIntArg(name: string, min = 1) {
   };
 }
 
-export function parseNumberArg(name: string) {
+export function parseNumberArg(
+  name: string,
+  range: { min?: number; minExclusive?: boolean; max?: number } = {},
+) {
+  const { min, minExclusive, max } = range;
+  const expected =
+    min !== undefined && max !== undefined
+      ? `a number in ${minExclusive ? '(' : '['}${min}, ${max}]`
+      : min !== undefined
+        ? `a number ${minExclusive ? '>' : '>='} ${min}`
+        : 'a number';
   return (value: string): number => {
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n))
-      throw new InvalidArgumentError(`${name} must be a number, got '${value}'`);
+    const below = min !== undefined && (minExclusive ? n <= min : n < min);
+    if (value.trim() === '' || !Number.isFinite(n) || below || (max !== undefined && n > max))
+      throw new InvalidArgumentError(`${name} must be ${expected}, got '${value}'`);
     return n;
   };
+}
+
+/** A value that looks like a flag was most likely a flag whose own value was forgotten. */
+function looksLikeFlag(value: string): boolean {
+  return value.startsWith('-') && value !== '-';
+}
+
+/** A file or directory path; a value that looks like a flag (`--out -q`) is a usage error. */
+export function parsePath(name: string) {
+  return (value: string): string => {
+    if (value === '' || looksLikeFlag(value))
+      throw new InvalidArgumentError(
+        `${name} needs a path, got '${value}' (a flag? write ./${value} for a file of that name)`,
+      );
+    if (value === '-')
+      throw new InvalidArgumentError(`${name} needs a path; '-' (stdout) is only for --json`);
+    return value;
+  };
+}
+
+/** A repeatable path flag. */
+export function collectPath(name: string) {
+  const parse = parsePath(name);
+  return (value: string, previous: string[]) => [...previous, parse(value)];
+}
+
+/** --json: a file, or '-' for stdout; a value that looks like a flag is a usage error. */
+export function parseJsonTarget(value: string): string {
+  if (value === '' || looksLikeFlag(value))
+    throw new InvalidArgumentError(
+      `--json needs a file name or '-' for stdout, got '${value}' (a flag? write ./${value} for a file of that name)`,
+    );
+  return value;
 }
 
 export function parseLayerRange(value: string): [number, number] {
@@ -385,8 +429,10 @@ export function requireInputFiles(
     ),
   ];
   for (const [flag, file] of files) {
-    if (file !== undefined && !existsSync(file))
-      throw new InputError(`${flag}: file '${file}' not found`, file, flag);
+    if (file === undefined) continue;
+    if (!existsSync(file)) throw new InputError(`${flag}: file '${file}' not found`, file, flag);
+    if (flag !== '--tokenizer' && statSync(file).isDirectory())
+      throw new InputError(`${flag}: '${file}' is a directory, not a file`, file, flag);
   }
 }
 

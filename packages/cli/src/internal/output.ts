@@ -1,121 +1,118 @@
 /**
- * Atomic output: every file is written beside its target and renamed into place, a directory is
- * filled under a temporary name and renamed, so an interrupted run leaves no half-written file.
- * Temporary paths in flight are tracked so a forced exit (second Ctrl-C) can remove them.
+ * The outputs of one command run, in one transaction (core's atomic-write): every destination is
+ * checked before the work starts, every output is staged under a temporary name while the command
+ * runs, and all of them are put in place together when it succeeds. An error or an interrupt
+ * before that leaves every destination exactly as it was.
+ *
+ * `--json -` (or a path that is this process's stdout, e.g. `/dev/stdout`) prints the JSON on
+ * stdout after the commit; the command's human-readable results then go to stderr.
  */
-import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { fstatSync, rmSync, statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import {
+  checkDirOutput,
+  checkFileOutput,
+  type DirOutputOptions,
+  type FileContent,
+  type FileOutputOptions,
+  OutputTransaction,
+  pendingTemporaries,
+} from '@moreau/core';
 
-const inFlight = new Set<string>();
-/** Directories whose `NAME.tmp-*` siblings belong to a write in progress elsewhere (e.g. @moreau/models). */
-const guarded = new Set<string>();
-
-const suffix = () => randomBytes(4).toString('hex');
-
-/** Writes a file atomically; `data` may come in pieces (a large plan's JSON exceeds one string). */
-export async function writeFileAtomic(
-  file: string,
-  data: string | Uint8Array | Iterable<string>,
-): Promise<void> {
-  const target = resolve(file);
-  await mkdir(dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${suffix()}`;
-  inFlight.add(tmp);
+/** `-`, or a path naming the file this process's stdout is (e.g. `/dev/stdout`). */
+export function isStdout(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  if (value === '-') return true;
   try {
-    await writeFile(tmp, data);
-    await rename(tmp, target);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  } finally {
-    inFlight.delete(tmp);
+    const a = statSync(value);
+    const b = fstatSync(1);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
   }
 }
 
-export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await writeFileAtomic(file, `${JSON.stringify(value, null, 2)}\n`);
-}
+export class RunOutputs {
+  readonly tx = new OutputTransaction();
+  private json: { value: unknown } | undefined;
+  private committed = false;
 
-/** undefined: absent; false: an empty directory; true: a non-empty directory; 'file': not a directory. */
-export async function dirState(dir: string): Promise<boolean | 'file' | undefined> {
-  const s = await stat(dir).catch(() => undefined);
-  if (!s) return undefined;
-  if (!s.isDirectory()) return 'file';
-  return (await readdir(dir)).length > 0;
-}
+  constructor(private readonly stdout: (text: string) => void) {}
 
-/**
- * Fills a fresh temporary directory beside `dir`, then renames it to `dir`. An existing `dir` is
- * replaced only when `replace(dir)` allows it (checked before and after filling); it is moved
- * aside first and removed after the rename, so `dir` is always either the old or the new one.
- */
-export async function writeDirAtomic(
-  dir: string,
-  fill: (tmp: string) => Promise<void>,
-  replace: (dir: string) => Promise<boolean> = async () => false,
-): Promise<void> {
-  const target = resolve(dir);
-  const check = async () => {
-    const state = await dirState(target);
-    if (state === 'file') throw new Error(`'${dir}' exists and is not a directory`);
-    if (state === true && !(await replace(target)))
-      throw new Error(`'${dir}' already exists and is not empty`);
-    return state;
-  };
-  await check();
-  await mkdir(dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${suffix()}`;
-  inFlight.add(tmp);
-  try {
-    await mkdir(tmp);
-    await fill(tmp);
-    const state = await check();
-    if (state === undefined) await rename(tmp, target);
-    else {
-      const old = `${target}.old-${suffix()}`;
-      inFlight.add(old);
-      await rename(target, old);
-      try {
-        await rename(tmp, target);
-      } catch (e) {
-        await rename(old, target).catch(() => {});
-        throw e;
-      }
-      inFlight.delete(old);
-      await rm(old, { recursive: true, force: true });
-    }
-  } catch (e) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => {});
-    throw e;
-  } finally {
-    inFlight.delete(tmp);
+  /** Checks a file destination before any work (`--json -` needs no check). */
+  async checkFile(label: string, file: string | undefined, options: FileOutputOptions = {}): Promise<void> {
+    if (file === undefined || (label === '--json' && isStdout(file))) return;
+    await checkFileOutput(file, { label, ...options });
+  }
+
+  /** Checks a directory destination before any work. */
+  async checkDir(label: string, dir: string, options: DirOutputOptions = {}): Promise<void> {
+    await checkDirOutput(dir, { label, ...options });
+  }
+
+  /** Stages a file. */
+  async file(
+    label: string,
+    file: string,
+    content: FileContent,
+    options: FileOutputOptions = {},
+  ): Promise<void> {
+    await this.tx.file(file, content, { label, ...options });
+  }
+
+  /** Stages a directory. */
+  async dir(
+    label: string,
+    dir: string,
+    fill: (tmp: string) => Promise<void>,
+    options: DirOutputOptions = {},
+  ) {
+    await this.tx.dir(dir, fill, { label, ...options });
+  }
+
+  /** The --json result: staged as a file, or printed on stdout after the commit. */
+  async writeJson(file: string, value: unknown): Promise<void> {
+    if (isStdout(file)) this.json = { value };
+    else await this.file('--json', file, `${JSON.stringify(value, null, 2)}\n`);
+  }
+
+  /** Puts every staged output in place, then prints the stdout JSON. */
+  async commit(): Promise<void> {
+    await this.tx.commit();
+    this.committed = true;
+    if (this.json) this.stdout(`${JSON.stringify(this.json.value, null, 2)}\n`);
+  }
+
+  /** Removes what was staged (the destinations were never touched). */
+  async abort(): Promise<void> {
+    if (!this.committed) await this.tx.abort();
+  }
+
+  /** After a successful run: makes the commit final and removes the replaced originals. */
+  async finish(): Promise<void> {
+    if (this.committed) await this.tx.finish();
   }
 }
 
-/** Marks `dir` as being written by a library: its temporary siblings are removed on a forced exit. */
-export function guardDir(dir: string): () => void {
-  const target = resolve(dir);
-  guarded.add(target);
-  return () => guarded.delete(target);
-}
-
-/** Synchronously removes every temporary path still in flight (for a forced exit). */
+/** Synchronously removes every temporary path still in flight (an unsupervised forced exit). */
 export function removeTemporariesSync(): void {
-  for (const p of inFlight) rmSync(p, { recursive: true, force: true });
-  inFlight.clear();
-  for (const dir of guarded) {
-    const parent = dirname(dir);
-    const name = basename(dir);
-    let entries: string[] = [];
-    try {
-      entries = readdirSync(parent);
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      if (e.startsWith(`${name}.tmp-`)) rmSync(join(parent, e), { recursive: true, force: true });
-    }
-  }
+  for (const p of pendingTemporaries()) rmSync(p, { recursive: true, force: true });
 }
+
+/** The entries of `dir`, or undefined when it does not exist / is not a directory. */
+export async function entriesOf(dir: string): Promise<string[] | undefined> {
+  return readdir(dir).catch(() => undefined);
+}
+
+/** What `moreau prune` / `moreau init` write into --out: a directory holding only these is an earlier output. */
+export const PRUNE_OUTPUT = [
+  /^config\.json$/,
+  /^generation_config\.json$/,
+  /^model\.safetensors$/,
+  /^model\.safetensors\.index\.json$/,
+  /^model-\d+-of-\d+\.safetensors$/,
+  /^tokenizer\.(json|bin|model)$/,
+  /^tokenizer_config\.json$/,
+  /^special_tokens_map\.json$/,
+  /^sparsity\.json$/,
+];

@@ -9,6 +9,21 @@ export interface ProgressEvent {
   readonly phase: string;
   readonly done: number;
   readonly total: number;
+  /** What is counted ("windows"); default: inferred from the phase. */
+  readonly unit?: string;
+}
+
+/** What a phase counts, for "8/6299 windows". */
+export function unitOf(p: ProgressEvent): string {
+  if (p.unit !== undefined) return p.unit;
+  const phase = p.phase;
+  if (/perplexity$/.test(phase)) return 'windows';
+  if (/per-sample gradients$/.test(phase)) return 'windows';
+  if (/: score$/.test(phase)) return 'requests';
+  if (/steps$/.test(phase)) return '';
+  if (/(^|: )prune$/.test(phase)) return 'steps';
+  if (/gradient$/.test(phase)) return 'passes';
+  return 'steps';
 }
 
 export type ProgressSink = (p: ProgressEvent) => void;
@@ -45,6 +60,8 @@ export class ProgressReporter {
 
   readonly update: ProgressSink = (event) => {
     if (this.quiet) return;
+    const unit = unitOf(event);
+    const u = unit ? ` ${unit}` : '';
     const p = { ...event, phase: `${this.prefix}${event.phase}` };
     if (!this.tty) {
       const now = Date.now();
@@ -58,7 +75,7 @@ export class ProgressReporter {
         const rate = (p.done - this.startDone) / Math.max(1e-3, (now - this.phaseStart) / 1000);
         const eta =
           p.done >= p.total ? '' : rate > 0 ? ` (ETA ${formatDuration((p.total - p.done) / rate)})` : '';
-        this.write(`${p.phase}: ${p.done}/${p.total}${eta}\n`);
+        this.write(`${p.phase}: ${p.done}/${p.total}${u}${eta}\n`);
         this.lastLine = now;
       }
       return;
@@ -67,14 +84,14 @@ export class ProgressReporter {
       this.stop();
       if (p.done >= p.total) {
         // A phase that completes in one step: a line, not a bar (whose ETA would be undefined).
-        this.write(`${label(p.phase)} ${p.done}/${p.total} | done\n`);
+        this.write(`${label(p.phase)} ${p.done}/${p.total}${u} | done\n`);
         return;
       }
       this.phase = p.phase;
       this.bar = new cliProgress.SingleBar(
         {
           stream: process.stderr,
-          format: `${label(p.phase)} {bar} {value}/{total} | {percentage}% | ETA {eta_formatted}`,
+          format: `${label(p.phase)} {bar} {value}/{total}${u} | {percentage}% | ETA {eta_formatted}`,
           hideCursor: true,
           clearOnComplete: false,
           etaBuffer: 20,

@@ -4,6 +4,7 @@
  * salience it hands over, as it arrives, to the scope's sink (unit scores or element masks), so no
  * per-element salience of the whole model is ever held.
  */
+
 import type { Backend } from '../backend.js';
 import { type HostTensor, tensor as hostTensor, sizeOf, toFloat32Data } from '../dtype.js';
 import { InputError, throwIfAborted } from '../errors.js';
@@ -25,6 +26,7 @@ import type {
 import type { PrunableGroup } from './groups.js';
 import type { PrunableModel } from './model.js';
 import { NonFiniteGuard } from './non-finite.js';
+import { checkNumbers, checkResultShape } from './result-checks.js';
 
 export interface ScoreRun {
   readonly model: PrunableModel;
@@ -122,6 +124,7 @@ export async function runCriterion(
     run.compute ?? { computeDtype: 'float32', precision: 'native' },
   );
   const salience = (name: string, values: Float32Array | Float64Array) => {
+    checkNumbers(criterion.name, `salience for '${name}'`, values);
     guard.check(`the salience of '${name}'`, values);
     onSalience(name, values);
   };
@@ -217,6 +220,7 @@ export async function runCriterion(
   throwIfAborted(run.signal);
   if (result?.diagnostics || result?.warnings)
     run.onReport?.({ diagnostics: result.diagnostics, warnings: result.warnings });
+  checkResultShape(criterion.name, result);
   if (result?.salience) for (const [name, values] of result.salience) salience(name, values);
   return result?.unitScores ? { unitScores: result.unitScores } : {};
 }

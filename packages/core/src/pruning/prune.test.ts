@@ -24,7 +24,7 @@ const SCORES: Record<string, number[]> = {
   'layer.0.attention': [0.3, 0.9, 0.1, 0.5],
   'layer.0.mlp': [5, 3, 9, 1, 7, 2, 8, 6, 4, 0],
   'layer.1.attention': [2, 2, 1, 2],
-  'layer.1.mlp': [Number.NaN, 1, 3, 2, 5],
+  'layer.1.mlp': [-1e30, 1, 3, 2, 5],
 };
 const byId = (table: Record<string, number[]>) => (g: PrunableGroup) => {
   const s = table[g.id];
@@ -64,7 +64,7 @@ describe('prune: local selection and the rounding rule', () => {
     const criterion = fixedCriterion(byId(SCORES));
     const { plan, model: pruned, scores } = await prune(model, { criterion, ratio: 0.3 });
     // attention 4 -> floor(2.8) = 2; mlp 10 -> 7; mlp 5 -> floor(3.5) = 3. Ties keep the lower
-    // index, NaN ranks last.
+    // index, the lowest score goes first (a NaN score is an error: see score-checks.test.ts).
     expect(kept(plan)).toEqual({
       'layer.0.attention': [1, 3],
       'layer.0.mlp': [0, 1, 2, 4, 6, 7, 8],
@@ -323,7 +323,7 @@ describe('prune: input errors', () => {
   it('unit scores that do not match the groups are an error naming the criterion', async () => {
     const c = fixedCriterion((g) => new Array(g.units + 1).fill(1), 'too-many');
     await expect(prune(model, { criterion: c, ratio: 0.2 })).rejects.toThrow(
-      /criterion 'too-many' returned unit scores that do not match/,
+      /criterion 'too-many' returned 5 unit scores for group layer\.0\.attention, which has 4 units/,
     );
   });
 

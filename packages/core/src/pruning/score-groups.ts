@@ -6,6 +6,7 @@
 import { InputError } from '../errors.js';
 import { runCriterion, type ScoreRun } from './criterion-run.js';
 import type { PrunableGroup } from './groups.js';
+import { checkUnitScores } from './result-checks.js';
 import {
   type ChannelMode,
   channelScores,
@@ -89,14 +90,7 @@ export async function scoreGroups(run: ScoreRun, reduction: Reduction): Promise<
   );
   const result = await runCriterion(run, (name, values) => sink.add(name, values));
   if (result.unitScores) {
-    if (
-      result.unitScores.length !== groups.length ||
-      result.unitScores.some((s, i) => s.length !== groups[i]!.units)
-    ) {
-      throw new InputError(
-        `criterion '${criterion.name}' returned unit scores that do not match the model's groups`,
-      );
-    }
+    checkUnitScores(criterion.name, groups, result.unitScores);
     return [...result.unitScores];
   }
   return sink.finish();

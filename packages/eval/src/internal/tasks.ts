@@ -22,8 +22,8 @@
  * the two partial contexts, as in the harness (which reports acc only there; so does boolq).
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { InputError } from '@moreau/core';
+import { readTextFile } from './text-source.js';
 
 export interface Request {
   readonly context: string;
@@ -57,11 +57,19 @@ function parseJsonl(file: string, text: string): Record<string, unknown>[] {
   const rows: Record<string, unknown>[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
     if (!line.trim()) return;
+    let row: unknown;
     try {
-      rows.push(JSON.parse(line) as Record<string, unknown>);
+      row = JSON.parse(line);
     } catch (e) {
       throw new InputError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`, file);
     }
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      throw new InputError(
+        `${file}:${i + 1}: a row must be a JSON object, got ${row === null ? 'null' : Array.isArray(row) ? 'an array' : typeof row}`,
+        file,
+      );
+    }
+    rows.push(row as Record<string, unknown>);
   });
   return rows;
 }
@@ -111,7 +119,7 @@ function checkGold(file: string, i: number, gold: number, n: number): number {
  */
 export async function readFoundryJsonl(file: string, task?: string): Promise<ZeroShotTask> {
   const name = task ?? (file.split('/').pop() ?? file).replace(/\.jsonl$/, '');
-  const rows = parseJsonl(file, await readFile(file, 'utf8'));
+  const rows = parseJsonl(file, await readTextFile(file, 'task file'));
   if (rows.length === 0) throw new InputError(`${file}: no rows`, file);
   const first = rows[0]!;
   if ('context_options' in first) {
@@ -165,8 +173,9 @@ export function hellaswagPreprocess(text: string): string {
  * '... on a roof. He' in the harness); the boundary is not recoverable from the text.
  */
 export async function readHellaswagText(file: string, name = 'hellaswag'): Promise<ZeroShotTask> {
-  const lines = (await readFile(file, 'utf8')).split(/\r?\n/);
+  const lines = (await readTextFile(file, 'task file')).split(/\r?\n/);
   while (lines.length && lines[lines.length - 1] === '') lines.pop();
+  if (lines.length === 0) throw new InputError(`${file}: no items (the file is empty)`, file);
   if (lines.length % 6 !== 0) {
     throw new InputError(
       `${file}: ${lines.length} lines, not a multiple of 6 (context, label, 4 endings)`,
@@ -195,7 +204,7 @@ export async function readHellaswagText(file: string, name = 'hellaswag'): Promi
  * (D) ..`, Complete Question, Answer Key. Context is the stem (harness doc_to_text).
  */
 export async function readOpenBookQaTsv(file: string, name = 'openbookqa'): Promise<ZeroShotTask> {
-  const lines = (await readFile(file, 'utf8')).split(/\r?\n/).filter((l) => l.trim() !== '');
+  const lines = (await readTextFile(file, 'task file')).split(/\r?\n/).filter((l) => l.trim() !== '');
   const header = lines[0]?.split('\t') ?? [];
   const col = (n: string) => {
     const i = header.indexOf(n);
@@ -204,8 +213,17 @@ export async function readOpenBookQaTsv(file: string, name = 'openbookqa'): Prom
     return i;
   };
   const [iStem, iChoices, iKey] = [col('Question Stem'), col('Choices'), col('Answer Key')];
+  if (lines.length < 2) throw new InputError(`${file}: no rows after the header`, file);
+  const needed = Math.max(iStem, iChoices, iKey) + 1;
   const items = lines.slice(1).map((line, j) => {
     const cells = line.split('\t');
+    if (cells.length < needed) {
+      throw new InputError(
+        `${file}:${j + 2}: ${cells.length} tab-separated cells, the header has ${header.length} (needs at least ${needed})`,
+        file,
+        'row',
+      );
+    }
     const labels: string[] = [];
     const texts: string[] = [];
     const re = /\(([A-Z])\)\s*(.*?)\s*(?=\([A-Z]\)\s|$)/g;

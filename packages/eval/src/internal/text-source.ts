@@ -2,9 +2,88 @@
  * Evaluation text from files: plain text, JSON lines and parquet (as Hugging Face datasets store
  * them). A plain text file is one text by default; rows of jsonl / parquet are documents.
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { InputError } from '@moreau/core';
+import { describeFsError, InputError } from '@moreau/core';
+
+/** Largest text file read whole (V8's longest string is ~2^29 characters). */
+export const MAX_TEXT_BYTES = 512 * 1024 * 1024;
+
+/**
+ * The bytes of a file read whole, with errors a person can act on: a directory, a missing file,
+ * an unreadable one, or a device / file larger than `maxBytes` (e.g. /dev/zero) is one line
+ * naming the file. Pipes (`<(...)`) and regular files are read; `what` names the file's role.
+ */
+export async function readFileBytes(
+  file: string,
+  what = 'file',
+  maxBytes = MAX_TEXT_BYTES,
+): Promise<Uint8Array> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(file, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(
+      code === 'ENOENT'
+        ? `${what} '${file}' not found`
+        : `cannot read ${what} '${file}': ${describeFsError(e)}`,
+      file,
+    );
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new InputError(`${what} '${file}' is a directory, not a file`, file);
+    if (st.isFile() && st.size > maxBytes) {
+      throw new InputError(
+        `${what} '${file}' has ${st.size} bytes, more than the ${maxBytes} this reader takes`,
+        file,
+      );
+    }
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = new Uint8Array(1 << 20);
+      let n: number;
+      try {
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, null));
+      } catch (e) {
+        throw new InputError(`cannot read ${what} '${file}': ${describeFsError(e)}`, file);
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > maxBytes) {
+        throw new InputError(
+          `${what} '${file}' is longer than the ${maxBytes} bytes this reader takes (a device such as /dev/zero?)`,
+          file,
+        );
+      }
+      chunks.push(buf.subarray(0, n));
+      if (!st.isFile() && chunks.length === 1 && buf.subarray(0, n).every((b) => b === 0)) {
+        throw new InputError(`${what} '${file}' is not text: it starts with ${n} zero bytes`, file);
+      }
+    }
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A text file read whole (UTF-8), with readFileBytes' checks; NUL bytes mean it is not text. */
+export async function readTextFile(file: string, what = 'text file'): Promise<string> {
+  const bytes = await readFileBytes(file, what);
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    throw new InputError(`${what} '${file}' is not text: it has a zero byte at offset ${nul}`, file);
+  }
+  return new TextDecoder().decode(bytes);
+}
 
 export type TextFormat = 'text' | 'jsonl' | 'parquet';
 
@@ -56,10 +135,37 @@ export function normalizeNewlines(text: string): string {
 
 async function parquetDocuments(file: string, field: string): Promise<string[]> {
   const { parquetMetadata, parquetReadObjects, parquetSchema } = await import('hyparquet');
-  const buf = await readFile(file);
+  const buf = await readFileBytes(file, 'parquet file');
   const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-  const metadata = parquetMetadata(ab);
-  const columns = parquetSchema(metadata).children.map((c) => c.element.name);
+  // The parser's own errors ("offset is out of bounds", "footer != PAR1", ...) become one line
+  // naming the file.
+  const corrupt = (e: unknown, where: string): never => {
+    if (e instanceof InputError) throw e;
+    throw new InputError(
+      `${file}: not a readable parquet file (${where}: the file is corrupt, truncated or not parquet)`,
+      file,
+      'parquet',
+      { cause: e },
+    );
+  };
+  if (buf.length < 12 || new TextDecoder().decode(buf.subarray(0, 4)) !== 'PAR1') {
+    throw new InputError(`${file}: not a parquet file (it does not start with 'PAR1')`, file, 'parquet');
+  }
+  if (new TextDecoder().decode(buf.subarray(buf.length - 4)) !== 'PAR1') {
+    throw new InputError(
+      `${file}: not a complete parquet file (it does not end with 'PAR1': truncated?)`,
+      file,
+      'parquet',
+    );
+  }
+  let metadata: ReturnType<typeof parquetMetadata>;
+  let columns: string[];
+  try {
+    metadata = parquetMetadata(ab);
+    columns = parquetSchema(metadata).children.map((c) => c.element.name);
+  } catch (e) {
+    return corrupt(e, 'its footer metadata cannot be read');
+  }
   if (!columns.includes(field)) {
     throw new InputError(
       `${file}: no column '${field}'; columns: ${columns.join(', ') || '(none)'}`,
@@ -67,7 +173,12 @@ async function parquetDocuments(file: string, field: string): Promise<string[]> 
       'field',
     );
   }
-  const rows = await parquetReadObjects({ file: ab, metadata, columns: [field] });
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await parquetReadObjects({ file: ab, metadata, columns: [field] });
+  } catch (e) {
+    return corrupt(e, `column '${field}' cannot be decoded`);
+  }
   return rows.map((r, i) => {
     const v = r[field];
     if (v === null || v === undefined) return '';
@@ -88,7 +199,14 @@ function jsonlDocuments(file: string, text: string, field: string): string[] {
     } catch (e) {
       throw new InputError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`, file);
     }
-    const v = (row as Record<string, unknown>)?.[field];
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      throw new InputError(
+        `${file}:${i + 1}: a row must be a JSON object with a '${field}' field`,
+        file,
+        field,
+      );
+    }
+    const v = (row as Record<string, unknown>)[field];
     if (typeof v !== 'string') {
       throw new InputError(`${file}:${i + 1}: field '${field}' is missing or not a string`, file, field);
     }
@@ -110,7 +228,7 @@ export async function readDocuments(
     if (format === 'parquet') {
       docs.push(...(await parquetDocuments(file, field)).map(normalizeNewlines));
     } else {
-      const text = normalizeNewlines(await readFile(file, 'utf8'));
+      const text = normalizeNewlines(await readTextFile(file));
       if (format === 'jsonl') docs.push(...jsonlDocuments(file, text, field).map(normalizeNewlines));
       else if (options.documents === 'lines') docs.push(...text.split('\n').filter((l) => l.trim() !== ''));
       else if (options.documents === 'rows') docs.push(...textRows(text));

@@ -28,7 +28,7 @@ const HAVE_GGUF = haveShared('HF directories from GGUF', TINY_GGUF);
 const dir = useScratchDir();
 
 const leftovers = async () =>
-  (await readdir(dir())).filter((f) => f.includes('.tmp-') || f.includes('.old-'));
+  (await readdir(dir())).filter((f) => f.includes('.tmp-') || f.includes('.old-') || f.includes('.moreau-'));
 
 describe.skipIf(!HAVE_STORIES)('HF directories from stories260K', () => {
   let ckpt: Checkpoint;

@@ -4,7 +4,14 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { type DType, type FloatDType, isFloat, tensorBytes, throwIfAborted } from '@moreau/core';
+import {
+  type DType,
+  type FloatDType,
+  isFloat,
+  type OutputTransaction,
+  tensorBytes,
+  throwIfAborted,
+} from '@moreau/core';
 import { validateLlamaConfig } from '../llama/config.js';
 import {
   type Checkpoint,
@@ -127,8 +134,15 @@ export interface SaveHfOptions {
    * tokenizer.json + tokenizer_config.json for HF tokenizers, tokenizer.bin for llama2.c ones.
    */
   tokenizerFiles?: Readonly<Record<string, Uint8Array | string>>;
+  /** Other files written next to the weights, by plain file name (e.g. a pruned model's sparsity.json). */
+  extraFiles?: Readonly<Record<string, Uint8Array | string>>;
   /** Replace a non-empty existing directory. Default false (an error). */
   overwrite?: boolean;
+  /**
+   * Stage the directory in this transaction instead of writing it now: it is put in place when the
+   * transaction commits (with the run's other outputs), and never if it aborts.
+   */
+  transaction?: OutputTransaction;
   /** Shard above this many bytes of tensor data. Default 5e9 (transformers' default). */
   maxShardBytes?: number;
   /** Called after each tensor is written (tensors are written one at a time). */
@@ -178,7 +192,7 @@ export async function saveHfDirectory(
 ): Promise<string[]> {
   validateLlamaConfig(ckpt.config, dir);
   const ordered = validateCheckpointTensors(dir, ckpt.config, ckpt.tensors);
-  const tokFiles = Object.entries(options.tokenizerFiles ?? {});
+  const tokFiles = Object.entries({ ...options.tokenizerFiles, ...options.extraFiles });
   for (const [name, content] of tokFiles) {
     if (typeof content !== 'string' && !(content instanceof Uint8Array)) {
       throw new FormatError(dir, `tokenizer file ${name}: content must be a string or a Uint8Array`);
@@ -235,7 +249,10 @@ export async function saveHfDirectory(
         written.push(name);
       }
     },
-    { overwrite: options.overwrite ?? false },
+    {
+      overwrite: options.overwrite ?? false,
+      ...(options.transaction ? { transaction: options.transaction } : {}),
+    },
   );
   return written;
 }

@@ -1,13 +1,16 @@
 /**
  * File helpers shared by the readers and writers: positional reads that fill a buffer completely,
  * a forward reader over a file handle for headers of unknown length, and atomic file / directory
- * writes (write next to the target, then rename; nothing half-written is left behind on failure).
+ * writes (core's implementation, with this package's FormatError).
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, constants as fsConstants, renameSync, rmSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import {
+  writeDirAtomic as coreWriteDirAtomic,
+  writeFileAtomic as coreWriteFileAtomic,
+  OutputError,
+  type OutputTransaction,
+} from '@moreau/core';
 import { describeError, FormatError } from './errors.js';
 
 /** Largest single read / write handed to the OS (Node limits one call to < 2 GiB). */
@@ -209,138 +212,42 @@ export function decodeUtf8(bytes: Uint8Array, file: string, what: string): strin
   }
 }
 
-export function randomSuffix(): string {
-  return randomBytes(6).toString('hex');
-}
-
-/** What to undo if the process exits in the middle of an atomic write (run synchronously). */
-const pendingCleanups = new Set<() => void>();
-let exitHookInstalled = false;
-
 /**
- * Register a synchronous cleanup until `release()`: should the process exit in between (a forced
- * exit on a second Ctrl-C, process.exit from a signal handler), it runs on the way out, so an
- * interrupted write never leaves a half-written file or directory behind.
- */
-function onExitUntilDone(cleanup: () => void): () => void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on('exit', () => {
-      for (const c of pendingCleanups) {
-        try {
-          c();
-        } catch {}
-      }
-    });
-  }
-  pendingCleanups.add(cleanup);
-  return () => {
-    pendingCleanups.delete(cleanup);
-  };
-}
-
-/** Remove `path` (file or directory) if the process exits before `release()`. */
-function trackTemp(path: string): () => void {
-  return onExitUntilDone(() => rmSync(path, { recursive: true, force: true }));
-}
-
-/**
- * Write a file atomically: `fill` writes into a temporary file in the same directory, which is
- * fsync'ed and renamed over `file`. On any failure the temporary file is removed and `file` is
- * untouched.
+ * Write a file atomically (core's implementation): `fill` writes into a temporary file in the same
+ * directory, which is fsync'ed and renamed over `file`. On any failure the temporary file is
+ * removed and `file` is untouched.
  */
 export async function writeFileAtomic(file: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomSuffix()}`);
-  let fh: FileHandle | undefined;
-  const release = trackTemp(tmp);
   try {
-    fh = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
-    await fill(fh);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, file);
+    await coreWriteFileAtomic(file, fill);
   } catch (e) {
-    if (fh) await fh.close().catch(() => {});
-    await rm(tmp, { force: true }).catch(() => {});
-    throw e;
-  } finally {
-    release();
-  }
-}
-
-async function isNonEmptyDir(dir: string): Promise<boolean | undefined> {
-  try {
-    const st = await stat(dir);
-    if (!st.isDirectory()) return true;
-    return (await readdir(dir)).length > 0;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (e instanceof OutputError) throw new FormatError(file, e.detail, { cause: e });
     throw e;
   }
 }
 
 /**
- * Create a directory atomically: `fill` writes into `${dir}.tmp-<random>` (same parent), which is
- * then renamed to `dir`. A `dir` that exists and is not empty is an error unless `overwrite`, in
- * which case the old directory is moved aside, the new one moved in, and the old one deleted (and
- * restored if the swap fails). On failure the temporary directory is removed.
+ * Create a directory atomically (core's implementation): `fill` writes into a temporary directory
+ * beside `dir`, which is then renamed to `dir`. A `dir` that exists and is not empty is an error
+ * unless `overwrite`; it is then replaced (and restored if the swap fails). With a `transaction`
+ * the directory is only staged: it is put in place when the transaction commits.
  */
 export async function writeDirAtomic(
   dir: string,
   fill: (tmpDir: string) => Promise<void>,
-  options: { overwrite?: boolean } = {},
+  options: { overwrite?: boolean; transaction?: OutputTransaction } = {},
 ): Promise<void> {
-  // Temporary names are built from the resolved path: 'out/' (a trailing slash) must give 'out.tmp-*'.
-  const target = resolve(dir);
-  const state = await isNonEmptyDir(target);
-  if (state === true && !options.overwrite) {
-    throw new FormatError(dir, 'already exists and is not empty (pass { overwrite: true } to replace it)');
-  }
-  await mkdir(dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${randomSuffix()}`;
-  const release = trackTemp(tmp);
-  await mkdir(tmp);
+  const opts = {
+    replace: () =>
+      options.overwrite
+        ? (true as const)
+        : 'already exists and is not empty (pass { overwrite: true } to replace it)',
+  };
   try {
-    await fill(tmp);
-    const now = await isNonEmptyDir(target);
-    if (now === undefined) {
-      await rename(tmp, target);
-    } else if (now === false) {
-      await rm(target, { recursive: true, force: true });
-      await rename(tmp, target);
-    } else {
-      if (!options.overwrite) {
-        throw new FormatError(
-          dir,
-          'appeared while writing and is not empty (pass { overwrite: true } to replace it)',
-        );
-      }
-      const old = `${target}.old-${randomSuffix()}`;
-      // An exit between the two renames puts the old directory back; one after them removes it.
-      let swapped = false;
-      const undo = onExitUntilDone(() => {
-        if (swapped) rmSync(old, { recursive: true, force: true });
-        else if (existsSync(old) && !existsSync(target)) renameSync(old, target);
-      });
-      try {
-        await rename(target, old);
-        try {
-          await rename(tmp, target);
-          swapped = true;
-        } catch (e) {
-          await rename(old, target).catch(() => {});
-          throw e;
-        }
-        await rm(old, { recursive: true, force: true });
-      } finally {
-        undo();
-      }
-    }
+    if (options.transaction) await options.transaction.dir(dir, fill, opts);
+    else await coreWriteDirAtomic(dir, fill, opts);
   } catch (e) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    if (e instanceof OutputError) throw new FormatError(dir, e.detail, { cause: e });
     throw e;
-  } finally {
-    release();
   }
 }

@@ -88,7 +88,7 @@ function ratiosAt(scope: PruneScope, ratios: readonly number[]): readonly number
 
 export async function compareCommand(source: string, ctx: CommandContext<CompareFlags>) {
   const started = performance.now();
-  const c = await comparison(source, ctx.flags);
+  const c = await comparison(source, ctx);
   await withBackend(ctx, async (run) => {
     const { progress } = run;
     const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
@@ -96,7 +96,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     progress.note(
       `model ${source}: ${params.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device}); ${n(c.criteria.length, 'criterion', 'criteria')} x ${n(c.ratios.length, 'ratio', 'ratios')}${c.scopes.length > 1 ? ` x ${c.scopes.length} scopes` : ''}`,
     );
-    const calibration = await sharedCalibration(run.flags, c);
+    const calibration = await sharedCalibration(run, c);
     const total = 1 + c.criteria.length * c.scopes.reduce((k, s) => k + ratiosAt(s, c.ratios).length, 0);
     let step = 0;
     const label = (what: string) => {
@@ -187,7 +187,9 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
         seconds: seconds(started),
       },
       plans,
+      run.outputs,
     );
+    if (run.flags.json) await run.outputs.writeJson(run.flags.json, report);
     run.out(textSummary(report));
     run.out(
       `\nreport: ${run.flags.report}/report.html (report.json, report.md, ${report.charts.join(', ')})\n`,
@@ -196,7 +198,8 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 }
 
 /** Checks every flag before the model loads (a typo costs nothing), then loads it. */
-async function comparison(source: string, flags: CompareFlags): Promise<Comparison> {
+async function comparison(source: string, ctx: CommandContext<CompareFlags>): Promise<Comparison> {
+  const { flags } = ctx;
   await loadPlugins(flags.plugin);
   const preset = presetFlag(flags);
   const names = criteriaFlag(flags.criteria, { unique: true });
@@ -210,7 +213,9 @@ async function comparison(source: string, flags: CompareFlags): Promise<Comparis
   let texts = namedFiles('--ppl', flags.ppl);
   for (const [, file] of texts) textSourceOptions(flags, file);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
-  await checkReportDir(flags.report);
+  await checkReportDir(flags.report, ctx.outputs);
+  await ctx.outputs.checkFile('--json', flags.json);
+  await ctx.outputs.checkFile('--save-calib', flags.saveCalib);
 
   const loaded = await openModel(source, flags);
   const resolved = resolvedPreset(preset, loaded.model.config);
@@ -285,7 +290,10 @@ function reportHead(
  * One calibration set for every criterion (as many fresh iterations as the hungriest needs): every
  * criterion sees the same first windows, and --save-calib writes exactly what was used.
  */
-async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<CalibrationSet | undefined> {
+async function sharedCalibration(
+  { flags, outputs }: CommandContext<CompareFlags>,
+  c: Comparison,
+): Promise<CalibrationSet | undefined> {
   const needing = c.criteria.filter((s) => getCriterion(s.name).requires.calibration);
   if (needing.length === 0) return undefined;
   const iterations = Math.max(
@@ -295,7 +303,7 @@ async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<Ca
       return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
     }),
   );
-  return calibrationFromFlags(c.loaded, flags, iterations, calibrationChoice(flags, c.preset));
+  return calibrationFromFlags(c.loaded, flags, iterations, calibrationChoice(flags, c.preset), outputs);
 }
 
 /**

@@ -1,9 +1,12 @@
+import { detectTfjsEngines } from '@moreau/backend-tfjs';
 import { getCriterion, listCriteria, PRUNING_PRESETS, referenceLayerRange, SCOPE_KINDS } from '@moreau/core';
 import type { CriteriaFlags } from '../../program.js';
 import { type CommandContext, loadPlugins } from '../context.js';
-import { writeJsonAtomic } from '../output.js';
 
-export async function criteriaCommand({ flags, out }: CommandContext<CriteriaFlags>): Promise<void> {
+/** Every registered criterion with its options, then the tensor engines this installation has. */
+export async function criteriaCommand(ctx: CommandContext<CriteriaFlags>): Promise<void> {
+  const { flags, out } = ctx;
+  await ctx.outputs.checkFile('--json', flags.json);
   await loadPlugins(flags.plugin);
   const list = listCriteria().map((name) => {
     const c = getCriterion(name);
@@ -52,5 +55,13 @@ export async function criteriaCommand({ flags, out }: CommandContext<CriteriaFla
       `  layers: --attn-layers / --mlp-layers [floor(L/8), L - floor(L/16)): ${[32, 22, 5].map((L) => `${referenceLayerRange(L).join(':')} of ${L}`).join(', ')}\n`,
     );
   }
-  if (flags.json) await writeJsonAtomic(flags.json, { criteria: list, presets });
+  const engines = await detectTfjsEngines();
+  out('\ntensor engines: ort (onnxruntime-node: cpu; cuda where installed)\n');
+  for (const e of engines) {
+    const status = e.available
+      ? `available (${e.device})`
+      : `not available: ${e.installed ? (e.reason ?? 'failed to load') : `${e.package} is not installed`}`;
+    out(`  tfjs ${e.engine.padEnd(9)}${status}\n`);
+  }
+  if (flags.json) await ctx.outputs.writeJson(flags.json, { criteria: list, presets, tfjs_engines: engines });
 }

@@ -2,7 +2,6 @@ import type { EvalCommandFlags } from '../../program.js';
 import { backendInfo, type CommandContext, openModel, withBackend } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import { namedFiles, requireInputFiles, taskFlags, textSourceOptions, UsageError } from '../flags.js';
-import { writeJsonAtomic } from '../output.js';
 import { modelSummary } from './info.js';
 
 export async function evalCommand(source: string, ctx: CommandContext<EvalCommandFlags>) {
@@ -13,6 +12,7 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
   if (texts.length === 0 && tasks.length === 0)
     throw new UsageError('eval needs at least one --ppl NAME=FILE or --task NAME=FILE');
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  await ctx.outputs.checkFile('--json', flags.json);
   const loaded = await openModel(source, flags);
   await withBackend(ctx, async (run) => {
     const {
@@ -49,6 +49,6 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       paper_average,
       paper_tasks,
     };
-    if (flags.json) await writeJsonAtomic(flags.json, result);
+    if (flags.json) await ctx.outputs.writeJson(flags.json, result);
   });
 }

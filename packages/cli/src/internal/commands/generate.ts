@@ -5,6 +5,7 @@ import { type CommandContext, openModel, withBackend } from '../context.js';
 /** Streams generated text to stdout; an empty prompt starts from BOS alone. */
 export async function generateCommand(source: string, ctx: CommandContext<GenerateFlags>) {
   const { flags, out } = ctx;
+  await ctx.outputs.checkFile('--json', flags.json);
   const { model, tokenizer: tok } = await openModel(source, ctx.flags);
   await withBackend(ctx, async ({ backend, signal }) => {
     const ids = flags.prompt
@@ -38,6 +39,22 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
       const final = tok.decode(all);
       if (final.startsWith(printed)) out(final.slice(printed.length));
       out('\n');
+      if (flags.json) {
+        await ctx.outputs.writeJson(flags.json, {
+          model: source,
+          prompt: flags.prompt,
+          text: final,
+          prompt_ids: ids,
+          generated_ids: all.slice(ids.length),
+          settings: {
+            max_tokens: flags.maxTokens,
+            temperature: flags.temperature,
+            top_p: flags.topP,
+            top_k: flags.topK,
+            seed: flags.seed,
+          },
+        });
+      }
     } finally {
       scorer.dispose();
     }

@@ -2,7 +2,6 @@ import { countParams } from '@moreau/core';
 import { canonicalLayerSizes, type LoadedModel, layerDims } from '@moreau/models';
 import type { InfoFlags } from '../../program.js';
 import { type CommandContext, openModel } from '../context.js';
-import { writeJsonAtomic } from '../output.js';
 import { sparsitySummary } from '../sparsity.js';
 
 /**
@@ -83,11 +82,13 @@ export function formatInfo(s: Summary, sp: Sparsity): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function infoCommand(source: string, { flags, out }: CommandContext<InfoFlags>): Promise<void> {
+export async function infoCommand(source: string, ctx: CommandContext<InfoFlags>): Promise<void> {
+  const { flags, out } = ctx;
+  await ctx.outputs.checkFile('--json', flags.json);
   const loaded = await openModel(source, flags);
   const s = modelSummary(loaded);
   // Any model may hold zeros (unstructured and N:M pruned models do): count them.
   const sp = sparsitySummary(loaded.model.params);
   out(formatInfo(s, sp));
-  if (flags.json) await writeJsonAtomic(flags.json, { model: s, sparsity: sp });
+  if (flags.json) await ctx.outputs.writeJson(flags.json, { model: s, sparsity: sp });
 }

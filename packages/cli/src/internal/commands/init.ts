@@ -3,15 +3,11 @@ import { initModel, LLAMA_PRESET_NAMES, llamaPreset } from '@moreau/models';
 import type { InitFlags } from '../../program.js';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../flags.js';
-import { guardDir } from '../output.js';
+import { entriesOf, PRUNE_OUTPUT } from '../output.js';
 
 /** moreau init: a random model of a preset shape, streamed to an HF directory (models' initModel). */
-export async function initCommand({
-  flags,
-  progress,
-  signal,
-  out,
-}: CommandContext<InitFlags>): Promise<void> {
+export async function initCommand(ctx: CommandContext<InitFlags>): Promise<void> {
+  const { flags, progress, signal, out } = ctx;
   if (!(LLAMA_PRESET_NAMES as readonly string[]).includes(flags.preset)) {
     throw new UsageError(`--preset must be one of ${LLAMA_PRESET_NAMES.join(', ')}, got '${flags.preset}'`);
   }
@@ -22,21 +18,31 @@ export async function initCommand({
     );
   }
   const phase = `writing ${flags.preset} (${flags.dtype}) to ${flags.out}, MB`;
-  const unguard = guardDir(flags.out);
-  try {
+  const replace = async (dir: string): Promise<true | string> => {
+    if (!flags.overwrite) return 'already exists and is not empty (add --overwrite to replace it)';
+    const foreign = ((await entriesOf(dir)) ?? []).filter((e) => !PRUNE_OUTPUT.some((r) => r.test(e)));
+    return foreign.length
+      ? `holds files moreau does not write ('${foreign[0]}'): choose a new directory`
+      : true;
+  };
+  await ctx.outputs.checkDir('--out', flags.out, { replace });
+  await ctx.outputs.checkFile('--json', flags.json);
+  {
     const r = await initModel({
       preset: flags.preset,
       out: flags.out,
       dtype: flags.dtype,
       seed: flags.seed,
       ...(flags.layers !== undefined ? { layers: flags.layers } : {}),
-      overwrite: flags.overwrite,
+      overwrite: true, // checked above (replace)
+      transaction: ctx.outputs.tx,
       signal,
       onProgress: (p) =>
         progress.update({
           phase,
           done: Math.round(p.bytesDone / 1e6),
           total: Math.round(p.bytesTotal / 1e6),
+          unit: '', // the phase says MB
         }),
     });
     const shards = r.files.filter((f) => f.endsWith('.safetensors')).length;
@@ -44,7 +50,16 @@ export async function initCommand({
       `wrote ${resolve(r.dir)}: ${flags.preset}, ${r.config.numHiddenLayers} layers, ` +
         `${(r.params / 1e9).toFixed(2)}B parameters, ${flags.dtype}, ${(r.bytes / 1e9).toFixed(2)} GB in ${shards} shard${shards > 1 ? 's' : ''}\n`,
     );
-  } finally {
-    unguard();
+    if (flags.json) {
+      await ctx.outputs.writeJson(flags.json, {
+        dir: flags.out,
+        preset: flags.preset,
+        dtype: flags.dtype,
+        layers: r.config.numHiddenLayers,
+        params: r.params,
+        bytes: r.bytes,
+        files: r.files,
+      });
+    }
   }
 }

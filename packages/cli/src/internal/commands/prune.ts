@@ -1,11 +1,11 @@
-import { join } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
 import {
   applyPlan,
   type CriterionDiagnostics,
   countParams,
   type DiagnosticValue,
   type FloatDType,
-  InputError,
   type PrunableModel,
   type PruneResult,
   type PruningPlan,
@@ -42,24 +42,55 @@ import {
   textSourceOptions,
   UsageError,
 } from '../flags.js';
-import { dirState, guardDir, writeFileAtomic, writeJsonAtomic } from '../output.js';
+import { entriesOf, PRUNE_OUTPUT } from '../output.js';
 import { sparsityFile } from '../sparsity.js';
 import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
 
 /** All layers, [0, L): the default layer range. */
 const allLayers = (L: number): [number, number] => [0, L];
 
-/** --out must be new, empty, or replaced on purpose (--overwrite); checked before any work. */
-async function checkOutDir(out: string, overwrite: boolean): Promise<void> {
-  const state = await dirState(out);
-  if (state === 'file') throw new InputError(`--out '${out}' is a file, not a directory`, out, '--out');
-  if (state === true && !overwrite) {
-    throw new InputError(
-      `--out '${out}' already exists and is not empty (add --overwrite to replace it)`,
-      out,
-      '--out',
-    );
+/** The real path of `p`, or its absolute path when it does not exist. */
+const real = (p: string) => {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
   }
+};
+/** Is `inner` the same as `outer` or inside it? */
+const within = (inner: string, outer: string) => inner === outer || inner.startsWith(`${outer}${sep}`);
+
+/**
+ * --out may be new or empty; it is replaced only with --overwrite, and then only when it holds an
+ * earlier output of this command (config, weights, tokenizer files and nothing else) or --force
+ * is given. Never the input model's own directory (or one holding an input), the working
+ * directory or one above it. Checked before any work, and again just before the commit.
+ */
+function outDirPolicy(flags: PruneFlags, source: string) {
+  const inputs = [source, flags.tokenizer, flags.plan, flags.calib, flags.calibTokens].filter(
+    (f): f is string => f !== undefined && existsSync(f),
+  );
+  return async (dir: string): Promise<true | string> => {
+    const target = real(dir);
+    const input = inputs.find((f) => within(real(f), target));
+    if (input !== undefined) {
+      return input === source
+        ? 'is the input model itself: write the pruned model elsewhere'
+        : `holds an input of this run ('${input}'): write the pruned model elsewhere`;
+    }
+    if (within(real(process.cwd()), target))
+      return 'is the working directory or above it: choose a new directory';
+    if (!flags.overwrite) return 'already exists and is not empty (add --overwrite to replace it)';
+    if (flags.force) return true;
+    const foreign = ((await entriesOf(dir)) ?? []).filter((e) => !PRUNE_OUTPUT.some((r) => r.test(e)));
+    if (foreign.length) {
+      return `holds files moreau prune does not write (${foreign
+        .slice(0, 3)
+        .map((f) => `'${f}'`)
+        .join(', ')}${foreign.length > 3 ? ', ...' : ''}): add --force to replace it anyway`;
+    }
+    return true;
+  };
 }
 
 export async function pruneCommand(source: string, ctx: CommandContext<PruneFlags>) {
@@ -80,7 +111,13 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
   if (scoring) checkCriterionScopes([scoring.criterion.name], [scope]);
   rankingFlag(flags);
   requireInputFiles(flags, { '--eval-ppl': texts });
-  await checkOutDir(flags.out, flags.overwrite);
+  if (flags.force && !flags.overwrite) throw new UsageError('--force only applies with --overwrite');
+  const replace = outDirPolicy(flags, source);
+  // Every destination is checked before any work: a read-only --plan-out fails now, not after --out.
+  await ctx.outputs.checkDir('--out', flags.out, { replace });
+  await ctx.outputs.checkFile('--plan-out', flags.planOut);
+  await ctx.outputs.checkFile('--save-calib', flags.saveCalib);
+  await ctx.outputs.checkFile('--json', flags.json);
 
   const loaded = await openModel(source, flags);
   const resolved = resolvedPreset(preset, loaded.model.config);
@@ -114,7 +151,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       const choice = calibrationChoice(flags, resolved);
       const iterations = criterion.calibrationIterations?.(values) ?? 1;
       const calibration = criterion.requires.calibration
-        ? await calibrationFromFlags(loaded, flags, iterations, choice)
+        ? await calibrationFromFlags(loaded, flags, iterations, choice, ctx.outputs)
         : undefined;
       // N:M fixes its own ratio, N / M.
       const parsed = parseScope(scope);
@@ -160,27 +197,30 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     const sparsity = plan.masks.length ? sparsityFile(plan, pruned.params) : undefined;
     const model = pruned as LlamaModel;
     progress.note(`saving ${flags.out}`);
-    const unguard = guardDir(flags.out);
-    try {
-      await saveHfDirectory(
-        flags.out,
-        {
-          config: model.config,
-          tensors: new Map(model.params),
-          format: 'hf',
-          sourceDtype: loaded.sourceDtype,
-        },
-        {
-          dtype: flags.dtype as FloatDType | undefined,
-          tokenizerFiles: loaded.tokenizer.toFiles(),
-          overwrite: flags.overwrite,
-        },
-      );
-      if (sparsity) await writeJsonAtomic(join(flags.out, 'sparsity.json'), sparsity);
-    } finally {
-      unguard();
+    // Staged: --out, --plan-out and --json are put in place together once everything succeeded.
+    // (outDirPolicy was checked before the work started.)
+    await saveHfDirectory(
+      flags.out,
+      {
+        config: model.config,
+        tensors: new Map(model.params),
+        format: 'hf',
+        sourceDtype: loaded.sourceDtype,
+      },
+      {
+        dtype: flags.dtype as FloatDType | undefined,
+        tokenizerFiles: loaded.tokenizer.toFiles(),
+        ...(sparsity ? { extraFiles: { 'sparsity.json': `${JSON.stringify(sparsity, null, 2)}\n` } } : {}),
+        overwrite: true,
+        transaction: ctx.outputs.tx,
+      },
+    );
+    if (flags.planOut) {
+      const chunks = planToJSONChunks(plan);
+      await ctx.outputs.file('--plan-out', flags.planOut, async (fh) => {
+        for (const chunk of chunks) await fh.write(chunk);
+      });
     }
-    if (flags.planOut) await writeFileAtomic(flags.planOut, planToJSONChunks(plan));
     const evals = await evaluate(run, model, loaded.tokenizer, texts);
     const paramsAfter = countParams(model.params);
     // Zeroed weights are not parameters left: element scopes count non-zeros.
@@ -238,6 +278,6 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
           .map(([k, v]) => `ppl ${k}: ${v.toFixed(4)}\n`)
           .join(''),
     );
-    if (flags.json) await writeJsonAtomic(flags.json, result);
+    if (flags.json) await ctx.outputs.writeJson(flags.json, result);
   });
 }

@@ -42,7 +42,6 @@ import {
   textSourceOptions,
   UsageError,
 } from '../flags.js';
-import { writeJsonAtomic } from '../output.js';
 
 /** Windows the pruned models' perplexity is measured on when --limit is not given. */
 export const ROBUSTNESS_WINDOWS = 32;
@@ -132,6 +131,7 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
     throw new UsageError(`--scope ${scope.name} zeroes ${scope.n} of every ${scope.m} weights: drop --ratio`);
   checkCriterionScopes(names, [scope.name]);
   rankingFlag(flags);
+  await ctx.outputs.checkFile('--json', flags.json);
   const loaded = await openModel(source, flags);
   const resolved = resolvedPreset(preset, loaded.model.config);
   await withBackend(ctx, async (run) => {
@@ -144,6 +144,6 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
       ...(resolved ? { preset: resolved } : {}),
     });
     ctx.out(`${formatRobustnessTable(report)}\n`);
-    if (flags.json) await writeJsonAtomic(flags.json, report);
+    if (flags.json) await ctx.outputs.writeJson(flags.json, report);
   });
 }
