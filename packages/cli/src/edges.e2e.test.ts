@@ -283,9 +283,7 @@ describe.skipIf(!hasDist)('outputs: checked first, ours only, all or nothing (bu
     const e = await run(['export', 'tiny', '--onnx', 'mine.onnx', '-q']);
     expectRuntime(e, /--onnx 'mine\.onnx': already exists \(add --overwrite to replace it\)/);
     expect(readFileSync(tmp('mine.onnx'), 'utf8')).toBe('not ours');
-    expect(
-      (await run(['export', 'tiny', '--onnx', 'mine.onnx', '--overwrite', '-q'])).code,
-    ).toBe(0);
+    expect((await run(['export', 'tiny', '--onnx', 'mine.onnx', '--overwrite', '-q'])).code).toBe(0);
     const args = [
       'compare',
       'tiny',
