@@ -13,7 +13,7 @@ import {
 } from '@moreau/core';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportOnnx } from './index.js';
+import { exportOnnx, exportOnnxSymbolic } from './index.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -119,5 +119,98 @@ describe('exportOnnx', () => {
     await expect(exportOnnx(graph, file, { inputNames: ['a', 'y'], outputNames: ['y'] })).rejects.toThrow(
       /both an input and an output/,
     );
+  });
+});
+
+describe('exportOnnxSymbolic', () => {
+  /** ids [B, T] -> logits [B, T, vocab] through a flatten to [B*T, dim] and a slice of a fixed table. */
+  const lm = (sizes: Readonly<Record<string, number>>) => {
+    const B = sizes.B ?? 1;
+    const T = sizes.T ?? 1;
+    const table = tensor(
+      Array.from({ length: 32 }, (_, i) => i / 8),
+      [32, 1],
+    );
+    return trace(
+      (p: { emb: Tensor; head: Tensor }, inputIds: Tensor) => {
+        const h = ops.reshape(ops.gather(p.emb, inputIds), [B * T, dim]);
+        const pos = ops.slice(ops.constant(table), 0, 0, T); // [T, 1]: depends on T only by its size
+        const x = ops.add(ops.reshape(ops.tanh(h), [B, T, dim]), pos);
+        return ops.matmul(x, ops.broadcastTo(ops.reshape(p.head, [1, dim, vocab]), [B, dim, vocab]));
+      },
+      [
+        { emb, head },
+        { shape: [B, T], dtype: 'int32' },
+      ],
+    ).graph;
+  };
+
+  it('writes open batch and sequence sizes that plain onnxruntime runs at any size, int64 ids', async () => {
+    const file = path.join(dir, 'dynamic.onnx');
+    const res = await exportOnnxSymbolic(
+      {
+        dims: [
+          { symbol: 'B', name: 'batch_size' },
+          { symbol: 'T', name: 'sequence_length' },
+        ],
+        trace: lm,
+      },
+      file,
+      {
+        inputNames: ['emb', 'head', 'input_ids'],
+        outputNames: ['logits'],
+        frozen: new Map([
+          [0, emb],
+          [1, head],
+        ]),
+        int64Inputs: ['input_ids'],
+      },
+    );
+    expect(res.inputs).toEqual([
+      { name: 'input_ids', shape: ['batch_size', 'sequence_length'], dtype: 'int64' },
+    ]);
+    expect(res.outputs).toEqual([
+      { name: 'logits', shape: ['batch_size', 'sequence_length', vocab], dtype: 'float32' },
+    ]);
+    const session = await ort.InferenceSession.create(file);
+    for (const [B, T] of [
+      [1, 1],
+      [2, 5],
+      [4, 3],
+    ] as const) {
+      const ids = Array.from({ length: B * T }, (_, i) => (i * 3) % vocab);
+      const out = await session.run({
+        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [B, T]),
+      });
+      const ref = evaluateReference(lm({ B, T }), [emb, head, tensor(ids, [B, T], 'int32')])[0]!;
+      expect(out.logits!.dims).toEqual([B, T, vocab]);
+      const got = out.logits!.data as Float32Array;
+      for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(ref.data[i]!, 5);
+    }
+    await session.release();
+  });
+
+  it('refuses what cannot be made symbolic, naming the node', async () => {
+    const file = path.join(dir, 'bad-dynamic.onnx');
+    const dims = [{ symbol: 'T', name: 'sequence_length' }];
+    // A constant built for the traced length.
+    const sizedConstant = (s: Readonly<Record<string, number>>) =>
+      trace(
+        (x: Tensor) => ops.add(x, ops.constant(tensor(Array(s.T!).fill(1), [s.T!]))),
+        [{ shape: [s.T!], dtype: 'float32' }],
+      ).graph;
+    await expect(exportOnnxSymbolic({ dims, trace: sizedConstant }, file)).rejects.toThrow(
+      /constant node %\d+ \(constant\) \[\d+\] depends on the traced sizes/,
+    );
+    // A graph whose structure follows the size.
+    const branchy = (s: Readonly<Record<string, number>>) =>
+      trace((x: Tensor) => (s.T! % 2 ? ops.neg(x) : ops.exp(x)), [{ shape: [s.T!], dtype: 'float32' }]).graph;
+    await expect(exportOnnxSymbolic({ dims, trace: branchy }, file)).rejects.toThrow(
+      /differs from the one at/,
+    );
+    // A size that is no polynomial of the symbol.
+    const odd = (s: Readonly<Record<string, number>>) =>
+      trace((x: Tensor) => ops.slice(x, 0, 0, s.T! % 2), [{ shape: [s.T!], dtype: 'float32' }]).graph;
+    await expect(exportOnnxSymbolic({ dims, trace: odd }, file)).rejects.toThrow(/no integer polynomial/);
   });
 });

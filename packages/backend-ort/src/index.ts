@@ -15,8 +15,13 @@ export type {
   OrtGraphOptimizationLevel,
 } from './internal/backend.js';
 export { createOrtBackend, ortAvailableProviders } from './internal/backend.js';
-export type { ExportOnnxOptions, ExportOnnxResult } from './internal/export.js';
-export { exportOnnx } from './internal/export.js';
+export type {
+  ExportedDim,
+  ExportOnnxOptions,
+  ExportOnnxResult,
+  SymbolicGraphSpec,
+} from './internal/export.js';
+export { exportOnnx, exportOnnxSymbolic } from './internal/export.js';
 
 const factory = () => createOrtBackend();
 registerBackend('ort', factory, 100);

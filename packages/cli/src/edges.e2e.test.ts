@@ -107,7 +107,7 @@ describe.skipIf(!hasDist)('JSON you can pipe (built binary)', () => {
           '32',
         ],
       ],
-      ['export', ['export', 'tiny', '--onnx', 'json.onnx', '--seq-len', '8']],
+      ['export', ['export', 'tiny', '--onnx', 'json.onnx']],
       ['generate', ['generate', 'tiny', '--max-tokens', '4', '--prompt', 'The']],
       ['criteria', ['criteria']],
     ];
@@ -280,12 +280,10 @@ describe.skipIf(!hasDist)('outputs: checked first, ours only, all or nothing (bu
 
   it('export --onnx needs --overwrite to replace a file; compare --report keeps files it did not write', async () => {
     writeFileSync(tmp('mine.onnx'), 'not ours');
-    const e = await run(['export', 'tiny', '--onnx', 'mine.onnx', '--seq-len', '8', '-q']);
+    const e = await run(['export', 'tiny', '--onnx', 'mine.onnx', '-q']);
     expectRuntime(e, /--onnx 'mine\.onnx': already exists \(add --overwrite to replace it\)/);
     expect(readFileSync(tmp('mine.onnx'), 'utf8')).toBe('not ours');
-    expect(
-      (await run(['export', 'tiny', '--onnx', 'mine.onnx', '--seq-len', '8', '--overwrite', '-q'])).code,
-    ).toBe(0);
+    expect((await run(['export', 'tiny', '--onnx', 'mine.onnx', '--overwrite', '-q'])).code).toBe(0);
     const args = [
       'compare',
       'tiny',

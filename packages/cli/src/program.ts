@@ -287,9 +287,8 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags, Exec
 }
 export type ExportFlags = ModelFlags & {
   readonly onnx: string;
+  readonly withPast?: boolean;
   readonly overwrite: boolean;
-  readonly seqLen: number;
-  readonly batch: number;
   readonly json?: string;
 };
 export interface GenerateFlags extends ModelFlags, ExecFlags {
@@ -464,11 +463,20 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     handlers.robustness(m, withExplicit(o, cmd)),
   );
 
-  modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
+  modelOptions(
+    program
+      .command('export')
+      .description(
+        'write a standalone ONNX model: int64 input_ids + attention_mask [batch, seq] -> logits [batch, seq, vocab], any batch and length (Optimum / transformers.js names)',
+      ),
+  )
     .requiredOption('--onnx <file>', 'output .onnx file', parsePath('--onnx'))
     .option('--overwrite', 'replace --onnx if the file exists', false)
-    .option('--seq-len <n>', 'sequence length of the exported graph', parseIntArg('--seq-len'), 128)
-    .option('--batch <n>', 'batch size of the exported graph', parseIntArg('--batch'), 1)
+    .option(
+      '--with-past',
+      'add the key/value cache: past_key_values.{i}.key/value inputs, present.{i}.key/value outputs',
+      false,
+    )
     .option('--json <file>', 'write what was exported as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: ExportFlags) => handlers.export(m, o));
 

@@ -8,6 +8,7 @@ import {
   renderMarkdown,
   textSummary,
 } from './internal/report/render.js';
+import { criterionColor, distinguishingDecimals, fittedUnitDomain } from './internal/report/scales.js';
 import type { CompareReport } from './internal/report/types.js';
 
 /** Moreau-GS shrink counters of two iterations (the second mostly flipping). */
@@ -165,7 +166,7 @@ describe('comparison report rendering', () => {
     expect(md).toContain('**11.000**');
     const text = textSummary(report);
     expect(text).not.toContain('**');
-    expect(text).toMatch(/robustness at ratio 0\.2 \(dense PPL 10\.000\)/);
+    expect(text).toMatch(/robustness at ratio 0\.2: dense PPL 10\.000\n/);
     expect(text).toMatch(/\| taylor\s+\| gauss:0\.01x2\s+\| 0\.800 ± 0\.050 \|/);
     // Moreau-GS's regime, once per criterion (it scores once for every ratio).
     expect(text).toContain('moreau-gs soft-threshold regime');
@@ -215,7 +216,7 @@ describe('comparison report rendering', () => {
       'perplexity_vs_ratio_unstructured',
       'accuracy_vs_ratio_unstructured',
     ]);
-    expect(textSummary(scoped)).toMatch(/robustness at unstructured, ratio 0\.1 /);
+    expect(textSummary(scoped)).toMatch(/robustness at unstructured, ratio 0\.1: dense PPL 10\.000\n/);
     expect(renderMarkdown(scoped, [])).toContain('scopes block, unstructured; local ranking (block)');
   });
 
@@ -259,4 +260,98 @@ describe('comparison report rendering', () => {
     expect(Math.min(...ppl)).toBeGreaterThanOrEqual(100);
     expect(Math.max(...ppl)).toBeLessThanOrEqual(130);
   }, 60_000);
+
+  it('a criterion has the same colour in every report; plugin criteria a stable one of their own', () => {
+    const colours = (criteria: string[]) => {
+      const spec = reportCharts({ ...report, settings: { ...report.settings, criteria } })[0]!
+        .spec as unknown as {
+        spec: { encoding: { color: { scale: { domain: string[]; range: string[] } } } };
+      };
+      const { domain, range } = spec.spec.encoding.color.scale;
+      return Object.fromEntries(domain.map((c, i) => [c, range[i]]));
+    };
+    const a = colours(['taylor', 'moreau']);
+    const b = colours(['magnitude', 'random', 'moreau-gs', 'taylor', 'fisher']);
+    expect(a.taylor).toBe('#4e79a7');
+    expect(b.taylor).toBe(a.taylor);
+    expect(colours(['fisher', 'taylor']).fisher).toBe(b.fisher);
+    const builtins = ['taylor', 'moreau', 'moreau-gs', 'magnitude', 'random'].map(criterionColor);
+    expect(new Set(builtins).size).toBe(5);
+    expect(builtins).not.toContain(criterionColor('fisher'));
+    expect(criterionColor('fisher')).toBe(criterionColor('fisher'));
+  });
+
+  it('the IoU axis fits the data: 0.97-1.0 spans the axis instead of bars of equal height', async () => {
+    expect(fittedUnitDomain([0.97, 0.99, 1])).toEqual([0.95, 1]);
+    expect(fittedUnitDomain([0.5, 1])).toEqual([0.4, 1]);
+    expect(fittedUnitDomain([0.05, 0.9])).toEqual([0, 1]);
+    expect(fittedUnitDomain([1, 1])).toEqual([0.995, 1]);
+    const close = {
+      ...report,
+      robustness: {
+        '0.2': {
+          ...report.robustness!['0.2']!,
+          results: {
+            taylor: { fp16: { iou: 0.99, spearman: 0.9999, ppl: 20 } },
+            moreau: { fp16: { iou: 0.975, spearman: 0.99996, ppl: 25 } },
+          },
+        },
+      },
+    };
+    const chart = reportCharts(close)[2]!;
+    const { svg } = await renderChart(chart);
+    const ticks = [...svg.matchAll(/<text[^>]*>(0\.\d+|1\.0+)<\/text>/g)].map((m) => Number(m[1]));
+    expect(Math.min(...ticks)).toBeGreaterThanOrEqual(0.95);
+    expect(svg).toContain('the IoU axis starts at 0.95, not 0');
+  }, 60_000);
+
+  it('IoU and Spearman print as many digits as tell their values apart; exactly 1 prints as 1', () => {
+    expect(distinguishingDecimals([0.9, 0.95])).toBe(3);
+    expect(distinguishingDecimals([0.99991, 0.99996, 1])).toBe(5);
+    expect(distinguishingDecimals([0.9999996])).toBe(7); // never rounds up to 1.000
+    const tight = {
+      ...report,
+      robustness: {
+        '0.2': {
+          ...report.robustness!['0.2']!,
+          results: {
+            taylor: { fp16: { iou: 1, spearman: 0.99991, ppl: 20 } },
+            moreau: { fp16: { iou: 0.98, spearman: 0.99996, ppl: 25 } },
+          },
+        },
+      },
+    };
+    const text = textSummary(tight);
+    expect(text).toMatch(/\| taylor\s+\| fp16\s+\|\s+1 \|\s+0\.99991 \|/);
+    expect(text).toMatch(/\| moreau\s+\| fp16\s+\|\s+0\.980 \|\s+0\.99996 \|/);
+  });
+
+  it('the robustness perplexities say which windows they use next to the results table', () => {
+    const windows = (tokens: number, limit: number) =>
+      textSummary({
+        ...report,
+        settings: { ...report.settings, robustness_windows: limit },
+        dense: { ...report.dense, tokens: { wiki: tokens }, ppl: { wiki: 10.5 } },
+      });
+    expect(windows(127 * 660, 32)).toContain(
+      'robustness at ratio 0.2: dense PPL 10.000 on the first 32 of 660 windows of wiki; the results table uses all 660 (dense PPL 10.500)',
+    );
+    expect(windows(127 * 660, 32)).toMatch(
+      /\| criterion \| perturbation\s+\|\s+IoU \| Spearman \| PPL \(32 windows\) \|/,
+    );
+    expect(windows(127 * 4, 32)).toContain(
+      'dense PPL 10.000 on all 4 windows of wiki, as in the results table',
+    );
+    const md = renderMarkdown(
+      {
+        ...report,
+        settings: { ...report.settings, robustness_windows: 32 },
+        dense: { ...report.dense, tokens: { wiki: 127 * 660 } },
+      },
+      [],
+    );
+    expect(md).toContain(
+      'Perplexities in these tables: dense PPL 10.000 on the first 32 of 660 windows of wiki',
+    );
+  });
 });

@@ -15,8 +15,22 @@ export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
 export type { LazyOption } from './formats/stored.js';
 // Loading a model with its tokenizer; writing a random one.
 export { type InitModelOptions, type InitModelResult, initModel } from './init.js';
+export {
+  type CausalLmOutput,
+  type LayerCache,
+  type LlamaOnnxExport,
+  type LlamaOnnxOptions,
+  llamaCausalLm,
+  llamaOnnxExport,
+} from './llama/causal-lm.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
-export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
+export {
+  canonicalLayerSizes,
+  type LayerDims,
+  type Llama3RopeScaling,
+  type LlamaConfig,
+  layerDims,
+} from './llama/config.js';
 export { type LlamaMacs, llamaMacs } from './llama/macs.js';
 export {
   type LlamaParams,

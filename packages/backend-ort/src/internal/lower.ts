@@ -10,6 +10,10 @@
  * - Every node with a zero-size output becomes an empty constant, so ORT never runs a kernel on a
  *   zero-size tensor; nodes that turn empty inputs into non-empty outputs (sum, max, matmul with
  *   k = 0, pad, concat, scatterAdd of no updates) are folded the same way.
+ * - Export with symbolic sizes (`options.symbolic`, see symbolic.ts): a size that varies is read at
+ *   run time from the graph input that carries it (Shape), combined with Mul / Add where it is a
+ *   product or a sum, and fed to Reshape / Expand / Slice / Pad / ConstantOfShape as a tensor; the
+ *   file declares such dimensions by name (dim_param). Only statically empty values are folded.
  */
 import type { DType, Graph, HostTensor, Node, NodeOf, Primitive } from './core.js';
 import {
@@ -22,6 +26,7 @@ import {
   UnsupportedPrimitiveError,
 } from './core.js';
 import { AttributeType, DataType } from './proto.js';
+import { type Dim, dimKey, dimsEqual, isStatic, type SymbolicGraph } from './symbolic.js';
 
 export const OPSET = 17;
 export const IR_VERSION = 8;
@@ -56,6 +61,19 @@ export interface LowerOptions {
   readonly inlineAll?: boolean;
   readonly graphName?: string;
   readonly docString?: string;
+  /**
+   * Export with symbolic sizes: `graph` must be `symbolic.graph`; varying sizes are computed at run
+   * time and named in the file by `dimParam(symbol)` (default: the symbol).
+   */
+  readonly symbolic?: SymbolicGraph;
+  readonly dimParam?: (symbol: string) => string;
+  /**
+   * int32 inputs the file declares as int64 (by input index), cast to int32 on entry: token ids and
+   * masks as the ONNX ecosystem passes them.
+   */
+  readonly int64Inputs?: ReadonlySet<number>;
+  /** broadcastTo nodes to lower to nothing (default: computed from this graph's shapes). */
+  readonly elidable?: ReadonlySet<number>;
 }
 
 export interface LoweredModel {
@@ -97,11 +115,14 @@ export function tensorProto(name: string, t: HostTensor): Record<string, unknown
   };
 }
 
-function valueInfo(name: string, dtype: DType, shape: readonly number[]): Record<string, unknown> {
-  return {
-    name,
-    type: { tensorType: { elemType: onnxType(dtype), shape: { dim: shape.map((d) => ({ dimValue: d })) } } },
-  };
+function valueInfo(
+  name: string,
+  elemType: number,
+  shape: readonly Dim[],
+  dimParam: (d: Dim) => string = dimKey,
+): Record<string, unknown> {
+  const dim = shape.map((d) => (isStatic(d) ? { dimValue: d } : { dimParam: dimParam(d) }));
+  return { name, type: { tensorType: { elemType, shape: { dim } } } };
 }
 
 function attribute(name: string, v: AttrValue): Record<string, unknown> {
@@ -170,16 +191,29 @@ class OnnxGraph {
     });
   }
 
+  /**
+   * Sizes as a 1-D int64 tensor: a shared constant when static, else computed at run time by
+   * `symbolicSizes` (set for an export with symbolic sizes).
+   */
+  sizes(dims: readonly Dim[]): string {
+    if (dims.every(isStatic)) return this.i64(dims);
+    if (!this.symbolicSizes)
+      throw new MoreauError('ort: internal error: symbolic sizes outside a symbolic export');
+    return this.symbolicSizes(dims);
+  }
+
+  symbolicSizes?: (dims: readonly Dim[]) => string;
+
   /** A tensor of `shape` filled with `value` (ConstantOfShape: no big initializer). */
-  fill(dtype: DType, shape: readonly number[], value: number): string {
-    if (sizeOf(shape) === 0) return this.empty(dtype, shape);
+  fill(dtype: DType, shape: readonly Dim[], value: number): string {
+    if (shape.every(isStatic) && sizeOf(shape) === 0) return this.empty(dtype, shape);
     let one: HostTensor;
     if (dtype === 'int32') one = { dtype, shape: [1], data: Int32Array.of(value) };
     else if (dtype === 'bool') one = { dtype, shape: [1], data: Uint8Array.of(value ? 1 : 0) };
     else if (dtype === 'float16')
       one = { dtype, shape: [1], data: Uint16Array.of(float32ToFloat16Bits(value)) };
     else one = { dtype: 'float32', shape: [1], data: Float32Array.of(value) };
-    return this.op('ConstantOfShape', [this.i64(shape)], { value: { tensor: tensorProto('value', one) } });
+    return this.op('ConstantOfShape', [this.sizes(shape)], { value: { tensor: tensorProto('value', one) } });
   }
 
   /** An empty (zero-size) constant. */
@@ -227,7 +261,7 @@ const BROADCASTING: ReadonlySet<Primitive> = new Set<Primitive>([
  * result from the un-expanded operand (its other operands already span the target shape): they
  * lower to nothing, so e.g. the gradient of a sum is never materialised at full size.
  */
-function elidableBroadcasts(graph: Graph, live: Set<number>): Set<number> {
+export function elidableBroadcasts(graph: Graph, live: Set<number> = liveNodes(graph)): Set<number> {
   const consumers = new Map<number, Node[]>();
   for (const n of graph.nodes) {
     if (!live.has(n.id)) continue;
@@ -259,6 +293,10 @@ function elidableBroadcasts(graph: Graph, live: Set<number>): Set<number> {
 
 export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort'): LoweredModel {
   checkSupported(graph, backend);
+  const sym = options.symbolic;
+  if (sym && sym.graph !== graph) {
+    throw new MoreauError('ort: internal error: options.symbolic describes another graph');
+  }
   const g = new OnnxGraph();
   const names = new Map<number, string>();
   const live = liveNodes(graph);
@@ -271,8 +309,19 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
       throw new MoreauError(`ort: internal error: value %${id} used before it was lowered`);
     return n;
   };
-  const isEmpty = (id: number) => sizeOf(graph.nodes[id]!.shape) === 0;
-  const elided = elidableBroadcasts(graph, live);
+  const shape = (id: number): readonly Dim[] => sym?.shapes[id] ?? graph.nodes[id]!.shape;
+  // Empty means statically empty: a symbolic size may be 0 at run time, and ONNX handles that.
+  const isEmpty = (id: number) => shape(id).some((d) => d === 0);
+  const attr = (node: Node, key: string): readonly Dim[] => {
+    const a = sym?.attrs.get(node.id)?.[key];
+    if (a) return a;
+    const v = (node.attrs as Record<string, unknown>)[key];
+    return Array.isArray(v) ? (v as number[]) : [v as number];
+  };
+  const elided = options.elidable ?? elidableBroadcasts(graph, live);
+  const dimName = (d: Dim) => (isStatic(d) ? String(d) : d.format(options.dimParam ?? ((s2) => s2)));
+  const int64 = options.int64Inputs ?? new Set<number>();
+  if (sym?.dynamic) g.symbolicSizes = symbolicSizes(g, sym, options.inputNames);
 
   for (const node of graph.nodes) {
     if (node.op === 'input') {
@@ -295,15 +344,23 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
         // An unused input is neither declared nor fed.
       } else if (!inlineAll && isEmpty(node.id)) {
         names.set(node.id, g.empty(node.dtype, node.shape));
+      } else if (int64.has(index)) {
+        if (node.dtype !== 'int32')
+          throw new MoreauError(
+            `ort: input ${index} ('${name}') is ${node.dtype}; only int32 inputs can be int64`,
+          );
+        graphInputs.push(valueInfo(name, DataType.INT64, shape(node.id), dimName));
+        feeds.push({ index, name });
+        names.set(node.id, g.op('Cast', [name], { to: DataType.INT32 }));
       } else {
-        graphInputs.push(valueInfo(name, node.dtype, node.shape));
+        graphInputs.push(valueInfo(name, onnxType(node.dtype), shape(node.id), dimName));
         feeds.push({ index, name });
         names.set(node.id, name);
       }
       continue;
     }
     if (!live.has(node.id)) continue;
-    if (sizeOf(node.shape) === 0) {
+    if (isEmpty(node.id)) {
       names.set(node.id, g.empty(node.dtype, node.shape));
       continue;
     }
@@ -311,7 +368,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
       names.set(node.id, val(node.inputs[0]!));
       continue;
     }
-    names.set(node.id, lowerNode(node, { g, graph, val, isEmpty }));
+    names.set(node.id, lowerNode(node, { g, graph, val, isEmpty, shape, attr }));
   }
 
   // Outputs: an Identity per output name (ORT folds them away).
@@ -333,7 +390,7 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
     }
     const name = options.outputNames[i] ?? `output_${i}`;
     g.op('Identity', [val(id)], {}, name);
-    graphOutputs.push(valueInfo(name, node.dtype, node.shape));
+    graphOutputs.push(valueInfo(name, onnxType(node.dtype), shape(id), dimName));
     byNode.set(id, name);
     fetches.push(name);
   });
@@ -355,14 +412,85 @@ export function lowerGraph(graph: Graph, options: LowerOptions, backend = 'ort')
   return { model, feeds, fetches };
 }
 
+/**
+ * Run-time sizes of a symbolic export: each symbol is read once from the graph input that carries it
+ * (Shape with start / end: a 1-D int64 of one element), each polynomial is built from them with Mul
+ * and Add, and a shape is the Concat of its dimensions (runs of static ones as one constant). All
+ * cached, so a size used by many nodes is computed once.
+ */
+function symbolicSizes(
+  g: OnnxGraph,
+  sym: SymbolicGraph,
+  inputNames: readonly string[],
+): (dims: readonly Dim[]) => string {
+  const symbolValue = new Map<string, string>();
+  const dimValue = new Map<string, string>();
+  const shapeValue = new Map<string, string>();
+  const readSymbol = (s: string): string => {
+    let v = symbolValue.get(s);
+    if (!v) {
+      const src = sym.sources.find((x) => x.symbol === s)!;
+      const input = inputNames[src.input] ?? `input_${src.input}`;
+      v = g.op('Shape', [input], { start: src.axis, end: src.axis + 1 });
+      symbolValue.set(s, v);
+    }
+    return v;
+  };
+  const one = (d: Dim): string => {
+    if (isStatic(d)) return g.i64([d]);
+    const key = d.key;
+    let v = dimValue.get(key);
+    if (!v) {
+      let sum: string | undefined;
+      for (const [mono, c] of d.terms) {
+        let term: string | undefined;
+        for (const s of mono === '' ? [] : mono.split('*')) {
+          term = term === undefined ? readSymbol(s) : g.op('Mul', [term, readSymbol(s)]);
+        }
+        if (term === undefined) term = g.i64([c]);
+        else if (c !== 1) term = g.op('Mul', [term, g.i64([c])]);
+        sum = sum === undefined ? term : g.op('Add', [sum, term]);
+      }
+      v = sum ?? g.i64([0]);
+      dimValue.set(key, v);
+    }
+    return v;
+  };
+  return (dims) => {
+    const key = dims.map(dimKey).join(',');
+    let v = shapeValue.get(key);
+    if (!v) {
+      const parts: string[] = [];
+      let run: number[] = [];
+      for (const d of dims) {
+        if (isStatic(d)) {
+          run.push(d);
+          continue;
+        }
+        if (run.length) parts.push(g.i64(run));
+        run = [];
+        parts.push(one(d));
+      }
+      if (run.length) parts.push(g.i64(run));
+      v = parts.length === 1 ? parts[0]! : g.op('Concat', parts, { axis: 0 });
+      shapeValue.set(key, v);
+    }
+    return v;
+  };
+}
+
 /** What a lowering works with: the ONNX graph being built and the IR values lowered so far. */
 interface LowerContext {
   readonly g: OnnxGraph;
   readonly graph: Graph;
   /** ONNX name of an IR value. */
   readonly val: (id: number) => string;
-  /** Whether an IR value has no elements. */
+  /** Whether an IR value has no elements (statically). */
   readonly isEmpty: (id: number) => boolean;
+  /** An IR value's shape, symbolic where the export leaves sizes open. */
+  readonly shape: (id: number) => readonly Dim[];
+  /** A size attribute of a node (reshape.shape, slice.starts, ...), symbolic where sizes are open. */
+  readonly attr: (node: Node, key: string) => readonly Dim[];
 }
 
 /** Primitives with a lowering (graph inputs become ONNX graph inputs or initializers in lowerGraph). */
@@ -405,7 +533,7 @@ const reduce: Lowering<'sum' | 'max'> = (node, c) => {
   if (axes.length === 0) return identity(node, c);
   if (c.isEmpty(node.inputs[0]!)) {
     // Reducing an empty axis: the identity of the reduction.
-    return g.fill(node.dtype, node.shape, node.op === 'sum' ? 0 : Number.NEGATIVE_INFINITY);
+    return g.fill(node.dtype, c.shape(node.id), node.op === 'sum' ? 0 : Number.NEGATIVE_INFINITY);
   }
   const keepdims = node.attrs.keepDims ? 1 : 0;
   if (node.op === 'sum') return g.op('ReduceSum', [x(node, c), g.i64(axes)], { keepdims });
@@ -455,49 +583,54 @@ const LOWERINGS: { readonly [P in Lowered]: Lowering<P> } = {
     return g.op('Cast', [g.op('Where', [c, u8(a), u8(b)])], { to: DataType.BOOL });
   },
 
-  matmul: (node, { g, val, isEmpty }) => {
+  matmul: (node, { g, val, isEmpty, shape }) => {
     const [a, b] = node.inputs as [number, number];
     // k = 0: the product is all zeros.
-    if (isEmpty(a) || isEmpty(b)) return g.fill(node.dtype, node.shape, 0);
+    if (isEmpty(a) || isEmpty(b)) return g.fill(node.dtype, shape(node.id), 0);
     return g.op('MatMul', [val(a), val(b)]);
   },
   sum: reduce,
   max: reduce,
 
-  reshape: (node, c) => c.g.op('Reshape', [x(node, c), c.g.i64(node.attrs.shape)]),
+  reshape: (node, c) => c.g.op('Reshape', [x(node, c), c.g.sizes(c.attr(node, 'shape'))]),
   transpose: (node, c) => {
     const { perm } = node.attrs;
     if (perm.every((p, i) => p === i)) return identity(node, c);
     return c.g.op('Transpose', [x(node, c)], { perm });
   },
   slice: (node, c) => {
-    const { starts, ends } = node.attrs;
-    const dims = inNode(node, c).shape;
+    const starts = c.attr(node, 'starts');
+    const ends = c.attr(node, 'ends');
+    const dims = c.shape(node.inputs[0]!);
     const axes: number[] = [];
-    for (let i = 0; i < dims.length; i++) if (starts[i] !== 0 || ends[i] !== dims[i]) axes.push(i);
+    for (let i = 0; i < dims.length; i++) {
+      if (starts[i] !== 0 || dimKey(ends[i]!) !== dimKey(dims[i]!)) axes.push(i);
+    }
     if (axes.length === 0) return identity(node, c);
     const { g } = c;
     return g.op('Slice', [
       x(node, c),
-      g.i64(axes.map((i) => starts[i]!)),
-      g.i64(axes.map((i) => ends[i]!)),
+      g.sizes(axes.map((i) => starts[i]!)),
+      g.sizes(axes.map((i) => ends[i]!)),
       g.i64(axes),
     ]);
   },
   pad: (node, c) => {
-    const { before, after } = node.attrs;
-    if (c.isEmpty(node.inputs[0]!)) return c.g.fill(node.dtype, node.shape, 0);
-    if ([...before, ...after].every((p) => p === 0)) return identity(node, c);
-    return c.g.op('Pad', [x(node, c), c.g.i64([...before, ...after])], { mode: 'constant' });
+    const pads = [...c.attr(node, 'before'), ...c.attr(node, 'after')];
+    if (c.isEmpty(node.inputs[0]!)) return c.g.fill(node.dtype, c.shape(node.id), 0);
+    if (pads.every((p) => p === 0)) return identity(node, c);
+    return c.g.op('Pad', [x(node, c), c.g.sizes(pads)], { mode: 'constant' });
   },
   concat: (node, { g, val, isEmpty }) => {
+    // Only statically empty parts are dropped; ONNX concatenates run-time empty ones (a cache of length 0).
     const parts = node.inputs.filter((id) => !isEmpty(id));
     if (parts.length === 1) return g.op('Identity', [val(parts[0]!)]);
     return g.op('Concat', parts.map(val), { axis: node.attrs.axis });
   },
   broadcastTo: (node, c) => {
-    if (sameShape(inNode(node, c).shape, node.attrs.shape)) return identity(node, c);
-    return c.g.op('Expand', [x(node, c), c.g.i64(node.attrs.shape)]);
+    const target = c.attr(node, 'shape');
+    if (dimsEqual(c.shape(node.inputs[0]!), target)) return identity(node, c);
+    return c.g.op('Expand', [x(node, c), c.g.sizes(target)]);
   },
 
   gather: (node, { g, val }) => g.op('Gather', [val(node.inputs[0]!), val(node.inputs[1]!)], { axis: 0 }),
@@ -522,8 +655,14 @@ function lowerNode<P extends Lowered>(node: NodeOf<P>, c: LowerContext): string 
  * which races when indices repeat (onnxruntime#18048), while ScatterElements only parallelises
  * across the independent inner positions.
  */
-function lowerScatterAdd(node: NodeOf<'scatterAdd'>, { g, graph, val, isEmpty }: LowerContext): string {
+function lowerScatterAdd(node: NodeOf<'scatterAdd'>, c: LowerContext): string {
+  const { g, graph, val, isEmpty } = c;
   const [uid, iid] = node.inputs as [number, number];
+  if (![node.id, uid, iid].every((id) => c.shape(id).every(isStatic))) {
+    throw new MoreauError(
+      `ort: scatterAdd %${node.id} has symbolic sizes, which the ONNX export does not lower`,
+    );
+  }
   if (isEmpty(uid)) return g.fill(node.dtype, node.shape, 0);
   const idxShape = graph.nodes[iid]!.shape;
   const n = sizeOf(idxShape);

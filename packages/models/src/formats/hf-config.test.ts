@@ -157,6 +157,51 @@ describe('parseHfConfig', () => {
     expect(parseHfConfig(json)).toEqual(c);
   });
 
+  it('writes the real sizes in the standard keys when every layer shares them', () => {
+    const c = parseHfConfig({
+      ...tinyLlama,
+      num_hidden_layers: 3,
+      layer_head_num: [24, 24, 24],
+      layer_kv_head_num: [3, 3, 3],
+      layer_inter_size: [4000, 4000, 4000],
+    });
+    const json = hfConfigToJson(c);
+    expect(json).toMatchObject({ num_attention_heads: 24, num_key_value_heads: 3, intermediate_size: 4000 });
+    expect(json.head_dim).toBe(64); // 2048 / 24 is not an integer: head_dim is what transformers reads
+    for (const k of ['layer_head_num', 'layer_kv_head_num', 'layer_inter_size'])
+      expect(json).not.toHaveProperty(k);
+    // Only the sizes that differ get a per-layer key; the others are real.
+    const mixed = hfConfigToJson({ ...c, layerInterSize: [4000, 100, 4000] });
+    expect(mixed).toMatchObject({
+      num_attention_heads: 24,
+      intermediate_size: 4000,
+      layer_inter_size: [4000, 100, 4000],
+    });
+    expect(mixed).not.toHaveProperty('layer_head_num');
+  });
+
+  it('loads folders of older versions (original sizes in the standard keys) with the real sizes', () => {
+    const old = {
+      ...tinyLlama,
+      num_hidden_layers: 2,
+      layer_head_num: [16, 16],
+      layer_kv_head_num: [2, 2],
+      layer_inter_size: [5632, 100],
+    };
+    const c = parseHfConfig(old);
+    expect(c).toMatchObject({
+      numAttentionHeads: 16,
+      numKeyValueHeads: 2,
+      intermediateSize: 5632,
+      headDim: 64,
+    });
+    expect(c.layerHeadNum).toBeUndefined();
+    expect(c.layerInterSize).toEqual([5632, 100]);
+    // A standard key below a per-layer entry is no error: the per-layer keys are authoritative.
+    const below = parseHfConfig({ ...old, head_dim: 64, num_attention_heads: 8, num_key_value_heads: 1 });
+    expect(below).toMatchObject({ numAttentionHeads: 16, numKeyValueHeads: 2 });
+  });
+
   it('rejects contradictions, naming the field', () => {
     expect(err({ ...tinyLlama, num_attention_heads: 30 }).detail).toMatch(
       /hidden_size \(2048\) is not divisible by num_attention_heads \(30\)/,
@@ -169,9 +214,6 @@ describe('parseHfConfig', () => {
     );
     expect(err({ ...tinyLlama, num_hidden_layers: 2, layer_head_num: [32, 30] }).detail).toMatch(
       /layer 1: 30 query heads is not a multiple of its 4 KV heads/,
-    );
-    expect(err({ ...tinyLlama, num_hidden_layers: 2, layer_inter_size: [5632, 6000] }).detail).toMatch(
-      /layer_inter_size\[1\] = 6000 is larger than intermediate_size = 5632/,
     );
     expect(err({ ...tinyLlama, head_dim: 63 }).detail).toMatch(/head_dim must be even/);
   });

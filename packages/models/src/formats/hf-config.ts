@@ -3,7 +3,12 @@
  * (unknown fields, hidden_act other than silu, biases, other RoPE scalings, quantization), liberal
  * about the bookkeeping fields transformers writes.
  */
-import { type Llama3RopeScaling, type LlamaConfig, validateLlamaConfig } from '../llama/config.js';
+import {
+  canonicalLayerSizes,
+  type Llama3RopeScaling,
+  type LlamaConfig,
+  validateLlamaConfig,
+} from '../llama/config.js';
 import { FormatError } from './errors.js';
 import { isJsonObject, type JsonObject, readJsonFile } from './io.js';
 
@@ -288,7 +293,7 @@ export function parseHfConfig(json: unknown, file = 'config.json'): LlamaConfig 
   if (lkv) config.layerKvHeadNum = lkv;
   if (li) config.layerInterSize = li;
   validateLlamaConfig(config, file, hfFieldName);
-  return config;
+  return canonicalLayerSizes(config);
 }
 
 export interface HfConfigJsonOptions {
@@ -297,15 +302,20 @@ export interface HfConfigJsonOptions {
 }
 
 /**
- * LlamaConfig -> config.json object (transformers' LlamaForCausalLM layout). Pruned models add
- * layer_head_num / layer_kv_head_num / layer_inter_size; the ordinary fields stay the maxima, and
- * head_dim is always written so it never has to be inferred.
+ * LlamaConfig -> config.json object (transformers' LlamaForCausalLM layout), with the layer sizes in
+ * canonical form (canonicalLayerSizes): num_attention_heads, num_key_value_heads and
+ * intermediate_size are the real sizes when every layer has the same (the folder then loads in stock
+ * transformers and transformers.js); a size that differs between layers is written as its largest
+ * value plus the per-layer key layer_head_num / layer_kv_head_num / layer_inter_size. head_dim is
+ * always written so it never has to be inferred (hidden_size / num_attention_heads is wrong once
+ * heads are pruned).
  */
 export function hfConfigToJson(
-  config: LlamaConfig,
+  source: LlamaConfig,
   options: HfConfigJsonOptions = {},
 ): Record<string, unknown> {
-  validateLlamaConfig(config, 'config', (f) => f);
+  validateLlamaConfig(source, 'config', (f) => f);
+  const config = canonicalLayerSizes(source);
   const rs = config.ropeScaling;
   const out: Record<string, unknown> = {
     architectures: ['LlamaForCausalLM'],

@@ -45,6 +45,8 @@ describe.skipIf(!HAVE_STORIES)('HF directories from stories260K', () => {
       'generation_config.json',
       'model.safetensors',
       'tokenizer.bin',
+      'tokenizer.json',
+      'tokenizer_config.json',
     ]);
     expect((await readdir(out)).sort()).toEqual(written.sort());
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));

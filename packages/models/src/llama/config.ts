@@ -33,7 +33,12 @@ export interface LlamaConfig {
   eosTokenId: number;
   /** All end-of-sequence ids when the source lists several (Llama 3 instruct); eosTokenId is the first. */
   eosTokenIds?: number[];
-  /** Pruned models: query heads per layer (each a multiple of that layer's KV heads). */
+  /**
+   * Pruned models: query heads per layer (each a multiple of that layer's KV heads). Per-layer arrays
+   * are authoritative where present (read sizes through layerDims); the standard field beside each
+   * then holds the largest per-layer size (canonicalLayerSizes) or, in configs from older moreau
+   * versions, the size before pruning.
+   */
   layerHeadNum?: number[];
   /** Pruned models: KV heads per layer. */
   layerKvHeadNum?: number[];
@@ -54,6 +59,38 @@ export function layerDims(config: LlamaConfig, layer: number): LayerDims {
     kvHeads: config.layerKvHeadNum?.[layer] ?? config.numKeyValueHeads,
     intermediate: config.layerInterSize?.[layer] ?? config.intermediateSize,
   };
+}
+
+/**
+ * The config with its layer sizes in canonical form, the form config.json is written in: each of
+ * numAttentionHeads, numKeyValueHeads and intermediateSize holds the size every layer has when all
+ * layers agree (and its per-layer array is dropped), otherwise the largest per-layer size (and its
+ * per-layer array, layerHeadNum / layerKvHeadNum / layerInterSize, is kept). So a uniformly pruned
+ * model is an ordinary LLaMA config whose standard sizes are its real ones, and the per-layer arrays
+ * exist exactly for the sizes that differ between layers. The model computed is unchanged: per-layer
+ * sizes are read through layerDims either way.
+ */
+export function canonicalLayerSizes(config: LlamaConfig): LlamaConfig {
+  const { layerHeadNum, layerKvHeadNum, layerInterSize, ...base } = config;
+  if (!layerHeadNum && !layerKvHeadNum && !layerInterSize) return { ...base };
+  const dims = Array.from({ length: config.numHiddenLayers }, (_, i) => layerDims(config, i));
+  const out: LlamaConfig = { ...base };
+  const pick = (values: number[]): { size: number; perLayer?: number[] } => {
+    const size = values.reduce((m, v) => Math.max(m, v), 0);
+    return values.every((v) => v === size) ? { size } : { size, perLayer: values };
+  };
+  const heads = pick(dims.map((d) => d.heads));
+  const kv = pick(dims.map((d) => d.kvHeads));
+  const inter = pick(dims.map((d) => d.intermediate));
+  if (dims.length > 0) {
+    out.numAttentionHeads = heads.size;
+    out.numKeyValueHeads = kv.size;
+    out.intermediateSize = inter.size;
+  }
+  if (heads.perLayer) out.layerHeadNum = heads.perLayer;
+  if (kv.perLayer) out.layerKvHeadNum = kv.perLayer;
+  if (inter.perLayer) out.layerInterSize = inter.perLayer;
+  return out;
 }
 
 /** True when the config has per-layer sizes that differ between layers or from the ordinary fields. */
@@ -159,7 +196,10 @@ export function validateLlamaConfig(
     );
   }
   if (config.headDim % 2 !== 0) fail(`${names('headDim')} must be even for RoPE, got ${config.headDim}`);
-  if (config.numAttentionHeads % config.numKeyValueHeads !== 0) {
+  // With per-layer head counts each layer is checked on its own (below); the standard fields then hold
+  // the original or the largest sizes, which need not divide each other.
+  const perLayerHeads = config.layerHeadNum !== undefined || config.layerKvHeadNum !== undefined;
+  if (!perLayerHeads && config.numAttentionHeads % config.numKeyValueHeads !== 0) {
     fail(
       `${names('numAttentionHeads')} (${config.numAttentionHeads}) must be a multiple of ` +
         `${names('numKeyValueHeads')} (${config.numKeyValueHeads})`,
@@ -178,27 +218,18 @@ export function validateLlamaConfig(
     }
   }
   const L = config.numHiddenLayers;
-  const arrays = [
-    ['layerHeadNum', 'numAttentionHeads'],
-    ['layerKvHeadNum', 'numKeyValueHeads'],
-    ['layerInterSize', 'intermediateSize'],
-  ] as const;
-  for (const [arr, max] of arrays) {
+  // The per-layer arrays are authoritative. The standard field next to one is not checked against it:
+  // moreau writes the largest per-layer size there (canonicalLayerSizes), older moreau versions the
+  // size before pruning, and both load.
+  const arrays = ['layerHeadNum', 'layerKvHeadNum', 'layerInterSize'] as const;
+  for (const arr of arrays) {
     const a = config[arr];
     if (a === undefined) continue;
     if (!Array.isArray(a)) fail(`${names(arr)} must be a list of ${L} integers`);
     if (a.length !== L) fail(`${names(arr)} has ${a.length} entries but ${names('numHiddenLayers')} is ${L}`);
     for (let i = 0; i < a.length; i++) {
       const v = a[i];
-      if (!isPositiveInt(v)) {
-        fail(`${names(arr)}[${i}] must be a positive integer, got ${brief(v)}`);
-        continue;
-      }
-      if (v > config[max]) {
-        fail(
-          `${names(arr)}[${i}] = ${v} is larger than ${names(max)} = ${config[max]} (which must be the maximum)`,
-        );
-      }
+      if (!isPositiveInt(v)) fail(`${names(arr)}[${i}] must be a positive integer, got ${brief(v)}`);
     }
   }
   // Per-layer sizes can differ only where per-layer arrays exist (whose lengths were checked

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import {
   haveShared,
   STORIES_TOK,
@@ -11,6 +12,7 @@ import {
 } from '@moreau/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError } from '../formats/errors.js';
+import { HfTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
 
 const HAVE = haveShared('Llama2cTokenizer tests', STORIES_TOK, TINYSTORIES_HEAD, TINYSTORIES_SAMPLE);
@@ -134,7 +136,41 @@ describe.skipIf(!HAVE)('Llama2cTokenizer (tok512.bin)', () => {
     await tok.save(file);
     const back = await Llama2cTokenizer.load(file, 512);
     expect(back.encode('Once upon a time')).toEqual(tok.encode('Once upon a time'));
-    expect(Object.keys(tok.toFiles())).toEqual(['tokenizer.bin']);
+    expect(Object.keys(tok.toFiles()).sort()).toEqual([
+      'tokenizer.bin',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
+  });
+
+  it('converts to an HF tokenizer.json that @huggingface/tokenizers loads, with the same ids', () => {
+    const files = tok.toFiles();
+    const json = JSON.parse(new TextDecoder().decode(files['tokenizer.json']));
+    const config = JSON.parse(new TextDecoder().decode(files['tokenizer_config.json']));
+    expect(json.model.type).toBe('BPE');
+    expect(json.model.vocab['\u2581t']).toBe(259); // llama2.c's " t"
+    expect(config).toMatchObject({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' });
+    // Straight through the library, as transformers.js / AutoTokenizer would read it.
+    const lib = new HfLibTokenizer(json, config);
+    const hf = new HfTokenizer(json, config);
+    expect([hf.bosId, hf.eosId, hf.vocabSize]).toEqual([1, 2, 512]);
+    const head = readFileSync(sharedPath(TINYSTORIES_HEAD), 'utf8');
+    const texts = [
+      head.slice(0, 40_000),
+      head.slice(400_000, 430_000),
+      readFileSync(sharedPath(TINYSTORIES_SAMPLE), 'utf8'),
+      'ümlaut 日本 🙂 \t tabs\n\n  two  spaces ',
+      'Hello world',
+      ' ',
+      'a',
+    ];
+    for (const s of texts) {
+      const ids = tok.encode(s);
+      expect(lib.encode(s).ids, JSON.stringify(s.slice(0, 40))).toEqual(ids);
+      expect(hf.encode(s)).toEqual(ids);
+      expect(hf.decode(ids)).toBe(s);
+    }
+    expect(lib.encode('').ids).toEqual([1]);
   });
 
   it('rejects truncated or mismatched files naming the file', async () => {

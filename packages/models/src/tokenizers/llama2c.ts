@@ -8,13 +8,16 @@
  * pieces), then greedy merging of the best-scoring adjacent pair (leftmost on ties, only scores
  * above -1e10), implemented with a heap (see bpe.ts) so long texts are fast.
  *
- * Saving into a Hugging Face directory: there is no faithful tokenizer.json for this vocabulary's
- * exact algorithm, so toFiles() returns the original bytes as `tokenizer.bin`, and loadTokenizer(dir)
- * recognises that file.
+ * Saving into a Hugging Face directory: toFiles() returns the original bytes as `tokenizer.bin`
+ * (loadTokenizer(dir) prefers that file, so moreau keeps run.c's exact algorithm) and, for other
+ * tools, the same vocabulary as an HF `tokenizer.json` + `tokenizer_config.json`
+ * (toSentencePiece(): the conversion GGUF vocabularies get), which @huggingface/tokenizers,
+ * transformers.js and transformers' AutoTokenizer load and which gives the same ids.
  */
 import { FormatError } from '../formats/errors.js';
 import { readWholeFile, writeAll, writeFileAtomic } from '../formats/io.js';
 import { bpeMerge } from './bpe.js';
+import { PieceType, SentencePieceTokenizer } from './sentencepiece.js';
 import { checkTokenId, type EncodeOptions, type Tokenizer } from './types.js';
 import { ByteBuilder, bytesToBinary, byteTokenValue, codePointBytes, utf8DecodeLenient } from './utf8.js';
 
@@ -220,8 +223,58 @@ export class Llama2cTokenizer implements Tokenizer {
     return out;
   }
 
+  /**
+   * The same vocabulary as a SentencePiece-style one (what an HF tokenizer.json describes): llama2.c's
+   * spaces become "▁", BOS / EOS ("\n<s>\n" / "\n</s>\n" in llama2.c's files) become the control
+   * pieces "<s>" / "</s>", id 0 is <unk>, "<0xNN>" pieces are byte pieces. Its encode() gives the ids
+   * of this tokenizer's encode() for any text without a literal "▁" (U+2581) in it (llama2.c has no
+   * "▁" pieces; sentencepiece reads the character as a space).
+   */
+  toSentencePiece(): SentencePieceTokenizer {
+    const dec = new TextDecoder('utf-8', { fatal: true });
+    const tokens: string[] = [];
+    const types: number[] = [];
+    this.pieces.forEach((p, i) => {
+      let text: string | undefined;
+      try {
+        text = dec.decode(p);
+      } catch {
+        text = undefined; // not UTF-8: no text encodes to it (code points are looked up whole)
+      }
+      if (i === this.bosId || i === this.eosId) {
+        tokens.push((text ?? '').trim() || (i === this.bosId ? '<s>' : '</s>'));
+        types.push(PieceType.CONTROL);
+      } else if (i === 0 && text === '<unk>') {
+        tokens.push(text);
+        types.push(PieceType.UNKNOWN);
+      } else if (this.byteValue[i]! >= 0) {
+        tokens.push(text!);
+        types.push(PieceType.BYTE);
+      } else if (text === undefined) {
+        tokens.push(`<moreau:not-utf8:${i}>`);
+        types.push(PieceType.UNUSED);
+      } else {
+        tokens.push(text.replaceAll(' ', '\u2581'));
+        types.push(PieceType.NORMAL);
+      }
+    });
+    return new SentencePieceTokenizer({
+      tokens,
+      scores: this.scores,
+      tokenTypes: types,
+      bosId: this.bosId,
+      eosId: this.eosId,
+      ...(types[0] === PieceType.UNKNOWN ? { unkId: 0 } : {}),
+      addSpacePrefix: true,
+    });
+  }
+
+  /**
+   * tokenizer.bin (the exact vocabulary, which loadTokenizer(dir) reads) plus tokenizer.json and
+   * tokenizer_config.json (toSentencePiece()'s, for transformers, transformers.js and tokenizers).
+   */
   toFiles(): Record<string, Uint8Array> {
-    return { 'tokenizer.bin': this.toBytes() };
+    return { 'tokenizer.bin': this.toBytes(), ...this.toSentencePiece().toFiles() };
   }
 
   /** Write tokenizer.bin atomically. */

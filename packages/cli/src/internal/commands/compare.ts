@@ -62,7 +62,7 @@ import type { CompareReport, CompareRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
 import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
 import { modelSummary } from './info.js';
-import { runRobustness } from './robustness.js';
+import { ROBUSTNESS_WINDOWS, runRobustness } from './robustness.js';
 
 /** What to compare, from the flags and the loaded model. */
 interface Comparison {
@@ -282,6 +282,7 @@ function reportHead(
       attn_layers: selection.attnLayers ?? null,
       mlp_layers: selection.mlpLayers ?? null,
       perturbations: c.perturbations,
+      robustness_windows: c.perturbations ? (flags.limit ?? ROBUSTNESS_WINDOWS) : null,
       zeroshot_protocol: flags.zeroshotProtocol,
       ppl_join: flags.pplJoin ?? null,
       field: flags.field ?? null,

@@ -1,12 +1,20 @@
 import { countParams } from '@moreau/core';
-import { type LoadedModel, layerDims } from '@moreau/models';
+import { canonicalLayerSizes, type LoadedModel, layerDims } from '@moreau/models';
 import type { InfoFlags } from '../../program.js';
 import { type CommandContext, openModel } from '../context.js';
 import { sparsitySummary } from '../sparsity.js';
 
-/** The model summary shared by info, eval and prune outputs. */
+/**
+ * The model summary shared by info, eval and prune outputs. `heads`, `kv_heads` and
+ * `intermediate_size` are the real sizes when every layer has the same; otherwise they are the
+ * largest per-layer size (as config.json stores them) and `uniform` is false: read `per_layer`.
+ */
 export function modelSummary(m: LoadedModel) {
-  const c = m.model.config;
+  const c = canonicalLayerSizes(m.model.config);
+  const per_layer = Array.from({ length: c.numHiddenLayers }, (_, i) => {
+    const d = layerDims(c, i);
+    return { layer: i, heads: d.heads, kv_heads: d.kvHeads, intermediate_size: d.intermediate };
+  });
   return {
     source: m.source,
     path: m.path,
@@ -23,21 +31,36 @@ export function modelSummary(m: LoadedModel) {
     tied_embeddings: c.tieWordEmbeddings,
     max_position_embeddings: c.maxPositionEmbeddings,
     tokenizer: m.tokenizer.kind,
-    per_layer: Array.from({ length: c.numHiddenLayers }, (_, i) => {
-      const d = layerDims(c, i);
-      return { layer: i, heads: d.heads, kv_heads: d.kvHeads, intermediate_size: d.intermediate };
-    }),
+    uniform: !c.layerHeadNum && !c.layerKvHeadNum && !c.layerInterSize,
+    per_layer,
   };
 }
 
-export async function infoCommand(source: string, ctx: CommandContext<InfoFlags>): Promise<void> {
-  const { flags, out } = ctx;
-  await ctx.outputs.checkFile('--json', flags.json);
-  const loaded = await openModel(source, flags);
-  const s = modelSummary(loaded);
-  // Any model may hold zeros (unstructured and N:M pruned models do): count them.
-  const sp = sparsitySummary(loaded.model.params);
+type Summary = ReturnType<typeof modelSummary>;
+type Sparsity = ReturnType<typeof sparsitySummary>;
+
+const range = (values: number[]): string => {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return lo === hi ? String(lo) : `${lo}-${hi}`;
+};
+
+/**
+ * `moreau info` as text. When layers differ, the per-layer table comes right after the layer count
+ * and the size lines give each size's range over the layers (a single value is the same for all).
+ */
+export function formatInfo(s: Summary, sp: Sparsity): string {
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const table = [
+    'layer  heads  kv_heads  mlp',
+    ...s.per_layer.map(
+      (l) =>
+        `${String(l.layer).padStart(5)}  ${String(l.heads).padStart(5)}  ${String(l.kv_heads).padStart(8)}  ${l.intermediate_size}`,
+    ),
+  ];
+  const heads = range(s.per_layer.map((l) => l.heads));
+  const kv = range(s.per_layer.map((l) => l.kv_heads));
+  const mlp = range(s.per_layer.map((l) => l.intermediate_size));
   const lines = [
     `model            ${s.source} (${s.format}, ${s.dtype})`,
     `parameters       ${s.params.toLocaleString('en-US')}`,
@@ -48,18 +71,24 @@ export async function infoCommand(source: string, ctx: CommandContext<InfoFlags>
           (sp.nm_patterns.length ? `; every one ${sp.nm_patterns.join(' and ')} sparse` : '')
         : 'dense (no matrix holds zeros)'
     }`,
-    `layers           ${s.layers}`,
+    `layers           ${s.layers}${s.uniform ? '' : ' with these sizes'}`,
+    ...(s.uniform ? [] : [...table, '']),
     `hidden size      ${s.hidden_size}`,
-    `heads / kv heads ${s.heads} / ${s.kv_heads} (head_dim ${s.head_dim})`,
-    `MLP width        ${s.intermediate_size}`,
+    `heads / kv heads ${heads} / ${kv} (head_dim ${s.head_dim})${s.uniform ? '' : ' per layer'}`,
+    `MLP width        ${mlp}${s.uniform ? '' : ' per layer'}`,
     `vocabulary       ${s.vocab_size} (${s.tokenizer} tokenizer${s.tied_embeddings ? ', tied embeddings' : ''})`,
-    '',
-    'layer  heads  kv_heads  mlp',
-    ...s.per_layer.map(
-      (l) =>
-        `${String(l.layer).padStart(5)}  ${String(l.heads).padStart(5)}  ${String(l.kv_heads).padStart(8)}  ${l.intermediate_size}`,
-    ),
+    ...(s.uniform ? ['', ...table] : []),
   ];
-  out(`${lines.join('\n')}\n`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function infoCommand(source: string, ctx: CommandContext<InfoFlags>): Promise<void> {
+  const { flags, out } = ctx;
+  await ctx.outputs.checkFile('--json', flags.json);
+  const loaded = await openModel(source, flags);
+  const s = modelSummary(loaded);
+  // Any model may hold zeros (unstructured and N:M pruned models do): count them.
+  const sp = sparsitySummary(loaded.model.params);
+  out(formatInfo(s, sp));
   if (flags.json) await ctx.outputs.writeJson(flags.json, { model: s, sparsity: sp });
 }

@@ -47,7 +47,7 @@ import {
 } from '../flags.js';
 
 /** Windows the pruned models' perplexity is measured on when --limit is not given. */
-const ROBUSTNESS_WINDOWS = 32;
+export const ROBUSTNESS_WINDOWS = 32;
 
 export interface RobustnessRun {
   readonly ratio: number;

@@ -5,6 +5,7 @@
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { criterionColorScale, fittedUnitDomain } from './scales.js';
 import { type CompareReport, robustnessLabel } from './types.js';
 
 /** Fonts that exist on most systems first; resvg takes the first family it finds. */
@@ -33,9 +34,9 @@ export interface RenderedChart extends Chart {
   readonly png: Uint8Array;
 }
 
-/** One colour per criterion, the same in every chart (order of --criteria). */
+/** One colour per criterion, the same in every chart and every report (scales.ts). */
 function colorScale(criteria: readonly string[]) {
-  return { domain: [...criteria], scheme: 'tableau10' };
+  return criterionColorScale(criteria);
 }
 
 /** The runs of one scope, and how its charts are named and titled when the report has several scopes. */
@@ -196,6 +197,8 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
     axis: { labelAngle: 0 },
   };
   const xOffset = { field: 'criterion', type: 'nominal', sort: criteria };
+  // The IoU axis fitted to the data (bars of 0.97-1.0 are not all full height), clipped at its bottom.
+  const domain = fittedUnitDomain(rows.flatMap((r) => [r.iou as number, (r.lo as number | undefined) ?? 1]));
   return {
     name: 'robustness_iou',
     title: 'Robustness: IoU of pruned units under weight perturbation',
@@ -203,8 +206,10 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
         text: 'Robustness of the pruning mask under weight perturbation',
-        subtitle:
-          'IoU of the pruned units with the unperturbed plan (1 = same mask); gauss: mean ± sd over seeds',
+        subtitle: [
+          'IoU of the pruned units with the unperturbed plan (1 = same mask)',
+          `gauss: mean ± sd over seeds${domain[0] > 0 ? `; the IoU axis starts at ${domain[0]}, not 0` : ''}`,
+        ],
       },
       data: { values: rows },
       facet: { field: 'ratio', type: 'nominal', title: null, sort: ratios },
@@ -214,11 +219,16 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
         height: 260,
         layer: [
           {
-            mark: { type: 'bar' },
+            mark: { type: 'bar', clip: true },
             encoding: {
               x,
               xOffset,
-              y: { field: 'iou', type: 'quantitative', title: 'IoU', scale: { domain: [0, 1] } },
+              y: {
+                field: 'iou',
+                type: 'quantitative',
+                title: 'IoU',
+                scale: { domain, zero: false, nice: false },
+              },
               color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
               tooltip: [
                 { field: 'criterion', type: 'nominal' },
@@ -229,7 +239,7 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
           },
           {
             transform: [{ filter: 'isValid(datum.lo)' }],
-            mark: { type: 'rule', color: '#222222', strokeWidth: 1.5 },
+            mark: { type: 'rule', color: '#222222', strokeWidth: 1.5, clip: true },
             encoding: { x, xOffset, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
           },
         ],

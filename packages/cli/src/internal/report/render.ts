@@ -1,5 +1,6 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
 import type { RenderedChart } from './charts.js';
+import { distinguishingDecimals } from './scales.js';
 import { type CompareReport, type CompareRun, robustnessLabel } from './types.js';
 
 const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
@@ -179,21 +180,76 @@ function warningLines(report: CompareReport): string[] {
 const SHRINK_NOTE =
   "Moreau-GS soft-thresholds each row of delta with the released code's rule: with r the row's RMS after its step, r <= soft*lr zeroes it, r > soft shrinks it, and soft*lr < r < soft gives a negative coefficient that flips its sign. Most rows flipping means delta alternates instead of converging.";
 
+/**
+ * Which windows the robustness perplexities use, against the results table's: the robustness analysis
+ * evaluates many pruned models, so it measures the first `robustness_windows` windows of the first
+ * text, where the results table measures all of them (or --limit).
+ */
+export function robustnessWindows(
+  report: CompareReport,
+): { text: string; used: number; of: number; resultsPpl: number } | undefined {
+  const text = Object.keys(report.settings.ppl_texts)[0];
+  const limit = report.settings.robustness_windows;
+  if (text === undefined || limit === undefined || limit === null) return undefined;
+  const tokens = report.dense.tokens[text];
+  const ppl = report.dense.ppl[text];
+  if (tokens === undefined || ppl === undefined) return undefined;
+  const of = Math.round(tokens / (report.settings.seq_len - 1));
+  return { text, used: Math.min(limit, of), of, resultsPpl: ppl };
+}
+
+/**
+ * "dense PPL 105.499 on the first 32 of 660 windows of heldout; the results table uses all 660 (dense
+ * PPL 108.638)": which evaluation the robustness perplexities are, next to the results table's.
+ */
+export function robustnessDenseLabel(report: CompareReport, dense: number | undefined): string {
+  const w = robustnessWindows(report);
+  const ppl = dense === undefined ? undefined : `dense PPL ${dense.toFixed(3)}`;
+  if (!w) return ppl ?? '';
+  if (w.used >= w.of)
+    return `${ppl ? `${ppl} on ` : ''}all ${w.of} windows of ${w.text}, as in the results table`;
+  return (
+    `${ppl ? `${ppl} on ` : 'perplexity on '}the first ${w.used} of ${w.of} windows of ${w.text}; ` +
+    `the results table uses all ${w.of} (dense PPL ${w.resultsPpl.toFixed(3)})`
+  );
+}
+
+/** An IoU or correlation: exactly 1 as "1" (the same plan), else with `d` decimals. */
+const unit = (x: number | undefined, d: number) => (x === 1 ? '1' : fix(x, d));
+
 /** One table per ratio: IoU / Spearman / perplexity of each criterion under each perturbation. */
 export function robustnessTables(report: CompareReport): { ratio: string; dense?: number; table: Table }[] {
   const out: { ratio: string; dense?: number; table: Table }[] = [];
+  const w = robustnessWindows(report);
+  const pplHeader = w && w.used < w.of ? `PPL (${w.used} windows)` : 'PPL';
   for (const [ratio, r] of Object.entries(report.robustness ?? {})) {
+    // IoU and Spearman with as many decimals as it takes to tell this table's values apart.
+    const ious: number[] = [];
+    const rhos: number[] = [];
+    for (const byPerturbation of Object.values(r.results)) {
+      for (const s of Object.values(byPerturbation)) {
+        if ('iou' in s) {
+          ious.push(s.iou);
+          rhos.push(s.spearman);
+        } else {
+          ious.push(s.iou_mean);
+          rhos.push(s.spearman_mean);
+        }
+      }
+    }
+    const di = distinguishingDecimals(ious);
+    const dr = distinguishingDecimals(rhos);
     const rows: string[][] = [];
     for (const [c, byPerturbation] of Object.entries(r.results)) {
       rows.push([c, 'none (reference)', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
       for (const [p, s] of Object.entries(byPerturbation)) {
-        if ('iou' in s) rows.push([c, p, fix(s.iou, 3), fix(s.spearman, 3), fix(s.ppl, 3)]);
+        if ('iou' in s) rows.push([c, p, unit(s.iou, di), unit(s.spearman, dr), fix(s.ppl, 3)]);
         else
           rows.push([
             c,
             p,
-            `${fix(s.iou_mean, 3)} ± ${fix(s.iou_sd, 3)}`,
-            fix(s.spearman_mean, 3),
+            `${unit(s.iou_mean, di)} ± ${s.iou_sd === 0 ? '0' : fix(s.iou_sd, di)}`,
+            unit(s.spearman_mean, dr),
             `${fix(s.ppl_mean, 3)} ± ${fix(s.ppl_sd, 3)}`,
           ]);
       }
@@ -202,7 +258,7 @@ export function robustnessTables(report: CompareReport): { ratio: string; dense?
       ratio,
       ...(r.dense ? { dense: r.dense.ppl } : {}),
       table: {
-        header: ['criterion', 'perturbation', 'IoU', 'Spearman', 'PPL'],
+        header: ['criterion', 'perturbation', 'IoU', 'Spearman', pplHeader],
         rows,
         right: [false, false, true, true, true],
       },
@@ -282,8 +338,9 @@ export function textSummary(report: CompareReport): string {
   if (shrink)
     parts.push(`moreau-gs soft-threshold regime (fraction of delta rows)\n${markdownTable(shrink)}`);
   for (const r of robustnessTables(report)) {
+    const label = robustnessDenseLabel(report, r.dense);
     parts.push(
-      `robustness at ${robustnessLabel(r.ratio)}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}\n${markdownTable(r.table)}`,
+      `robustness at ${robustnessLabel(r.ratio)}${label ? `: ${label}` : ''}\n${markdownTable(r.table)}`,
     );
   }
   return `${parts.join('\n\n')}\n`;
@@ -319,14 +376,9 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
       'For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.',
       '',
     );
-    for (const r of rob) {
-      out.push(
-        `### ${capital(robustnessLabel(r.ratio))}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}`,
-        '',
-        markdownTable(r.table),
-        '',
-      );
-    }
+    const label = robustnessDenseLabel(report, rob[0]!.dense);
+    if (label) out.push(`Perplexities in these tables: ${label}.`, '');
+    for (const r of rob) out.push(`### ${capital(robustnessLabel(r.ratio))}`, '', markdownTable(r.table), '');
   }
   if (charts.length) {
     out.push('## Charts', '');
@@ -415,8 +467,9 @@ ${
     ? `<h2>Robustness</h2>
 <p class="note">For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.</p>
 ${robustnessChart.map(figure).join('\n')}
+${rob[0] && robustnessDenseLabel(report, rob[0].dense) ? `<p class="note">Perplexities in these tables: ${esc(robustnessDenseLabel(report, rob[0].dense))}.</p>` : ''}
 <div class="row">
-${rob.map((r) => `<div><h3>${esc(capital(robustnessLabel(r.ratio)))}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}
+${rob.map((r) => `<div><h3>${esc(capital(robustnessLabel(r.ratio)))}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}
 </div>`
     : ''
 }

@@ -99,6 +99,12 @@ export interface CompareReport {
     readonly attn_layers: readonly [number, number] | null;
     readonly mlp_layers: readonly [number, number] | null;
     readonly perturbations: readonly string[] | null;
+    /**
+     * Windows of the first perplexity text each robustness perplexity is measured on (--limit, else
+     * the first 32: many pruned models are evaluated); null without --robustness. The results table
+     * measures all windows (or --limit): its dense perplexity differs when these are fewer.
+     */
+    readonly robustness_windows?: number | null;
     readonly zeroshot_protocol: string;
     readonly ppl_join: string | null;
     readonly field: string | null;
