@@ -6,6 +6,7 @@ export const random: Criterion = {
   description: 'seeded uniform random scores per unit (baseline)',
   requires: { gradients: false, calibration: false },
   options: {},
+  stochastic: () => true,
   channelMode: () => 'abs-then-sum',
   defaultReduction: 'sum',
   async score(ctx) {

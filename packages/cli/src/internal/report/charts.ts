@@ -2,6 +2,7 @@
  * Charts of a comparison report: Vega-Lite specs, compiled with vega-lite, rendered to SVG by
  * vega's headless View (renderer 'none'), rasterised to PNG by resvg.
  */
+import { statIou } from '@moreau/eval';
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -160,16 +161,15 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
     for (const [criterion, byPerturbation] of Object.entries(r.results)) {
       for (const [perturbation, s] of Object.entries(byPerturbation)) {
         if (!perturbations.includes(perturbation)) perturbations.push(perturbation);
-        if ('iou' in s) rows.push({ ratio: `ratio ${ratio}`, criterion, perturbation, iou: s.iou });
-        else
-          rows.push({
-            ratio: `ratio ${ratio}`,
-            criterion,
-            perturbation,
-            iou: s.iou_mean,
-            lo: Math.max(0, s.iou_mean - s.iou_sd),
-            hi: Math.min(1, s.iou_mean + s.iou_sd),
-          });
+        const v = statIou(s);
+        if (!v) continue; // not applicable to this criterion (e.g. seed:K of a deterministic one)
+        rows.push({
+          ratio: `ratio ${ratio}`,
+          criterion,
+          perturbation,
+          iou: v.iou,
+          ...(v.sd === undefined ? {} : { lo: Math.max(0, v.iou - v.sd), hi: Math.min(1, v.iou + v.sd) }),
+        });
       }
     }
   }
@@ -190,7 +190,7 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
       title: {
         text: 'Robustness of the pruning mask under weight perturbation',
         subtitle:
-          'IoU of the pruned units with the unperturbed plan (1 = same mask); gauss: mean ± sd over seeds',
+          "IoU of the pruned units with the unperturbed plan (1 = same mask); families (gauss, seed: the criterion's own seed, calib): mean ± sd",
       },
       data: { values: rows },
       facet: { field: 'ratio', type: 'nominal', title: null, sort: ratios },

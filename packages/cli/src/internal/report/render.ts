@@ -1,4 +1,5 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
+import { statCells } from '@moreau/eval';
 import type { RenderedChart } from './charts.js';
 import type { CompareReport, CompareRun } from './types.js';
 
@@ -153,7 +154,10 @@ function warningLines(report: CompareReport): string[] {
 const SHRINK_NOTE =
   "Moreau-GS soft-thresholds each row of delta with the released code's rule: with r the row's RMS after its step, r <= soft*lr zeroes it, r > soft shrinks it, and soft*lr < r < soft gives a negative coefficient that flips its sign. Most rows flipping means delta alternates instead of converging.";
 
-/** One table per ratio: IoU / Spearman / perplexity of each criterion under each perturbation. */
+/**
+ * One table per ratio: IoU / Spearman / perplexity of each criterion under each perturbation (the
+ * criterion's own seed-to-seed variation first; variants that cannot apply say why).
+ */
 export function robustnessTables(report: CompareReport): { ratio: string; dense?: number; table: Table }[] {
   const out: { ratio: string; dense?: number; table: Table }[] = [];
   for (const [ratio, r] of Object.entries(report.robustness ?? {})) {
@@ -161,15 +165,8 @@ export function robustnessTables(report: CompareReport): { ratio: string; dense?
     for (const [c, byPerturbation] of Object.entries(r.results)) {
       rows.push([c, 'none (reference)', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
       for (const [p, s] of Object.entries(byPerturbation)) {
-        if ('iou' in s) rows.push([c, p, fix(s.iou, 3), fix(s.spearman, 3), fix(s.ppl, 3)]);
-        else
-          rows.push([
-            c,
-            p,
-            `${fix(s.iou_mean, 3)} ± ${fix(s.iou_sd, 3)}`,
-            fix(s.spearman_mean, 3),
-            `${fix(s.ppl_mean, 3)} ± ${fix(s.ppl_sd, 3)}`,
-          ]);
+        const cell = statCells(s);
+        rows.push([c, p, cell.iou, cell.spearman, cell.ppl]);
       }
     }
     out.push({
