@@ -14,6 +14,10 @@ import {
   parseRatio,
 } from './internal/flags.js';
 
+/** What --perturb accepts (robustness and compare). */
+const PERTURB_HELP =
+  'fp16, bf16 (weights cast and back), gauss:EPSxK (K draws of relative weight noise), compute:float16, compute:bfloat16 (scored in that compute dtype, compared with float32 and with each other), seed:K (K other seeds of the criterion itself; seed:3 is added for stochastic criteria unless listed, seed:0 drops it), calib:K (K other calibration draws)';
+
 /** The flags given on the command line (the rest carry their declared defaults). */
 export interface Explicit {
   readonly explicit?: ReadonlySet<string>;
@@ -206,6 +210,9 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
   readonly criteria: string;
   readonly ratio: number;
   readonly perturb: string;
+  /** KEY=V1,V2,... per swept criterion option (the grid is every combination). */
+  readonly sweep: string[];
+  readonly report?: string;
   readonly json?: string;
 }
 export type ExportFlags = ModelFlags & {
@@ -316,7 +323,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'also run the robustness analysis at each ratio (perplexity on the first --ppl text, at most --limit windows, default 32)',
       false,
     )
-    .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3');
+    .option('--perturb <list>', `robustness perturbations (${PERTURB_HELP})`, 'fp16,bf16,gauss:0.01x3');
   taskOptions(compare, 'zero-shot task to evaluate each pruned model on; repeatable').action(
     (m, o: CompareFlags, cmd: Command) => handlers.compare(m, withExplicit(o, cmd)),
   );
@@ -334,7 +341,14 @@ export function buildProgram(handlers: Handlers, version: string): Command {
   )
     .requiredOption('--criteria <list>', 'comma-separated criteria')
     .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
-    .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
+    .option('--perturb <list>', `perturbations: ${PERTURB_HELP}`, 'fp16,bf16,gauss:0.01x3')
+    .option(
+      '--sweep <KEY=V1,V2,...>',
+      'repeat the analysis for each value of a criterion option (e.g. lr=2e-4,2e-3); repeatable: the grid is every combination; each criterion takes the keys it has',
+      collect,
+      [],
+    )
+    .option('--report <dir>', 'also write report.json, report.md and the chart (SVG, PNG) to this directory')
     .option('--json <file>', 'write the result as JSON')
     .action((m, o: RobustnessFlags, cmd: Command) => handlers.robustness(m, withExplicit(o, cmd)));
 

@@ -243,7 +243,7 @@ describe('robustness analysis', () => {
     expect(phases.filter((p) => !p.includes(': '))).toHaveLength(1 + 2 * 4);
     const table = formatRobustnessTable(report);
     expect(table).toContain('| magnitude | gauss:0x2 | 1.000 ± 0.000 |');
-    expect(table).toMatch(/\| taylor1 \| seed:3 \| n\/a \| n\/a \| deterministic: /);
+    expect(table).toMatch(/\| taylor1 \| seed:3 \| n\/a \| - \| deterministic: /);
   });
 
   it('compute:D scores in that dtype, compared with float32 compute and with each other', async () => {
@@ -487,19 +487,19 @@ describe('robustness sweep', () => {
       evaluate,
       onProgress: (p) => phases.push(p.phase),
     });
-    expect(report.settings.map((s) => s.label)).toEqual(['p=1', 'p=2']);
-    expect(report.settings.map((s) => s.applies)).toEqual([
+    expect(report.grid.map((s) => s.label)).toEqual(['p=1', 'p=2']);
+    expect(report.grid.map((s) => s.applies)).toEqual([
       { magnitude: ['p'], taylor: [] },
       { magnitude: ['p'], taylor: [] },
     ]);
-    expect(report.settings.map((s) => s.report.options!.magnitude!.p)).toEqual([1, 2]);
+    expect(report.grid.map((s) => s.report.options!.magnitude!.p)).toEqual([1, 2]);
     // taylor once, magnitude at each p: 3 references, 3 bf16 runs, and the dense model.
     expect(phases.filter((p) => p.endsWith(' reference'))).toEqual([
       'magnitude [p=1] reference',
       'taylor reference',
       'magnitude [p=2] reference',
     ]);
-    expect(report.settings[0]!.report.results.taylor).toBe(report.settings[1]!.report.results.taylor);
+    expect(report.grid[0]!.report.results.taylor).toBe(report.grid[1]!.report.results.taylor);
     expect(report.dense!.ppl).toBeGreaterThan(1);
     const table = formatSweepTable(report);
     expect(table).toContain('| setting | criterion | PPL | bf16 IoU |');

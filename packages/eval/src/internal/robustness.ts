@@ -762,7 +762,8 @@ export interface SweepSetting {
 export interface RobustnessSweepReport {
   readonly ratio: number;
   readonly sweep: readonly SweepAxis[];
-  readonly settings: readonly SweepSetting[];
+  /** Every grid point, in grid order. */
+  readonly grid: readonly SweepSetting[];
   readonly dense?: { readonly ppl: number };
 }
 
@@ -851,16 +852,16 @@ export async function robustnessSweep(
   return {
     ratio: options.ratio,
     sweep: options.sweep,
-    settings,
+    grid: settings,
     ...(dense === undefined ? {} : { dense: { ppl: dense } }),
   };
 }
 
 const f3 = (x: number | undefined) => (x === undefined ? '-' : Number.isFinite(x) ? x.toFixed(3) : String(x));
 
-/** The IoU, Spearman and perplexity cells of one variant row. */
-export function statCells(s: RobustnessStat): { iou: string; spearman: string; ppl: string } {
-  if (isNotApplicable(s)) return { iou: 'n/a', spearman: 'n/a', ppl: s.reason };
+/** The IoU, Spearman and perplexity cells of one variant row (not applicable: 'n/a' and why). */
+export function statCells(s: RobustnessStat): { iou: string; spearman: string; ppl: string; note?: string } {
+  if (isNotApplicable(s)) return { iou: 'n/a', spearman: '-', ppl: '-', note: s.reason };
   if (isFamilyStat(s))
     return {
       iou: `${f3(s.iou_mean)} ± ${f3(s.iou_sd)}`,
@@ -882,7 +883,7 @@ export function formatRobustnessTable(report: RobustnessReport): string {
     lines.push(`| ${c} | original | 1 | 1 | ${f3(report.baseline[c]!.ppl)} |`);
     for (const [p, s] of Object.entries(row)) {
       const cell = statCells(s);
-      lines.push(`| ${c} | ${p} | ${cell.iou} | ${cell.spearman} | ${cell.ppl} |`);
+      lines.push(`| ${c} | ${p} | ${cell.iou} | ${cell.spearman} | ${cell.note ?? cell.ppl} |`);
     }
   }
   return lines.join('\n');
@@ -894,7 +895,7 @@ export function formatRobustnessTable(report: RobustnessReport): string {
  */
 export function formatSweepTable(report: RobustnessSweepReport): string {
   const columns: string[] = [];
-  for (const s of report.settings)
+  for (const s of report.grid)
     for (const row of Object.values(s.report.results))
       for (const p of Object.keys(row)) if (!columns.includes(p)) columns.push(p);
   const lines = [
@@ -902,7 +903,7 @@ export function formatSweepTable(report: RobustnessSweepReport): string {
     `| setting | criterion | PPL | ${columns.map((c) => `${c} IoU`).join(' | ')} |`,
     `|---|---|---|${columns.map(() => '---|').join('')}`,
   ];
-  for (const s of report.settings) {
+  for (const s of report.grid) {
     for (const [c, row] of Object.entries(s.report.results)) {
       const shared = (s.applies[c] ?? []).length === 0 ? ' (every setting)' : '';
       const cells = columns.map((p) => {

@@ -139,7 +139,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
       robustness = {};
       for (const ratio of c.ratios) {
         progress.prefix = `robustness ${ratio}: `;
-        robustness[String(ratio)] = await runRobustness(run, c.loaded, {
+        const { evaluation: _, ...r } = await runRobustness(run, c.loaded, {
           ratio,
           criteria: c.criteria,
           perturbations: c.perturbations,
@@ -147,6 +147,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           calibration,
           ...(c.preset ? { preset: c.preset } : {}),
         });
+        robustness[String(ratio)] = r;
       }
     }
     progress.prefix = '';

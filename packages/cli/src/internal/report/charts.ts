@@ -2,7 +2,7 @@
  * Charts of a comparison report: Vega-Lite specs, compiled with vega-lite, rendered to SVG by
  * vega's headless View (renderer 'none'), rasterised to PNG by resvg.
  */
-import { statIou } from '@moreau/eval';
+import { type RobustnessReport, statIou } from '@moreau/eval';
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -11,7 +11,7 @@ import type { CompareReport } from './types.js';
 /** Fonts that exist on most systems first; resvg takes the first family it finds. */
 const FONT = 'DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif';
 
-const CONFIG = {
+export const CONFIG = {
   background: 'white',
   font: FONT,
   padding: 12,
@@ -35,7 +35,7 @@ export interface RenderedChart extends Chart {
 }
 
 /** One colour per criterion, the same in every chart (order of --criteria). */
-function colorScale(criteria: readonly string[]) {
+export function colorScale(criteria: readonly string[]) {
   return { domain: [...criteria], scheme: 'tableau10' };
 }
 
@@ -149,12 +149,18 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
 
 /**
  * Robustness: IoU of each perturbed plan's pruned units with the unperturbed plan's, bars per
- * perturbation grouped by criterion, one panel per ratio; Gaussian families show mean ± sd.
+ * perturbation grouped by criterion, one panel per ratio; families (gauss, seed, calib) show mean ± sd.
  */
 export function robustnessChart(report: CompareReport): Chart | undefined {
-  const rob = report.robustness;
-  if (!rob || Object.keys(rob).length === 0) return undefined;
-  const criteria = report.settings.criteria;
+  return report.robustness ? robustnessBars(report.robustness, report.settings.criteria) : undefined;
+}
+
+/** The robustness bars of analyses by ratio (compare's report, and `moreau robustness --report`). */
+export function robustnessBars(
+  rob: Readonly<Record<string, RobustnessReport>>,
+  criteria: readonly string[],
+): Chart | undefined {
+  if (Object.keys(rob).length === 0) return undefined;
   const rows: Record<string, unknown>[] = [];
   const perturbations: string[] = [];
   for (const [ratio, r] of Object.entries(rob)) {
@@ -184,13 +190,15 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
   const xOffset = { field: 'criterion', type: 'nominal', sort: criteria };
   return {
     name: 'robustness_iou',
-    title: 'Robustness: IoU of pruned units under weight perturbation',
+    title: 'Robustness: IoU of pruned units with the reference plan',
     spec: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
-        text: 'Robustness of the pruning mask under weight perturbation',
-        subtitle:
-          "IoU of the pruned units with the unperturbed plan (1 = same mask); families (gauss, seed: the criterion's own seed, calib): mean ± sd",
+        text: 'Robustness of the pruning mask',
+        subtitle: [
+          'IoU of the pruned units with the reference plan (1 = same mask); families: mean ± sd',
+          "seed:K: the criterion's own seed-to-seed variation",
+        ],
       },
       data: { values: rows },
       facet: { field: 'ratio', type: 'nominal', title: null, sort: ratios },

@@ -1,5 +1,5 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
-import { statCells } from '@moreau/eval';
+import { type RobustnessReport, statCells } from '@moreau/eval';
 import type { RenderedChart } from './charts.js';
 import type { CompareReport, CompareRun } from './types.js';
 
@@ -159,27 +159,39 @@ const SHRINK_NOTE =
  * criterion's own seed-to-seed variation first; variants that cannot apply say why).
  */
 export function robustnessTables(report: CompareReport): { ratio: string; dense?: number; table: Table }[] {
-  const out: { ratio: string; dense?: number; table: Table }[] = [];
-  for (const [ratio, r] of Object.entries(report.robustness ?? {})) {
-    const rows: string[][] = [];
-    for (const [c, byPerturbation] of Object.entries(r.results)) {
-      rows.push([c, 'none (reference)', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
-      for (const [p, s] of Object.entries(byPerturbation)) {
-        const cell = statCells(s);
-        rows.push([c, p, cell.iou, cell.spearman, cell.ppl]);
-      }
+  return Object.entries(report.robustness ?? {}).map(([ratio, r]) => ({
+    ratio,
+    ...(r.dense ? { dense: r.dense.ppl } : {}),
+    table: robustnessTable(r),
+  }));
+}
+
+/** Why each not-applicable row of an analysis is so: 'criterion, variant: reason'. */
+export function notApplicableNotes(r: RobustnessReport): string[] {
+  const out: string[] = [];
+  for (const [c, row] of Object.entries(r.results))
+    for (const [p, s] of Object.entries(row)) {
+      const note = statCells(s).note;
+      if (note) out.push(`${c}, ${p}: ${note}`);
     }
-    out.push({
-      ratio,
-      ...(r.dense ? { dense: r.dense.ppl } : {}),
-      table: {
-        header: ['criterion', 'perturbation', 'IoU', 'Spearman', 'PPL'],
-        rows,
-        right: [false, false, true, true, true],
-      },
-    });
-  }
   return out;
+}
+
+/** The rows of one analysis: each criterion's reference, then each variant (n/a: see notApplicableNotes). */
+export function robustnessTable(r: RobustnessReport): Table {
+  const rows: string[][] = [];
+  for (const [c, byPerturbation] of Object.entries(r.results)) {
+    rows.push([c, 'none (reference)', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
+    for (const [p, s] of Object.entries(byPerturbation)) {
+      const cell = statCells(s);
+      rows.push([c, p, cell.iou, cell.spearman, cell.ppl]);
+    }
+  }
+  return {
+    header: ['criterion', 'perturbation', 'IoU', 'Spearman', 'PPL'],
+    rows,
+    right: [false, false, true, true, true],
+  };
 }
 
 /** A Markdown table with padded columns (reads as plain text too). */
@@ -291,11 +303,13 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
       '',
     );
     for (const r of rob) {
+      const notes = notApplicableNotes(report.robustness![r.ratio]!);
       out.push(
         `### Ratio ${r.ratio}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}`,
         '',
         markdownTable(r.table),
         '',
+        ...(notes.length ? ['n/a (nothing was run):', '', ...notes.map((n) => `- ${n}`), ''] : []),
       );
     }
   }
