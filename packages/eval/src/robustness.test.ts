@@ -190,6 +190,7 @@ describe('comparing plans', () => {
 describe('robustness analysis', () => {
   it('reports IoU, Spearman and PPL per criterion and perturbation', async () => {
     const phases: string[] = [];
+    const events: { phase: string; done: number; total: number }[] = [];
     const report = await robustness(model, {
       ratio: 0.5,
       criteria: ['magnitude', { name: 'taylor', label: 'taylor1' }],
@@ -197,7 +198,10 @@ describe('robustness analysis', () => {
       calibration,
       prune: { backend },
       evaluate,
-      onProgress: (p) => phases.push(p.phase),
+      onProgress: (p) => {
+        phases.push(p.phase);
+        events.push(p);
+      },
     });
     expect(Object.keys(report)).toEqual([
       'ratio',
@@ -239,8 +243,9 @@ describe('robustness analysis', () => {
     }
     expect(report.dense!.ppl).toBeGreaterThan(1);
     expect(phases.at(-1)).toBe('taylor1 gauss:0x2 noise seed 1001');
-    // dense + 2 criteria x (reference + bf16 + 2 gauss); no seed runs.
-    expect(phases.filter((p) => !p.includes(': '))).toHaveLength(1 + 2 * 4);
+    // dense + 2 criteria x (reference + bf16 + 2 gauss); no seed runs; the total known from the start.
+    const steps = events.filter((p) => !p.phase.includes(': '));
+    expect(steps.map((p) => [p.done, p.total])).toEqual(Array.from({ length: 9 }, (_, i) => [i + 1, 9]));
     const table = formatRobustnessTable(report);
     expect(table).toContain('| magnitude | gauss:0x2 | 1.000 ± 0.000 |');
     expect(table).toMatch(/\| taylor1 \| seed:3 \| n\/a \| - \| deterministic: /);
@@ -477,6 +482,7 @@ describe('robustness sweep', () => {
 
   it('runs the analysis per setting; criteria the setting does not touch are analysed once', async () => {
     const phases: string[] = [];
+    const totals = new Set<number>();
     const report = await robustnessSweep(model, {
       ratio: 0.5,
       criteria: ['magnitude', 'taylor'],
@@ -485,8 +491,12 @@ describe('robustness sweep', () => {
       calibration,
       prune: { backend },
       evaluate,
-      onProgress: (p) => phases.push(p.phase),
+      onProgress: (p) => {
+        phases.push(p.phase);
+        if (!p.phase.includes(': ')) totals.add(p.total);
+      },
     });
+    expect([...totals]).toEqual([7]); // dense + 3 references + 3 bf16 runs
     expect(report.grid.map((s) => s.label)).toEqual(['p=1', 'p=2']);
     expect(report.grid.map((s) => s.applies)).toEqual([
       { magnitude: ['p'], taylor: [] },

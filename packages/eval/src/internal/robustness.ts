@@ -507,7 +507,8 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
     const stochastic = criterion.stochastic?.(o) ?? true;
     let n = 1;
     for (const p of perturbations) {
-      if (p.kind === 'gauss' || p.kind === 'calib') n += p.seeds;
+      if (p.kind === 'gauss') n += p.seeds;
+      else if (p.kind === 'calib') n += criterion.requires.calibration && redrawable ? p.seeds : 0;
       else if (p.kind === 'seed') n += stochastic ? p.seeds : 0;
       else if (p.kind === 'compute') n += runsModel(criterion) ? 1 : 0;
       else n += 1;
@@ -515,6 +516,11 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
     return n;
   };
 
+  /** Counts a criterion's runs into the progress total (call for every spec before analysing). */
+  const plan = (spec: CriterionSpec) => {
+    const criterion = getCriterion(spec.name);
+    total += plannedRuns(criterion, resolveOptions(criterion, spec.options));
+  };
   const dense = async () => {
     total++;
     const ppl = await options.evaluate(model, signal);
@@ -547,7 +553,6 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
       }
       return sets.get(seed);
     };
-    total += plannedRuns(criterion, resolved);
 
     const run = async (
       m: PrunableModel,
@@ -585,9 +590,9 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
     const ref = await run(model, 'reference', scorer ? { scorer } : {});
     const stochastic = criterion.stochastic?.(resolved) ?? (drew || (fresh && redrawable));
     const vsRef = (r: PlanRun) => ({ ...comparePlans(ref, r), ppl: r.ppl });
-    const skip = (p: Perturbation, n: number) => {
+    /** A variant the progress total counted (weights that turn out unchanged, undeclared determinism) is not run. */
+    const uncount = (n: number) => {
       total -= n;
-      return perturbationName(p);
     };
 
     const row: Record<string, RobustnessStat> = {};
@@ -615,7 +620,7 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
         case 'bf16': {
           const v = perturbedModel(p, 0);
           if (v.identity) {
-            skip(p, 1);
+            uncount(1);
             row[name] = {
               applicable: false,
               reason: `every weight is already exactly representable in ${p.kind === 'fp16' ? 'float16' : 'bfloat16'}: the cast changes nothing`,
@@ -638,7 +643,6 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
         }
         case 'compute': {
           if (!runsModel(criterion)) {
-            skip(p, 1);
             row[name] = {
               applicable: false,
               reason: `${criterion.name} reads weights only (no forward or backward pass to compute in ${p.dtype})`,
@@ -658,7 +662,7 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
         }
         case 'seed': {
           if (!stochastic) {
-            skip(p, p.seeds);
+            if (criterion.stochastic === undefined) uncount(p.seeds);
             row[name] = {
               applicable: false,
               reason: `deterministic: ${criterion.name}'s scores do not depend on the seed with these options`,
@@ -682,7 +686,6 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
         }
         case 'calib': {
           if (!criterion.requires.calibration || !redrawable) {
-            skip(p, p.seeds);
             row[name] = {
               applicable: false,
               reason: criterion.requires.calibration
@@ -704,7 +707,7 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
     return { baseline: { ppl: ref.ppl, seconds: ref.seconds }, row, options: resolved, stochastic };
   }
 
-  return { analyse, dense, perturbations, baseSeed };
+  return { analyse, plan, dense, perturbations, baseSeed };
 }
 
 /** Runs the analysis (see the module comment). */
@@ -714,6 +717,7 @@ export async function robustness(
 ): Promise<RobustnessReport> {
   const a = analysis(model, options);
   const specs = options.criteria.map((c) => (typeof c === 'string' ? { name: c } : c));
+  for (const spec of specs) a.plan(spec);
   const dense = options.dense === false ? undefined : await a.dense();
   const report = {
     ratio: options.ratio,
@@ -811,10 +815,29 @@ export async function robustnessSweep(
   checkSweep(options.criteria, options.sweep);
   const a = analysis(model, options);
   const specs = options.criteria.map((c) => (typeof c === 'string' ? { name: c } : c));
+  const grid = sweepGrid(options.sweep);
+  /** Per grid point and criterion: the swept keys it has, its spec there, and the analysis's cache key. */
+  const at = (setting: SweepValues, spec: CriterionSpec) => {
+    const criterion = getCriterion(spec.name);
+    const keys = Object.keys(setting).filter((k) => Object.hasOwn(criterion.options, k));
+    const over = Object.fromEntries(keys.map((k) => [k, setting[k]!]));
+    const specAt: CriterionSpec = { ...spec, options: { ...spec.options, ...over } };
+    const resolved = resolveOptions(criterion, specAt.options);
+    const name = spec.label ?? spec.name;
+    const key = `${name}\u0000${JSON.stringify(Object.entries(resolved).sort(([x], [y]) => (x < y ? -1 : 1)))}`;
+    return { keys, over, specAt, name, key };
+  };
+  const planned = new Set<string>();
+  for (const setting of grid)
+    for (const spec of specs) {
+      const p = at(setting, spec);
+      if (!planned.has(p.key)) a.plan(p.specAt);
+      planned.add(p.key);
+    }
   const dense = options.dense === false ? undefined : await a.dense();
   const cache = new Map<string, CriterionAnalysis>();
   const settings: SweepSetting[] = [];
-  for (const setting of sweepGrid(options.sweep)) {
+  for (const setting of grid) {
     const label = sweepLabel(setting);
     const report = {
       ratio: options.ratio,
@@ -826,19 +849,10 @@ export async function robustnessSweep(
     };
     const applies: Record<string, string[]> = {};
     for (const spec of specs) {
-      const criterion = getCriterion(spec.name);
-      const name = spec.label ?? spec.name;
-      const keys = Object.keys(setting).filter((k) => Object.hasOwn(criterion.options, k));
-      const over = Object.fromEntries(keys.map((k) => [k, setting[k]!]));
-      const specAt: CriterionSpec = { ...spec, options: { ...spec.options, ...over } };
-      const resolved = resolveOptions(criterion, specAt.options);
-      const key = `${name}\u0000${JSON.stringify(Object.entries(resolved).sort(([x], [y]) => (x < y ? -1 : 1)))}`;
+      const { keys, over, specAt, name, key } = at(setting, spec);
       let r = cache.get(key);
       if (!r) {
-        r = await a.analyse({
-          ...specAt,
-          label: keys.length ? `${name} [${sweepLabel(over)}]` : name,
-        });
+        r = await a.analyse({ ...specAt, label: keys.length ? `${name} [${sweepLabel(over)}]` : name });
         cache.set(key, r);
       }
       report.results[name] = r.row;
