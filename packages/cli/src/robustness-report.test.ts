@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { renderChart, robustnessBars } from './internal/report/charts.js';
 import { markdownTable, robustnessTable } from './internal/report/render.js';
 import {
+  flippedFraction,
   type RobustnessDocument,
   renderRobustnessMarkdown,
+  robustnessWarnings,
   sweepChart,
   sweepTable,
 } from './internal/report/robustness.js';
@@ -96,6 +98,32 @@ describe('robustness report', () => {
       '0.750',
     ]);
     expect(t.rows[3]).toEqual(['lr=0.02', 'moreau', '25.000', '0.700 ± 0.100', '0.950', '0.900', '0.850']);
+  });
+
+  it("Moreau-GS's regime: the mean flipped fraction as a column, the reference runs' warnings once", () => {
+    const shrink = (flipped: number[]) => ({
+      moreau_gs_shrink: { iterations: flipped.map((f, i) => ({ iteration: i + 1, all: { flipped: f } })) },
+    });
+    expect(flippedFraction({ ppl: 1, diagnostics: [shrink([1, 0.5])] })).toBe(0.75);
+    expect(flippedFraction({ ppl: 1 })).toBeUndefined();
+    const withGs = (f: number): RobustnessReport => {
+      const a = analysis(0.5);
+      return {
+        ...a,
+        baseline: {
+          ...a.baseline,
+          moreau: { ppl: 25, diagnostics: [shrink([f, f])], warnings: ['moreau-gs: most rows flipped'] },
+        },
+      };
+    };
+    const gs: RobustnessSweepReport = {
+      ...sweep,
+      grid: sweep.grid.map((g, i) => ({ ...g, report: withGs(i === 0 ? 0.99 : 0) })),
+    };
+    const t = sweepTable(gs);
+    expect(t.header.slice(0, 4)).toEqual(['setting', 'criterion', 'PPL', 'GS rows flipped']);
+    expect(t.rows.map((r) => r[3])).toEqual(['-', '99.0%', '-', '0.0%']);
+    expect(robustnessWarnings(gs)).toEqual(['moreau: moreau-gs: most rows flipped']);
   });
 
   it('the bars skip not-applicable rows; the sweep chart draws the seed family dashed in every panel', async () => {

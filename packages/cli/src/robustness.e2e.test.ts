@@ -150,7 +150,7 @@ describe.skipIf(!hasDist)('moreau robustness on tiny (built binary)', () => {
       'robustness',
       'tiny',
       '--criteria',
-      'taylor,moreau',
+      'taylor,moreau-gs',
       '--ratio',
       '0.2',
       '--perturb',
@@ -164,14 +164,18 @@ describe.skipIf(!hasDist)('moreau robustness on tiny (built binary)', () => {
       dir,
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^\| setting \| criterion \| PPL \| bf16 IoU \| seed:1 IoU \|$/m);
     expect(r.stdout).toMatch(
-      /^\| noiseStd=0\.05 \| taylor \(every setting\) \| \d+\.\d{3} \| \d\.\d{3} \| n\/a \|$/m,
+      /^\| setting\s+\| criterion\s+\|\s+PPL \| GS rows flipped \| bf16 IoU \|\s+seed:1 IoU \|$/m,
+    );
+    expect(r.stdout).toMatch(
+      /^\| noiseStd=0\.05 \| taylor \(every setting\) \|\s+\d+\.\d{3} \|\s+- \|\s+\d\.\d{3} \|\s+n\/a \|$/m,
     );
     // One iteration without noise draws nothing from the seed: deterministic. With noise: 1 seed, sd 0.
-    expect(r.stdout).toMatch(/^\| noiseStd=0 \| moreau \| \d+\.\d{3} \| \d\.\d{3} \| n\/a \|$/m);
     expect(r.stdout).toMatch(
-      /^\| noiseStd=0\.05 \| moreau \| \d+\.\d{3} \| \d\.\d{3} \| \d\.\d{3} ± 0\.000 \|$/m,
+      /^\| noiseStd=0\s+\| moreau-gs\s+\|\s+\d+\.\d{3} \|\s+\d+\.\d% \|\s+\d\.\d{3} \|\s+n\/a \|$/m,
+    );
+    expect(r.stdout).toMatch(
+      /^\| noiseStd=0\.05 \| moreau-gs\s+\|\s+\d+\.\d{3} \|\s+\d+\.\d% \|\s+\d\.\d{3} \| \d\.\d{3} ± 0\.000 \|$/m,
     );
     expect(readdirSync(dir).sort()).toEqual([
       'report.json',
@@ -183,12 +187,14 @@ describe.skipIf(!hasDist)('moreau robustness on tiny (built binary)', () => {
     const j = json(path.join(dir, 'report.json'));
     expect(j.settings.sweep).toEqual([{ key: 'noiseStd', values: [0, 0.05] }]);
     expect(j.grid.map((g: { label: string }) => g.label)).toEqual(['noiseStd=0', 'noiseStd=0.05']);
-    expect(j.grid[1].applies).toEqual({ taylor: [], moreau: ['noiseStd'] });
-    expect(j.grid[1].report.options.moreau.noiseStd).toBe(0.05);
+    expect(j.grid[1].applies).toEqual({ taylor: [], 'moreau-gs': ['noiseStd'] });
+    expect(j.grid[1].report.options['moreau-gs'].noiseStd).toBe(0.05);
     expect(j.grid.map((g: { report: { stochastic: object } }) => g.report.stochastic)).toEqual([
-      { taylor: false, moreau: false },
-      { taylor: false, moreau: true },
+      { taylor: false, 'moreau-gs': false },
+      { taylor: false, 'moreau-gs': true },
     ]);
+    // The reference run's soft-threshold counters (the GS regime) are recorded.
+    expect(j.grid[0].report.baseline['moreau-gs'].diagnostics[0].moreau_gs_shrink.iterations).toHaveLength(1);
     const md = readFileSync(path.join(dir, 'report.md'), 'utf8');
     expect(md).toMatch(/^## Sweep \(ratio 0\.2, dense PPL \d+\.\d{3}\)$/m);
     expect(md).toContain('![Plan stability vs criterion setting](robustness_sweep.svg)');

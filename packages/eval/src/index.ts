@@ -16,6 +16,7 @@ export {
   textPerplexity,
 } from './internal/perplexity.js';
 export {
+  type BaselineStat,
   type CalibrationDraw,
   type CalibrationSource,
   type CriterionSpec,

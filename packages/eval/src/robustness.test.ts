@@ -335,6 +335,8 @@ describe('robustness analysis', () => {
     });
     expect(s.runs![0]!.iou).toBe(comparePlans(ref, k1).iou);
     expect(report.results.still!['seed:2']).toMatchObject({ applicable: false });
+    // Plain moreau reports no diagnostics: the baseline holds only its perplexity and time.
+    expect(Object.keys(report.baseline.moreau!)).toEqual(['ppl', 'seconds']);
   });
 
   it('seed:K with fixed (replayed) windows varies only the criterion seed; calib:K redraws windows', async () => {

@@ -30,6 +30,7 @@ import {
   type CalibrationSet,
   type ComputeDtype,
   type Criterion,
+  type CriterionDiagnostics,
   castHost,
   getCriterion,
   type HostTensor,
@@ -353,7 +354,7 @@ export function statIou(s: RobustnessStat): { iou: number; sd?: number } | undef
 export interface RobustnessReport {
   readonly ratio: number;
   readonly results: Record<string, Record<string, RobustnessStat>>;
-  readonly baseline: Record<string, { readonly ppl: number; readonly seconds?: number }>;
+  readonly baseline: Record<string, BaselineStat>;
   readonly dense?: { readonly ppl: number };
   /** Each criterion's resolved options. */
   readonly options?: Record<string, OptionValues>;
@@ -446,10 +447,21 @@ interface PlanRun {
   readonly ppl: number;
   readonly seconds: number;
   readonly precision?: string;
+  readonly diagnostics: readonly CriterionDiagnostics[];
+  readonly warnings: readonly string[];
+}
+
+/** The reference run of a criterion: its plan's perplexity, time, and what the criterion reported. */
+export interface BaselineStat {
+  readonly ppl: number;
+  readonly seconds?: number;
+  /** The criterion's diagnostics (e.g. Moreau-GS's soft-threshold counters), when it gave any. */
+  readonly diagnostics?: readonly CriterionDiagnostics[];
+  readonly warnings?: readonly string[];
 }
 
 interface CriterionAnalysis {
-  readonly baseline: { readonly ppl: number; readonly seconds: number };
+  readonly baseline: BaselineStat;
   readonly row: Record<string, RobustnessStat>;
   readonly options: OptionValues;
   readonly stochastic: boolean;
@@ -580,6 +592,8 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
         ppl,
         seconds: (performance.now() - t0) / 1000,
         ...(over.computeDtype ? { precision: r.compute.precision } : {}),
+        diagnostics: r.diagnostics,
+        warnings: r.warnings,
       };
     };
 
@@ -704,7 +718,13 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
         }
       }
     }
-    return { baseline: { ppl: ref.ppl, seconds: ref.seconds }, row, options: resolved, stochastic };
+    const baseline: BaselineStat = {
+      ppl: ref.ppl,
+      seconds: ref.seconds,
+      ...(ref.diagnostics.some((d) => Object.keys(d).length > 0) ? { diagnostics: ref.diagnostics } : {}),
+      ...(ref.warnings.length ? { warnings: ref.warnings } : {}),
+    };
+    return { baseline, row, options: resolved, stochastic };
   }
 
   return { analyse, plan, dense, perturbations, baseSeed };
@@ -722,7 +742,7 @@ export async function robustness(
   const report = {
     ratio: options.ratio,
     results: {} as Record<string, Record<string, RobustnessStat>>,
-    baseline: {} as Record<string, { ppl: number; seconds?: number }>,
+    baseline: {} as Record<string, BaselineStat>,
     ...(dense === undefined ? {} : { dense: { ppl: dense } }),
     options: {} as Record<string, OptionValues>,
     stochastic: {} as Record<string, boolean>,
@@ -842,7 +862,7 @@ export async function robustnessSweep(
     const report = {
       ratio: options.ratio,
       results: {} as Record<string, Record<string, RobustnessStat>>,
-      baseline: {} as Record<string, { ppl: number; seconds?: number }>,
+      baseline: {} as Record<string, BaselineStat>,
       options: {} as Record<string, OptionValues>,
       stochastic: {} as Record<string, boolean>,
       seed: a.baseSeed,

@@ -10,7 +10,6 @@ import {
 import {
   type CalibrationDraw,
   formatRobustnessTable,
-  formatSweepTable,
   lossPerplexity,
   perplexityWindows,
   type RobustnessOptions,
@@ -50,7 +49,14 @@ import {
   UsageError,
 } from '../flags.js';
 import { writeJsonAtomic } from '../output.js';
-import { type RobustnessDocument, type RobustnessHead, writeRobustnessReport } from '../report/robustness.js';
+import { markdownTable } from '../report/render.js';
+import {
+  type RobustnessDocument,
+  type RobustnessHead,
+  robustnessWarnings,
+  sweepTable,
+  writeRobustnessReport,
+} from '../report/robustness.js';
 import { checkReportDir } from '../report/write.js';
 import { modelSummary } from './info.js';
 
@@ -183,7 +189,12 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
       ...(resolved ? { preset: resolved } : {}),
       sweep,
     });
-    ctx.out(`${'grid' in report ? formatSweepTable(report) : formatRobustnessTable(report)}\n`);
+    for (const w of robustnessWarnings(report)) run.progress.warn(w);
+    const table =
+      'grid' in report
+        ? `ratio ${report.ratio}${report.dense ? `, dense PPL ${report.dense.ppl.toFixed(3)}` : ''}; IoU with each criterion's reference plan at that setting\n${markdownTable(sweepTable(report))}`
+        : formatRobustnessTable(report);
+    ctx.out(`${table}\n`);
     if (!flags.json && !flags.report) return;
     const m = modelSummary(loaded);
     const choice = calibrationChoice(flags, resolved);

@@ -7,6 +7,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  type BaselineStat,
   isNotApplicable,
   type RobustnessReport,
   type RobustnessSweepReport,
@@ -213,23 +214,41 @@ export function sweepChart(
 }
 
 /**
- * The sweep as one table: per setting and criterion, the reference plan's perplexity and the IoU
- * under each variant (families: mean ± SD; n/a: cannot apply, see report.json for why).
+ * Moreau-GS's soft-threshold regime in a reference run: the mean over iterations of the fraction of
+ * delta's rows that flipped sign (undefined for criteria that report no such counters).
+ */
+export function flippedFraction(b: BaselineStat | undefined): number | undefined {
+  const shrink = b?.diagnostics?.[0]?.moreau_gs_shrink as
+    | { iterations?: readonly { all: { flipped: number } }[] }
+    | undefined;
+  const its = shrink?.iterations;
+  return its?.length ? its.reduce((a, it) => a + it.all.flipped, 0) / its.length : undefined;
+}
+
+/**
+ * The sweep as one table: per setting and criterion, the reference plan's perplexity, Moreau-GS's
+ * mean fraction of flipped rows (when a criterion reports it) and the IoU under each variant
+ * (families: mean ± SD; n/a: cannot apply, see report.json for why).
  */
 export function sweepTable(report: RobustnessSweepReport): Table {
   const columns: string[] = [];
   for (const g of report.grid)
     for (const row of Object.values(g.report.results))
       for (const p of Object.keys(row)) if (!columns.includes(p)) columns.push(p);
+  const flips = report.grid.some((g) =>
+    Object.values(g.report.baseline).some((b) => flippedFraction(b) !== undefined),
+  );
   const rows: string[][] = [];
   for (const g of report.grid) {
     for (const [c, row] of Object.entries(g.report.results)) {
       const shared = (g.applies[c] ?? []).length === 0 ? ' (every setting)' : '';
       const ppl = g.report.baseline[c]?.ppl;
+      const flipped = flippedFraction(g.report.baseline[c]);
       rows.push([
         g.label,
         `${c}${shared}`,
         ppl === undefined ? '-' : ppl.toFixed(3),
+        ...(flips ? [flipped === undefined ? '-' : `${(100 * flipped).toFixed(1)}%`] : []),
         ...columns.map((p) => {
           const st = row[p];
           return !st ? '-' : isNotApplicable(st) ? 'n/a' : statCells(st).iou;
@@ -238,10 +257,26 @@ export function sweepTable(report: RobustnessSweepReport): Table {
     }
   }
   return {
-    header: ['setting', 'criterion', 'PPL', ...columns.map((c) => `${c} IoU`)],
+    header: [
+      'setting',
+      'criterion',
+      'PPL',
+      ...(flips ? ['GS rows flipped'] : []),
+      ...columns.map((c) => `${c} IoU`),
+    ],
     rows,
-    right: [false, false, true, ...columns.map(() => true)],
+    right: [false, false, true, ...(flips ? [true] : []), ...columns.map(() => true)],
   };
+}
+
+/** The reference runs' warnings, once each, prefixed with the criterion. */
+export function robustnessWarnings(doc: RobustnessReport | RobustnessSweepReport): string[] {
+  const reports = isSweep(doc) ? doc.grid.map((g) => g.report) : [doc];
+  const out = new Set<string>();
+  for (const r of reports)
+    for (const [c, b] of Object.entries(r.baseline))
+      for (const w of b.warnings ?? []) out.add(w.startsWith(`${c.split(' ')[0]}:`) ? w : `${c}: ${w}`);
+  return [...out];
 }
 
 /** The charts of a robustness document. */
@@ -299,6 +334,8 @@ export function renderRobustnessMarkdown(doc: RobustnessDocument, charts: readon
       '',
     );
   }
+  const warnings = robustnessWarnings(doc);
+  if (warnings.length) out.push(...warnings.map((w) => `- warning (reference run): ${w}`), '');
   const na = notApplicableLines(doc);
   if (na.length) out.push('Not applicable (nothing was run):', '', ...na.map((l) => `- ${l}`), '');
   if (charts.length) {
