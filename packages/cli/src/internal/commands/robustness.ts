@@ -1,4 +1,5 @@
 import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import {
   type CalibrationSet,
   getCriterion,
@@ -246,7 +247,7 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
     if (flags.json) await writeJsonAtomic(flags.json, doc);
     if (flags.report) {
       await writeRobustnessReport(flags.report, doc);
-      ctx.out(`\nreport: ${flags.report}/report.md\n`);
+      ctx.out(`\nreport: ${join(flags.report, 'report.md')}\n`);
     }
   });
 }
