@@ -29,6 +29,8 @@ const analysis = (moreauSeedIou: number): RobustnessReport => ({
       'seed:3': {
         iou_mean: moreauSeedIou,
         iou_sd: 0.1,
+        iou_kept_mean: 0.95,
+        iou_kept_sd: 0.02,
         spearman_mean: 0.9,
         ppl_mean: 25.5,
         ppl_sd: 0.5,
@@ -72,11 +74,14 @@ const sweep: RobustnessSweepReport = {
 describe('robustness report', () => {
   it('tables: families as mean ± sd, the compute pair, not-applicable rows with their reason', () => {
     const md = markdownTable(robustnessTable(analysis(0.5)));
-    expect(md).toMatch(/\| taylor\s+\| none \(reference\)\s+\|\s+1 \|\s+1 \|\s+20\.000 \|/);
-    expect(md).toMatch(/\| taylor\s+\| seed:3\s+\|\s+n\/a \|\s+- \|\s+- \|/);
-    expect(md).toMatch(/\| moreau\s+\| seed:3\s+\|\s+0\.500 ± 0\.100 \|\s+0\.900 \|\s+25\.500 ± 0\.500 \|/);
+    expect(md).toMatch(/\| taylor\s+\| none \(reference\)\s+\|\s+1 \|\s+1 \|\s+1 \|\s+20\.000 \|/);
+    expect(md).toMatch(/\| taylor\s+\| seed:3\s+\|\s+n\/a \|\s+- \|\s+- \|\s+- \|/);
     expect(md).toMatch(
-      /\| moreau\s+\| compute:float16 vs compute:bfloat16 \|\s+0\.850 \|\s+0\.990 \|\s+\(each plan: its row\) \|/,
+      /\| moreau\s+\| seed:3\s+\|\s+0\.500 ± 0\.100 \|\s+0\.950 ± 0\.020 \|\s+0\.900 \|\s+25\.500 ± 0\.500 \|/,
+    );
+    expect(md).toMatch(/\| moreau\s+\| compute:float16\s+\|\s+0\.950 \|\s+- \|/); // an older report: no kept IoU
+    expect(md).toMatch(
+      /\| moreau\s+\| compute:float16 vs compute:bfloat16 \|\s+0\.850 \|\s+- \|\s+0\.990 \|\s+\(each plan: its row\) \|/,
     );
     const t = sweepTable(sweep);
     expect(t.header).toEqual([

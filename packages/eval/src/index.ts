@@ -29,6 +29,7 @@ export {
   isFamilyStat,
   isNotApplicable,
   isPairStat,
+  keptUnits,
   type LossPerplexityOptions,
   lossPerplexity,
   type NotApplicableStat,

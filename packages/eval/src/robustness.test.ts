@@ -166,8 +166,15 @@ describe('comparing plans', () => {
     ]);
     const r = comparePlans({ plan: a, scores: sa }, { plan: b, scores: sb });
     expect(r.iou).toBeCloseTo(8 / 12, 12);
+    // Kept: a keeps 10, b keeps 10, they share 8 (a keeps attention@0:1 and mlp@1:3, b attention@0:2
+    // and mlp@1:0 instead): 8 / 12 as well (both prune and keep 10 of 20 here).
+    expect(r.iou_kept).toBeCloseTo(8 / 12, 12);
     expect(r.spearman).toBeCloseTo(1 - (6 * 2) / (7 * 48), 12);
-    expect(comparePlans({ plan: a, scores: sa }, { plan: a, scores: sa })).toEqual({ iou: 1, spearman: 1 });
+    expect(comparePlans({ plan: a, scores: sa }, { plan: a, scores: sa })).toEqual({
+      iou: 1,
+      iou_kept: 1,
+      spearman: 1,
+    });
     // Reversed scores: rho = -1; disjoint pruned sets: IoU 0.
     const c = handPlan([
       { attention: [2, 3], mlp: [3, 4, 5] },
@@ -177,7 +184,22 @@ describe('comparing plans', () => {
       [7, 6, 5, 4],
       [3, 2, 1],
     ]);
-    expect(comparePlans({ plan: a, scores: sa }, { plan: c, scores: rev })).toEqual({ iou: 0, spearman: -1 });
+    expect(comparePlans({ plan: a, scores: sa }, { plan: c, scores: rev })).toEqual({
+      iou: 0,
+      iou_kept: 0,
+      spearman: -1,
+    });
+    // Unequal sizes (ratio 0.25 of 4 units: prune 1, keep 3): one swap gives pruned IoU 0 but kept IoU 2 / 4.
+    const small = (k: number[]) => ({
+      ...handPlan([{ attention: k, mlp: [0, 1, 2, 3, 4, 5] }]),
+    });
+    const one = new Map([['g', Float64Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])]]);
+    const swap = comparePlans(
+      { plan: small([1, 2, 3]), scores: one },
+      { plan: small([0, 2, 3]), scores: one },
+    );
+    expect(swap.iou).toBe(0);
+    expect(swap.iou_kept).toBeCloseTo((2 + 6) / (4 + 6), 12);
   });
 
   it('lists the pruned units of a plan', async () => {
@@ -235,7 +257,7 @@ describe('robustness analysis', () => {
         expect.objectContaining({ seed: 1001, iou: 1 }),
       ]);
       const bf = report.results[c]!.bf16!;
-      expect(Object.keys(bf)).toEqual(['iou', 'spearman', 'ppl', 'seconds']);
+      expect(Object.keys(bf)).toEqual(['iou', 'iou_kept', 'spearman', 'ppl', 'seconds']);
       if (!('iou' in bf)) throw new Error('single stat expected');
       expect(bf.iou).toBeGreaterThan(0);
       expect(bf.iou).toBeLessThanOrEqual(1);
@@ -247,8 +269,8 @@ describe('robustness analysis', () => {
     const steps = events.filter((p) => !p.phase.includes(': '));
     expect(steps.map((p) => [p.done, p.total])).toEqual(Array.from({ length: 9 }, (_, i) => [i + 1, 9]));
     const table = formatRobustnessTable(report);
-    expect(table).toContain('| magnitude | gauss:0x2 | 1.000 ± 0.000 |');
-    expect(table).toMatch(/\| taylor1 \| seed:3 \| n\/a \| - \| deterministic: /);
+    expect(table).toContain('| magnitude | gauss:0x2 | 1.000 ± 0.000 | 1.000 ± 0.000 |');
+    expect(table).toMatch(/\| taylor1 \| seed:3 \| n\/a \| - \| - \| deterministic: /);
   });
 
   it('compute:D scores in that dtype, compared with float32 compute and with each other', async () => {
@@ -273,6 +295,7 @@ describe('robustness analysis', () => {
     expect(t['compute:float16']).toMatchObject({ precision: 'emulated' });
     expect(t['compute:float16 vs compute:bfloat16']).toEqual({
       iou: expect.any(Number),
+      iou_kept: expect.any(Number),
       spearman: expect.any(Number),
       between: ['compute:float16', 'compute:bfloat16'],
     });

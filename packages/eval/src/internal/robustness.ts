@@ -294,7 +294,10 @@ export interface RobustnessOptions {
 
 /** One variant against the reference. */
 export interface PerturbationStat {
+  /** Jaccard similarity of the pruned units. */
   readonly iou: number;
+  /** Jaccard similarity of the kept units (of the groups the plans decide; absent in older reports). */
+  readonly iou_kept?: number;
   readonly spearman: number;
   readonly ppl: number;
   /** compute:D: how the dtype ran ('emulated' on every backend today). */
@@ -306,6 +309,7 @@ export interface PerturbationStat {
 /** Two variants' plans compared with each other (no perplexity of its own: see each variant's row). */
 export interface PairStat {
   readonly iou: number;
+  readonly iou_kept?: number;
   readonly spearman: number;
   readonly between: readonly [string, string];
 }
@@ -315,6 +319,7 @@ export interface FamilyRun {
   /** The noise seed (gauss), the criterion's seed (seed:K) or the calibration seed (calib:K). */
   readonly seed: number;
   readonly iou: number;
+  readonly iou_kept?: number;
   readonly spearman: number;
   readonly ppl: number;
 }
@@ -323,6 +328,8 @@ export interface FamilyRun {
 export interface SeedFamilyStat {
   readonly iou_mean: number;
   readonly iou_sd: number;
+  readonly iou_kept_mean?: number;
+  readonly iou_kept_sd?: number;
   readonly spearman_mean: number;
   readonly ppl_mean: number;
   readonly ppl_sd: number;
@@ -378,6 +385,15 @@ export function prunedUnits(plan: PruningPlan): Set<string> {
   return out;
 }
 
+/** The kept units of a plan (of the groups it decides), as 'kind@layer:unit' keys. */
+export function keptUnits(plan: PruningPlan): Set<string> {
+  const out = new Set<string>();
+  for (const l of plan.layers)
+    for (const kind of ['attention', 'mlp'] as const)
+      for (const u of l[kind]?.kept ?? []) out.add(`${kind}@${l.layer}:${u}`);
+  return out;
+}
+
 /** Every group's unit scores, concatenated in the given key order. */
 function pooledScores(scores: ReadonlyMap<string, Float64Array>, keys: readonly string[]): number[] {
   const out: number[] = [];
@@ -389,14 +405,19 @@ function pooledScores(scores: ReadonlyMap<string, Float64Array>, keys: readonly 
   return out;
 }
 
-/** IoU of the pruned units and Spearman of the pooled unit scores of two plans. */
+/**
+ * IoU (Jaccard) of the pruned units and of the kept units, and Spearman of the pooled unit scores
+ * of two plans. At ratio r the pruned sets are the small ones, so their IoU is the sensitive number
+ * (kept-set IoU stays near 1 when a few units swap).
+ */
 export function comparePlans(
   a: { readonly plan: PruningPlan; readonly scores: ReadonlyMap<string, Float64Array> },
   b: { readonly plan: PruningPlan; readonly scores: ReadonlyMap<string, Float64Array> },
-): { iou: number; spearman: number } {
+): { iou: number; iou_kept: number; spearman: number } {
   const keys = [...a.scores.keys()];
   return {
     iou: jaccard(prunedUnits(a.plan), prunedUnits(b.plan)),
+    iou_kept: jaccard(keptUnits(a.plan), keptUnits(b.plan)),
     spearman: spearman(pooledScores(a.scores, keys), pooledScores(b.scores, keys)),
   };
 }
@@ -619,6 +640,8 @@ function analysis(model: PrunableModel, options: RobustnessOptions) {
       return {
         iou_mean: mean(runs.map((x) => x.iou)),
         iou_sd: sampleSd(runs.map((x) => x.iou)),
+        iou_kept_mean: mean(runs.map((x) => x.iou_kept)),
+        iou_kept_sd: sampleSd(runs.map((x) => x.iou_kept)),
         spearman_mean: mean(runs.map((x) => x.spearman)),
         ppl_mean: mean(runs.map((x) => x.ppl)),
         ppl_sd: sampleSd(runs.map((x) => x.ppl)),
@@ -894,30 +917,40 @@ export async function robustnessSweep(
 const f3 = (x: number | undefined) => (x === undefined ? '-' : Number.isFinite(x) ? x.toFixed(3) : String(x));
 
 /** The IoU, Spearman and perplexity cells of one variant row (not applicable: 'n/a' and why). */
-export function statCells(s: RobustnessStat): { iou: string; spearman: string; ppl: string; note?: string } {
-  if (isNotApplicable(s)) return { iou: 'n/a', spearman: '-', ppl: '-', note: s.reason };
+export function statCells(s: RobustnessStat): {
+  iou: string;
+  iouKept: string;
+  spearman: string;
+  ppl: string;
+  note?: string;
+} {
+  if (isNotApplicable(s)) return { iou: 'n/a', iouKept: '-', spearman: '-', ppl: '-', note: s.reason };
   if (isFamilyStat(s))
     return {
       iou: `${f3(s.iou_mean)} ± ${f3(s.iou_sd)}`,
+      iouKept: s.iou_kept_mean === undefined ? '-' : `${f3(s.iou_kept_mean)} ± ${f3(s.iou_kept_sd)}`,
       spearman: f3(s.spearman_mean),
       ppl: `${f3(s.ppl_mean)} ± ${f3(s.ppl_sd)}`,
     };
-  if (isPairStat(s)) return { iou: f3(s.iou), spearman: f3(s.spearman), ppl: '(each plan: its row)' };
-  return { iou: f3(s.iou), spearman: f3(s.spearman), ppl: f3(s.ppl) };
+  if (isPairStat(s))
+    return { iou: f3(s.iou), iouKept: f3(s.iou_kept), spearman: f3(s.spearman), ppl: '(each plan: its row)' };
+  return { iou: f3(s.iou), iouKept: f3(s.iou_kept), spearman: f3(s.spearman), ppl: f3(s.ppl) };
 }
 
 /** A plain-text table of a report (one row per criterion and perturbation). */
 export function formatRobustnessTable(report: RobustnessReport): string {
   const lines = [
     `ratio ${report.ratio}${report.dense ? `, dense PPL ${report.dense.ppl.toFixed(3)}` : ''}`,
-    '| criterion | perturbation | IoU | Spearman | PPL |',
-    '|---|---|---|---|---|',
+    '| criterion | perturbation | IoU | IoU kept | Spearman | PPL |',
+    '|---|---|---|---|---|---|',
   ];
   for (const [c, row] of Object.entries(report.results)) {
-    lines.push(`| ${c} | original | 1 | 1 | ${f3(report.baseline[c]!.ppl)} |`);
+    lines.push(`| ${c} | original | 1 | 1 | 1 | ${f3(report.baseline[c]!.ppl)} |`);
     for (const [p, s] of Object.entries(row)) {
       const cell = statCells(s);
-      lines.push(`| ${c} | ${p} | ${cell.iou} | ${cell.spearman} | ${cell.note ?? cell.ppl} |`);
+      lines.push(
+        `| ${c} | ${p} | ${cell.iou} | ${cell.iouKept} | ${cell.spearman} | ${cell.note ?? cell.ppl} |`,
+      );
     }
   }
   return lines.join('\n');

@@ -181,16 +181,16 @@ export function notApplicableNotes(r: RobustnessReport): string[] {
 export function robustnessTable(r: RobustnessReport): Table {
   const rows: string[][] = [];
   for (const [c, byPerturbation] of Object.entries(r.results)) {
-    rows.push([c, 'none (reference)', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
+    rows.push([c, 'none (reference)', '1', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
     for (const [p, s] of Object.entries(byPerturbation)) {
       const cell = statCells(s);
-      rows.push([c, p, cell.iou, cell.spearman, cell.ppl]);
+      rows.push([c, p, cell.iou, cell.iouKept, cell.spearman, cell.ppl]);
     }
   }
   return {
-    header: ['criterion', 'perturbation', 'IoU', 'Spearman', 'PPL'],
+    header: ['criterion', 'perturbation', 'IoU', 'IoU kept', 'Spearman', 'PPL'],
     rows,
-    right: [false, false, true, true, true],
+    right: [false, false, true, true, true, true],
   };
 }
 
@@ -299,7 +299,7 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
     out.push(
       '## Robustness',
       '',
-      'For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.',
+      "For each criterion, each variant's plan compared with the plan from the original weights (float32 compute, the run's seed): IoU of the pruned units and of the kept units, Spearman correlation of the unit scores, perplexity of the variant's pruned model. seed:K is the criterion's own seed-to-seed variation.",
       '',
     );
     for (const r of rob) {
@@ -398,7 +398,7 @@ ${warnings.map((w) => `<p class="note"><strong>warning:</strong> ${esc(w)}</p>`)
 ${
   rob.length
     ? `<h2>Robustness</h2>
-<p class="note">For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.</p>
+<p class="note">For each criterion, each variant's plan compared with the plan from the original weights (float32 compute, the run's seed): IoU of the pruned units and of the kept units, Spearman correlation of the unit scores, perplexity of the variant's pruned model. seed:K is the criterion's own seed-to-seed variation.</p>
 ${robustnessChart.map(figure).join('\n')}
 <div class="row">
 ${rob.map((r) => `<div><h3>Ratio ${esc(r.ratio)}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}

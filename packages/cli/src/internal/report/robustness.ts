@@ -316,7 +316,7 @@ export function renderRobustnessMarkdown(doc: RobustnessDocument, charts: readon
     `- machine: ${m.cpus} x ${m.cpu_model}, ${m.platform}, Node ${m.node}; load average (1 / 5 / 15 min) ${load(m.loadavg_start)} at the start, ${load(m.loadavg_end)} at the end`,
     `- created ${doc.created} by moreau ${doc.moreau} in ${doc.seconds.toFixed(1)} s`,
     '',
-    "IoU: Jaccard similarity of the pruned units with the criterion's reference plan (float32 compute, the run's seed, the original weights); Spearman: rank correlation of all unit scores; PPL: perplexity of the variant's pruned model. Families (gauss, seed, calib): mean ± sample SD over their runs. `seed:K` is the criterion's own seed-to-seed variation: read every other IoU against it.",
+    "IoU: Jaccard similarity of the pruned units with the criterion's reference plan (float32 compute, the run's seed, the original weights); IoU kept: the same for the kept units (near 1 whenever few units swap: the pruned sets are the small ones); Spearman: rank correlation of all unit scores; PPL: perplexity of the variant's pruned model. Families (gauss, seed, calib): mean ± sample SD over their runs. `seed:K` is the criterion's own seed-to-seed variation: read every other IoU against it.",
     '',
   ];
   if (isSweep(doc)) {
