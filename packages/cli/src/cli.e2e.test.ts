@@ -1352,7 +1352,7 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       tmp('rob.json'),
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/\| criterion \| perturbation \| IoU \| Spearman \| PPL \|/);
+    expect(r.stdout).toMatch(/\| criterion \| perturbation \| IoU \| IoU kept \| Spearman \| PPL \|/);
     expect(r.stdout).toMatch(/\| taylor \| fp16 \| \d\.\d{3} \|/);
     const j = json(tmp('rob.json'));
     expect(j.ratio).toBe(0.2);

@@ -19,6 +19,10 @@ import {
   parseScopeArg,
 } from './internal/flags.js';
 
+/** What --perturb accepts (robustness and compare). */
+const PERTURB_HELP =
+  'fp16, bf16 (weights cast and back), gauss:EPSxK (K draws of relative weight noise), compute:float16, compute:bfloat16 (scored in that compute dtype, compared with float32 and with each other), seed:K (K other seeds of the criterion itself; seed:3 is added for stochastic criteria unless listed, seed:0 drops it), calib:K (K other calibration draws)';
+
 /** The flags given on the command line (the rest carry their declared defaults). */
 export interface Explicit {
   readonly explicit?: ReadonlySet<string>;
@@ -283,6 +287,9 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags, Exec
   readonly ratio?: number;
   readonly scope: string;
   readonly perturb: string;
+  /** KEY=V1,V2,... per swept criterion option (the grid is every combination). */
+  readonly sweep: string[];
+  readonly report?: string;
   readonly json?: string;
 }
 export type ExportFlags = ModelFlags & {
@@ -437,7 +444,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       'also run the robustness analysis at each ratio (perplexity on the first --ppl text, at most --limit windows, default 32)',
       false,
     )
-    .option('--perturb <list>', 'robustness perturbations', 'fp16,bf16,gauss:0.01x3')
+    .option('--perturb <list>', `robustness perturbations (${PERTURB_HELP})`, 'fp16,bf16,gauss:0.01x3')
     .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget);
   stateDirOption(
     execOption(taskOptions(compare, 'zero-shot task to evaluate each pruned model on; repeatable')),
@@ -457,7 +464,14 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .requiredOption('--criteria <list>', 'comma-separated criteria')
     .option('--ratio <r>', 'pruning ratio (required unless the scope is N:M)', parseRatio)
     .option('--scope <s>', SCOPE_HELP, parseScopeArg, 'block')
-    .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
+    .option('--perturb <list>', `perturbations: ${PERTURB_HELP}`, 'fp16,bf16,gauss:0.01x3')
+    .option(
+      '--sweep <KEY=V1,V2,...>',
+      'repeat the analysis for each value of a criterion option (e.g. lr=2e-4,2e-3); repeatable: the grid is every combination; each criterion takes the keys it has',
+      collect,
+      [],
+    )
+    .option('--report <dir>', 'also write report.json, report.md and the chart (SVG, PNG) to this directory')
     .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget);
   stateDirOption(execOption(robustness)).action((m, o: RobustnessFlags, cmd: Command) =>
     handlers.robustness(m, withExplicit(o, cmd)),

@@ -5,6 +5,7 @@ export const magnitude: Criterion = {
   name: 'magnitude',
   description: 'weight magnitude: sum of |w|^p over each channel slice (p = 1 or 2)',
   requires: { gradients: false, calibration: false },
+  stochastic: () => false,
   options: {
     p: {
       type: 'number',

@@ -178,6 +178,9 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
         }
       : commonOptions,
     calibrationIterations: (o: OptionValues) => (o.freshCalibration ? (o.iterations as number) : 1),
+    // Noise from the seed, and with fresh calibration a new draw of windows every iteration.
+    stochastic: (o: OptionValues) =>
+      (o.noiseStd as number) > 0 || (o.freshCalibration === true && (o.iterations as number) > 1),
     channelMode: () => 'abs-then-sum',
     defaultReduction: 'sum',
     async score(ctx, o) {

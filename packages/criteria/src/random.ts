@@ -10,6 +10,7 @@ export const random: Criterion = {
   requires: { gradients: false, calibration: false },
   scopes: ['block', 'channel', 'layer'],
   options: {},
+  stochastic: () => true,
   channelMode: () => 'abs-then-sum',
   defaultReduction: 'sum',
   async score(ctx) {

@@ -36,6 +36,7 @@ export const taylor: Criterion = {
   description:
     "LLM-Pruner's Taylor importance |w * dL/dw| (vectorize | param_first | param_second | param_mix)",
   requires: { gradients: true, calibration: true },
+  stochastic: () => false,
   options: {
     variant: {
       type: 'enum',

@@ -23,7 +23,13 @@ import {
   resolveOptions,
   resolvePreset,
 } from '@moreau/core';
-import { parsePerturbation, perturbationName, STANDARD_TASKS, type TextSourceOptions } from '@moreau/eval';
+import {
+  parsePerturbation,
+  perturbationName,
+  STANDARD_TASKS,
+  type SweepAxis,
+  type TextSourceOptions,
+} from '@moreau/eval';
 import { InvalidArgumentError } from 'commander';
 import type {
   CalibFlags,
@@ -252,11 +258,64 @@ export function criteriaFlag(value: string, { unique = false } = {}): string[] {
   return names;
 }
 
-/** --perturb: every item parsed now (canonical names), so a typo fails before any work. */
+/**
+ * --perturb: every item parsed now (canonical names), so a typo fails before any work; an item
+ * listed twice (under any spelling) and a second seed:K are usage errors.
+ */
 export function perturbFlag(value: string): string[] {
-  return listFlag('--perturb', value).map((p) =>
-    usage(() => perturbationName(parsePerturbation(p)), '--perturb: '),
-  );
+  const parsed = listFlag('--perturb', value).map((p) => usage(() => parsePerturbation(p), '--perturb: '));
+  const names = parsed.map(perturbationName);
+  names.forEach((n, i) => {
+    if (names.indexOf(n) !== i) throw new UsageError(`--perturb: '${n}' is listed twice in '${value}'`);
+  });
+  if (parsed.filter((p) => p.kind === 'seed').length > 1)
+    throw new UsageError(`--perturb: list one seed:K, got '${value}'`);
+  return names;
+}
+
+/**
+ * --sweep KEY=V1,V2,...: each key an option of at least one listed criterion, given once and not
+ * also set with --opt; each value valid for every criterion that has the key (converted as
+ * resolveOptions converts it), no value twice.
+ */
+export function sweepFlags(
+  pairs: readonly string[],
+  criteria: readonly { name: string; options: Record<string, string | number | boolean> }[],
+  optPairs: readonly string[] = [],
+): SweepAxis[] {
+  const keys = new Set<string>();
+  return pairs.map((pair) => {
+    const [key, list] = parsePair('--sweep', pair);
+    if (keys.has(key)) throw new UsageError(`--sweep ${key}: the option is swept twice`);
+    keys.add(key);
+    const owners = criteria.filter((c) => Object.hasOwn(getCriterion(c.name).options, key));
+    if (owners.length === 0) {
+      const valid = [...new Set(criteria.flatMap((c) => Object.keys(getCriterion(c.name).options)))];
+      throw new UsageError(
+        `--sweep ${key}: none of ${criteria.map((c) => c.name).join(', ')} has this option; valid: ${valid.join(', ') || '(none)'}`,
+      );
+    }
+    if (optPairs.some((p) => p.slice(0, p.indexOf('=')) === key))
+      throw new UsageError(`--sweep ${key}: also set with --opt ${key}=...; drop one`);
+    const raw = list.split(',').map((v) => v.trim());
+    if (raw.some((v) => v === '')) throw new UsageError(`--sweep ${key}: empty value in '${list}'`);
+    const values = raw.map((v) => {
+      let converted: string | number | boolean = v;
+      for (const c of owners) {
+        const r = usage(
+          () => resolveOptions(getCriterion(c.name), { ...c.options, [key]: v }),
+          `--sweep ${key}=${v}: `,
+        );
+        converted = r[key]!;
+      }
+      return converted;
+    });
+    values.forEach((v, i) => {
+      if (values.indexOf(v) !== i)
+        throw new UsageError(`--sweep ${key}: the value '${raw[i]}' is listed twice`);
+    });
+    return { key, values };
+  });
 }
 
 /** The --task names: the harness's multiple-choice tasks, and LAMBADA. */

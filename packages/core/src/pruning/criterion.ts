@@ -186,6 +186,13 @@ export interface Criterion {
   readonly options: Readonly<Record<string, OptionSpec>>;
   /** Scoring iterations that draw calibration windows (for fresh-window sampling). */
   calibrationIterations?(options: OptionValues): number;
+  /**
+   * Whether its scores depend on the run's seed (draws from `ctx.rng`, or fresh calibration windows)
+   * under these options: the robustness analysis re-scores stochastic criteria with other seeds to
+   * measure their own seed-to-seed variation. Undeclared: the analysis watches whether a scoring run
+   * draws from `ctx.rng` or uses more than one iteration of windows.
+   */
+  stochastic?(options: OptionValues): boolean;
   channelMode(options: OptionValues): ChannelMode;
   readonly defaultReduction: Reduction;
   score(ctx: CriterionContext, options: OptionValues): Promise<CriterionResult>;

@@ -169,7 +169,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
         for (const ratio of ratiosAt(scope, c.ratios)) {
           const key = several ? `${scope} ${ratio}` : String(ratio);
           progress.prefix = `robustness ${key}: `;
-          robustness[key] = await runRobustness(run, c.loaded, {
+          const { evaluation: _, ...r } = await runRobustness(run, c.loaded, {
             ratio,
             selection: planOptionsFromFlags(run.flags, scope, { lenient: true, preset: c.preset }),
             criteria: c.criteria,
@@ -178,6 +178,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
             calibration,
             ...(c.preset ? { preset: c.preset } : {}),
           });
+          robustness[key] = r;
         }
       }
     }

@@ -2,6 +2,7 @@
  * Charts of a comparison report: Vega-Lite specs, compiled with vega-lite, rendered to SVG by
  * vega's headless View (renderer 'none'), rasterised to PNG by resvg.
  */
+import { type RobustnessReport, statIou } from '@moreau/eval';
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -11,7 +12,7 @@ import { type CompareReport, robustnessLabel } from './types.js';
 /** Fonts that exist on most systems first; resvg takes the first family it finds. */
 const FONT = 'DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif';
 
-const CONFIG = {
+export const CONFIG = {
   background: 'white',
   font: FONT,
   padding: 12,
@@ -35,7 +36,7 @@ export interface RenderedChart extends Chart {
 }
 
 /** One colour per criterion, the same in every chart and every report (scales.ts). */
-function colorScale(criteria: readonly string[]) {
+export function colorScale(criteria: readonly string[]) {
   return criterionColorScale(criteria);
 }
 
@@ -163,28 +164,33 @@ export function accuracyChart(report: CompareReport, scope: string): Chart | und
 
 /**
  * Robustness: IoU of each perturbed plan's pruned units with the unperturbed plan's, bars per
- * perturbation grouped by criterion, one panel per ratio; Gaussian families show mean ± sd.
+ * perturbation grouped by criterion, one panel per ratio; families (gauss, seed, calib) show mean ± sd.
  */
 export function robustnessChart(report: CompareReport): Chart | undefined {
-  const rob = report.robustness;
-  if (!rob || Object.keys(rob).length === 0) return undefined;
-  const criteria = report.settings.criteria;
+  return report.robustness ? robustnessBars(report.robustness, report.settings.criteria) : undefined;
+}
+
+/** The robustness bars of analyses by ratio (compare's report, and `moreau robustness --report`). */
+export function robustnessBars(
+  rob: Readonly<Record<string, RobustnessReport>>,
+  criteria: readonly string[],
+): Chart | undefined {
+  if (Object.keys(rob).length === 0) return undefined;
   const rows: Record<string, unknown>[] = [];
   const perturbations: string[] = [];
   for (const [ratio, r] of Object.entries(rob)) {
     for (const [criterion, byPerturbation] of Object.entries(r.results)) {
       for (const [perturbation, s] of Object.entries(byPerturbation)) {
         if (!perturbations.includes(perturbation)) perturbations.push(perturbation);
-        if ('iou' in s) rows.push({ ratio: robustnessLabel(ratio), criterion, perturbation, iou: s.iou });
-        else
-          rows.push({
-            ratio: robustnessLabel(ratio),
-            criterion,
-            perturbation,
-            iou: s.iou_mean,
-            lo: Math.max(0, s.iou_mean - s.iou_sd),
-            hi: Math.min(1, s.iou_mean + s.iou_sd),
-          });
+        const v = statIou(s);
+        if (!v) continue; // not applicable to this criterion (e.g. seed:K of a deterministic one)
+        rows.push({
+          ratio: robustnessLabel(ratio),
+          criterion,
+          perturbation,
+          iou: v.iou,
+          ...(v.sd === undefined ? {} : { lo: Math.max(0, v.iou - v.sd), hi: Math.min(1, v.iou + v.sd) }),
+        });
       }
     }
   }
@@ -201,14 +207,14 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
   const domain = fittedUnitDomain(rows.flatMap((r) => [r.iou as number, (r.lo as number | undefined) ?? 1]));
   return {
     name: 'robustness_iou',
-    title: 'Robustness: IoU of pruned units under weight perturbation',
+    title: 'Robustness: IoU of pruned units with the reference plan',
     spec: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
-        text: 'Robustness of the pruning mask under weight perturbation',
+        text: 'Robustness of the pruning mask',
         subtitle: [
-          'IoU of the pruned units with the unperturbed plan (1 = same mask)',
-          `gauss: mean ± sd over seeds${domain[0] > 0 ? `; the IoU axis starts at ${domain[0]}, not 0` : ''}`,
+          'IoU of the pruned units with the reference plan (1 = same mask); families: mean ± sd',
+          `seed:K: the criterion's own seed-to-seed variation${domain[0] > 0 ? `; the IoU axis starts at ${domain[0]}, not 0` : ''}`,
         ],
       },
       data: { values: rows },

@@ -1,4 +1,5 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
+import { type RobustnessReport, statCells, statIou } from '@moreau/eval';
 import type { RenderedChart } from './charts.js';
 import { distinguishingDecimals } from './scales.js';
 import { type CompareReport, type CompareRun, robustnessLabel } from './types.js';
@@ -214,57 +215,59 @@ export function robustnessDenseLabel(report: CompareReport, dense: number | unde
   );
 }
 
-/** An IoU or correlation: exactly 1 as "1" (the same plan), else with `d` decimals. */
-const unit = (x: number | undefined, d: number) => (x === 1 ? '1' : fix(x, d));
-
-/** One table per ratio: IoU / Spearman / perplexity of each criterion under each perturbation. */
+/**
+ * One table per ratio: IoU / Spearman / perplexity of each criterion under each perturbation (the
+ * criterion's own seed-to-seed variation first; variants that cannot apply say why).
+ */
 export function robustnessTables(report: CompareReport): { ratio: string; dense?: number; table: Table }[] {
-  const out: { ratio: string; dense?: number; table: Table }[] = [];
   const w = robustnessWindows(report);
   const pplHeader = w && w.used < w.of ? `PPL (${w.used} windows)` : 'PPL';
-  for (const [ratio, r] of Object.entries(report.robustness ?? {})) {
-    // IoU and Spearman with as many decimals as it takes to tell this table's values apart.
-    const ious: number[] = [];
-    const rhos: number[] = [];
-    for (const byPerturbation of Object.values(r.results)) {
-      for (const s of Object.values(byPerturbation)) {
-        if ('iou' in s) {
-          ious.push(s.iou);
-          rhos.push(s.spearman);
-        } else {
-          ious.push(s.iou_mean);
-          rhos.push(s.spearman_mean);
-        }
-      }
+  return Object.entries(report.robustness ?? {}).map(([ratio, r]) => ({
+    ratio,
+    ...(r.dense ? { dense: r.dense.ppl } : {}),
+    table: robustnessTable(r, pplHeader),
+  }));
+}
+
+/** Why each not-applicable row of an analysis is so: 'criterion, variant: reason'. */
+export function notApplicableNotes(r: RobustnessReport): string[] {
+  const out: string[] = [];
+  for (const [c, row] of Object.entries(r.results))
+    for (const [p, s] of Object.entries(row)) {
+      const note = statCells(s).note;
+      if (note) out.push(`${c}, ${p}: ${note}`);
     }
-    const di = distinguishingDecimals(ious);
-    const dr = distinguishingDecimals(rhos);
-    const rows: string[][] = [];
-    for (const [c, byPerturbation] of Object.entries(r.results)) {
-      rows.push([c, 'none (reference)', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
-      for (const [p, s] of Object.entries(byPerturbation)) {
-        if ('iou' in s) rows.push([c, p, unit(s.iou, di), unit(s.spearman, dr), fix(s.ppl, 3)]);
-        else
-          rows.push([
-            c,
-            p,
-            `${unit(s.iou_mean, di)} ± ${s.iou_sd === 0 ? '0' : fix(s.iou_sd, di)}`,
-            unit(s.spearman_mean, dr),
-            `${fix(s.ppl_mean, 3)} ± ${fix(s.ppl_sd, 3)}`,
-          ]);
-      }
-    }
-    out.push({
-      ratio,
-      ...(r.dense ? { dense: r.dense.ppl } : {}),
-      table: {
-        header: ['criterion', 'perturbation', 'IoU', 'Spearman', pplHeader],
-        rows,
-        right: [false, false, true, true, true],
-      },
-    });
-  }
   return out;
+}
+
+/**
+ * The rows of one analysis: each criterion's reference, then each variant (n/a: see notApplicableNotes);
+ * IoU and Spearman with as many decimals as it takes to tell this table's values apart.
+ */
+export function robustnessTable(r: RobustnessReport, pplHeader = 'PPL'): Table {
+  const stats = Object.values(r.results).flatMap((row) => Object.values(row));
+  const ious = stats.flatMap((s) => {
+    const v = statIou(s);
+    const kept = 'iou_kept' in s ? s.iou_kept : 'iou_kept_mean' in s ? s.iou_kept_mean : undefined;
+    return [v?.iou, kept].filter((x): x is number => x !== undefined);
+  });
+  const rhos = stats.flatMap((s) =>
+    'spearman' in s ? [s.spearman] : 'spearman_mean' in s ? [s.spearman_mean] : [],
+  );
+  const decimals = { iou: distinguishingDecimals(ious), spearman: distinguishingDecimals(rhos) };
+  const rows: string[][] = [];
+  for (const [c, byPerturbation] of Object.entries(r.results)) {
+    rows.push([c, 'none (reference)', '1', '1', '1', fix(r.baseline[c]?.ppl, 3)]);
+    for (const [p, s] of Object.entries(byPerturbation)) {
+      const cell = statCells(s, decimals);
+      rows.push([c, p, cell.iou, cell.iouKept, cell.spearman, cell.ppl]);
+    }
+  }
+  return {
+    header: ['criterion', 'perturbation', 'IoU', 'IoU kept', 'Spearman', pplHeader],
+    rows,
+    right: [false, false, true, true, true, true],
+  };
 }
 
 /** A Markdown table with padded columns (reads as plain text too). */
@@ -373,12 +376,21 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
     out.push(
       '## Robustness',
       '',
-      'For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.',
+      "For each criterion, each variant's plan compared with the plan from the original weights (float32 compute, the run's seed): IoU of the pruned units and of the kept units, Spearman correlation of the unit scores, perplexity of the variant's pruned model. seed:K is the criterion's own seed-to-seed variation.",
       '',
     );
     const label = robustnessDenseLabel(report, rob[0]!.dense);
     if (label) out.push(`Perplexities in these tables: ${label}.`, '');
-    for (const r of rob) out.push(`### ${capital(robustnessLabel(r.ratio))}`, '', markdownTable(r.table), '');
+    for (const r of rob) {
+      const notes = notApplicableNotes(report.robustness![r.ratio]!);
+      out.push(
+        `### ${capital(robustnessLabel(r.ratio))}`,
+        '',
+        markdownTable(r.table),
+        '',
+        ...(notes.length ? ['n/a (nothing was run):', '', ...notes.map((n) => `- ${n}`), ''] : []),
+      );
+    }
   }
   if (charts.length) {
     out.push('## Charts', '');
@@ -465,7 +477,7 @@ ${warnings.map((w) => `<p class="note"><strong>warning:</strong> ${esc(w)}</p>`)
 ${
   rob.length
     ? `<h2>Robustness</h2>
-<p class="note">For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.</p>
+<p class="note">For each criterion, each variant's plan compared with the plan from the original weights (float32 compute, the run's seed): IoU of the pruned units and of the kept units, Spearman correlation of the unit scores, perplexity of the variant's pruned model. seed:K is the criterion's own seed-to-seed variation.</p>
 ${robustnessChart.map(figure).join('\n')}
 ${rob[0] && robustnessDenseLabel(report, rob[0].dense) ? `<p class="note">Perplexities in these tables: ${esc(robustnessDenseLabel(report, rob[0].dense))}.</p>` : ''}
 <div class="row">
