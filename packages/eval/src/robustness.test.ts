@@ -270,7 +270,7 @@ describe('robustness analysis', () => {
     const steps = events.filter((p) => !p.phase.includes(': '));
     expect(steps.map((p) => [p.done, p.total])).toEqual(Array.from({ length: 9 }, (_, i) => [i + 1, 9]));
     const table = formatRobustnessTable(report);
-    expect(table).toContain('| magnitude | gauss:0x2 | 1.000 ± 0.000 | 1.000 ± 0.000 |');
+    expect(table).toContain('| magnitude | gauss:0x2 | 1 ± 0 | 1 ± 0 | 1 |');
     expect(table).toMatch(/\| taylor1 \| seed:3 \| n\/a \| - \| - \| deterministic: /);
   });
 
