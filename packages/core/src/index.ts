@@ -40,9 +40,35 @@ export {
 export type { Graph, Node, NodeOf, Primitive, PrimitiveAttrs, ValueInfo } from './ir.js';
 export { attrsOf, graphHash, graphToJSON, graphToText, inputInfos, outputInfos } from './ir.js';
 export { isLazyTensor, lazyTensor, tensorBytes } from './lazy.js';
+export {
+  checkLoraConfig,
+  DEFAULT_LORA_TARGETS,
+  dropoutMask,
+  findLoraTargets,
+  initLora,
+  isLoraParam,
+  type LoraAdapters,
+  type LoraConfig,
+  type LoraTarget,
+  loraDropoutInputs,
+  loraDropoutKey,
+  loraLinear,
+  loraNames,
+  loraScale,
+  mergeLora,
+  mergeLoraWeight,
+  stageLinear,
+  unmergeLora,
+} from './lora.js';
 export * as ops from './ops.js';
-export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
-export { AdamW, clipGradNorm, warmupCosine } from './optim.js';
+export type {
+  AdamWOptions,
+  AdamWState,
+  ParamArrays,
+  WarmupCosineOptions,
+  WarmupLinearOptions,
+} from './optim.js';
+export { AdamW, clipGradNorm, warmupCosine, warmupLinear } from './optim.js';
 export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
 export { evaluateReference, ReferenceBackend } from './reference-backend.js';
@@ -54,7 +80,9 @@ export {
   estimateWholeBytes,
   type GradientPass,
   type HeadOutputs,
+  type LossOptions,
   ModelExecutor,
+  type StageInputs,
   type WeightSource,
 } from './stream/executor.js';
 export { availableMemory, gib } from './stream/memory.js';
