@@ -11,6 +11,13 @@ export { loadGguf, type SaveGgufOptions, saveGguf } from './formats/gguf/llama.j
 export { loadHfDirectory, type SaveHfOptions, saveHfDirectory } from './formats/hf-dir.js';
 export { loadLlama2c, saveLlama2c } from './formats/llama2c.js';
 export { loadCheckpoint } from './formats/load.js';
+export {
+  type LoadedLoraAdapter,
+  loadLoraAdapter,
+  peftAdapterConfig,
+  type SaveLoraAdapterOptions,
+  saveLoraAdapter,
+} from './formats/peft.js';
 export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
 export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
