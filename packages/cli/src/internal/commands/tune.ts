@@ -1,0 +1,167 @@
+/**
+ * `moreau tune`: LoRA recovery of a (pruned) model, as LLM-Pruner's post_training.py: perplexity
+ * before, training with checkpoints (Ctrl-C saves one; --resume continues exactly), the merged
+ * model as an HF directory, the adapter as a PEFT folder, perplexity after.
+ */
+import { existsSync } from 'node:fs';
+import { InputError, mergeLora } from '@moreau/core';
+import { LlamaModel, saveHfDirectory, saveLoraAdapter } from '@moreau/models';
+import type { TuneFlags } from '../../program.js';
+import { backendInfo, type CommandContext, openModel, withBackend } from '../context.js';
+import { evaluate } from '../evaluate.js';
+import { namedFiles, requireInputFiles } from '../flags.js';
+import { dirState, guardDir, writeJsonAtomic } from '../output.js';
+import { loraConfigFromFlags, runTuning, templateFromFlags, tuningDataFromFlags } from '../tuning.js';
+import { modelSummary } from './info.js';
+
+/** An output folder must be new, empty, or replaced on purpose (--overwrite); checked before any work. */
+async function checkOutDir(dir: string, overwrite: boolean, flag: string): Promise<void> {
+  const state = await dirState(dir);
+  if (state === 'file') throw new InputError(`${flag} '${dir}' is a file, not a directory`, dir, flag);
+  if (state === true && !overwrite)
+    throw new InputError(
+      `${flag} '${dir}' already exists and is not empty (add --overwrite to replace it)`,
+      dir,
+      flag,
+    );
+}
+
+export async function tuneCommand(source: string, ctx: CommandContext<TuneFlags>) {
+  const started = performance.now();
+  const { flags, progress } = ctx;
+  const lora = loraConfigFromFlags(flags);
+  const texts = namedFiles('--eval-ppl', flags.evalPpl);
+  requireInputFiles(flags, { '--eval-ppl': texts });
+  for (const [flag, file] of [
+    ['--data', flags.data],
+    ['--template', flags.template],
+    ['--resume', flags.resume],
+  ] as const) {
+    if (file !== undefined && !existsSync(file))
+      throw new InputError(`${flag}: '${file}' not found`, file, flag);
+  }
+  await checkOutDir(flags.out, flags.overwrite, '--out');
+  if (flags.adapterOut) await checkOutDir(flags.adapterOut, flags.overwrite, '--adapter-out');
+  const template = await templateFromFlags(flags);
+  const checkpointDir = flags.checkpointDir ?? `${flags.out.replace(/[\\/]+$/, '')}-checkpoints`;
+
+  const loaded = await openModel(source, flags);
+  const base = loaded.model;
+  const data = await tuningDataFromFlags(flags.data, loaded.tokenizer, flags, flags.seed, progress, template);
+  await withBackend(ctx, async (run) => {
+    progress.note(`model ${source}; backend ${run.backend.name} (${run.backend.device})`);
+    // Perplexity windows go 8 per pass (the scorer's default), not --batch-size (the tuning batch).
+    const evalRun = {
+      ...run,
+      flags: { seqLen: flags.seqLen, ...(flags.limit ? { limit: flags.limit } : {}) },
+    };
+    progress.prefix = 'before: ';
+    const before = await evaluate(evalRun, base, loaded.tokenizer, texts);
+    progress.prefix = '';
+    const result = await runTuning(run, base, data, {
+      lora,
+      lr: flags.lr,
+      epochs: flags.epochs,
+      batchSize: flags.batchSize,
+      microBatchSize: flags.microBatchSize,
+      warmupSteps: flags.warmupSteps,
+      ...(flags.maxSteps !== undefined ? { maxSteps: flags.maxSteps } : {}),
+      seed: flags.seed,
+      evalSteps: flags.evalSteps,
+      saveSteps: flags.saveSteps,
+      checkpointDir,
+      ...(flags.resume ? { resume: flags.resume } : {}),
+      maxLength: Math.min(flags.cutoffLen, base.config.maxPositionEmbeddings),
+      baseModel: loaded.path,
+    });
+
+    // Outputs: the adapter (PEFT) and the merged model, each written atomically.
+    if (flags.adapterOut) {
+      await saveLoraAdapter(flags.adapterOut, result.adapters, {
+        baseModel: loaded.path,
+        overwrite: flags.overwrite,
+      });
+    }
+    progress.note(`saving the merged model to ${flags.out}`);
+    const merged = new LlamaModel(base.config, mergeLora(base.params, result.adapters));
+    const unguard = guardDir(flags.out);
+    try {
+      await saveHfDirectory(
+        flags.out,
+        {
+          config: merged.config,
+          tensors: new Map(merged.params),
+          format: 'hf',
+          sourceDtype: loaded.sourceDtype,
+        },
+        { tokenizerFiles: loaded.tokenizer.toFiles(), overwrite: flags.overwrite },
+      );
+    } finally {
+      unguard();
+    }
+    progress.prefix = 'after: ';
+    const after = await evaluate(evalRun, merged, loaded.tokenizer, texts);
+    progress.prefix = '';
+
+    const last = result.history.at(-1);
+    const lines = [
+      `tuned ${source}: ${result.steps} steps, ${result.tokens.toLocaleString('en-US')} tokens in ${result.seconds.toFixed(1)} s; final training loss ${last ? last.loss.toFixed(4) : '-'}`,
+      ...(result.evals.length
+        ? [`validation loss ${result.evals.at(-1)!.loss.toFixed(4)} (step ${result.evals.at(-1)!.step})`]
+        : []),
+      `merged model saved to ${flags.out}`,
+      ...(flags.adapterOut ? [`adapter saved to ${flags.adapterOut}`] : []),
+      ...Object.keys(after.ppl).map(
+        (k) => `ppl ${k}: ${before.ppl[k]!.toFixed(4)} -> ${after.ppl[k]!.toFixed(4)}`,
+      ),
+    ];
+    ctx.out(`${lines.join('\n')}\n`);
+    if (flags.json) {
+      await writeJsonAtomic(flags.json, {
+        model: modelSummary(loaded),
+        backend: backendInfo(run.backend),
+        data: {
+          file: flags.data,
+          kind: data.kind,
+          read: data.read,
+          train: data.train.length,
+          validation: data.validation.length,
+          truncated: data.truncated,
+          skipped: data.skipped,
+        },
+        settings: {
+          lora_r: lora.r,
+          lora_alpha: lora.alpha,
+          lora_dropout: lora.dropout,
+          lora_targets: lora.targets,
+          epochs: flags.epochs,
+          lr: flags.lr,
+          batch_size: flags.batchSize,
+          micro_batch_size: flags.microBatchSize,
+          cutoff_len: flags.cutoffLen,
+          warmup_steps: flags.warmupSteps,
+          max_steps: flags.maxSteps ?? null,
+          train_on_inputs: flags.trainOnInputs,
+          val_set_size: flags.valSetSize,
+          seed: flags.seed,
+          resume: flags.resume ?? null,
+        },
+        mode: result.mode,
+        steps: result.steps,
+        total_steps: result.totalSteps,
+        tokens: result.tokens,
+        train_seconds: result.seconds,
+        history: result.history,
+        evals: result.evals,
+        ppl_before: before.ppl,
+        ppl_after: after.ppl,
+        nll_before: before.nll,
+        nll_after: after.nll,
+        out: flags.out,
+        adapter_out: flags.adapterOut ?? null,
+        checkpoint_dir: checkpointDir,
+        seconds: (performance.now() - started) / 1000,
+      });
+    }
+  });
+}
