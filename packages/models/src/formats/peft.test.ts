@@ -20,7 +20,10 @@ const scratch = async () => {
 
 const config = smallConfig();
 const lora: LoraConfig = { r: 4, alpha: 16, dropout: 0.05, targets: ['q_proj', 'down_proj'] };
-const adapters = { config: lora, params: initLora(findLoraTargets(randomInit(config, 1), lora.targets), 4, 2) };
+const adapters = {
+  config: lora,
+  params: initLora(findLoraTargets(randomInit(config, 1), lora.targets), 4, 2),
+};
 
 describe('PEFT adapter folders', () => {
   it("writes PEFT's config and tensor names, and reads them back", async () => {
@@ -43,13 +46,18 @@ describe('PEFT adapter folders', () => {
       inference_mode: true,
     });
     const { tensors } = await readSafetensors(join(dir, 'adapter_model.safetensors'));
-    expect(tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')?.shape).toEqual([4, 32]);
-    expect(tensors.get('base_model.model.model.layers.1.mlp.down_proj.lora_B.weight')?.shape).toEqual([32, 4]);
+    expect(tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')?.shape).toEqual([
+      4, 32,
+    ]);
+    expect(tensors.get('base_model.model.model.layers.1.mlp.down_proj.lora_B.weight')?.shape).toEqual([
+      32, 4,
+    ]);
     expect(tensors.size).toBe(8);
     const back = await loadLoraAdapter(dir);
     expect(back.config).toEqual(lora);
     expect(back.baseModel).toBe('pruned/');
-    for (const [n, t] of adapters.params) expect(Array.from(back.params.get(n)!.data)).toEqual(Array.from(t.data));
+    for (const [n, t] of adapters.params)
+      expect(Array.from(back.params.get(n)!.data)).toEqual(Array.from(t.data));
     await expect(saveLoraAdapter(dir, adapters)).rejects.toThrow(/not empty/);
   });
 
@@ -59,7 +67,9 @@ describe('PEFT adapter folders', () => {
     const file = join(dir, 'adapter_config.json');
     const json = JSON.parse(await readFile(file, 'utf8'));
     await writeFile(file, JSON.stringify({ ...json, r: 0 }));
-    await expect(loadLoraAdapter(dir)).rejects.toThrow(/adapter_config\.json.*'r' must be a positive integer/);
+    await expect(loadLoraAdapter(dir)).rejects.toThrow(
+      /adapter_config\.json.*'r' must be a positive integer/,
+    );
     await writeFile(file, JSON.stringify({ ...json, peft_type: 'IA3' }));
     await expect(loadLoraAdapter(dir)).rejects.toThrow(/only LORA/);
   });

@@ -76,9 +76,16 @@ export interface LoadedLoraAdapter extends LoraAdapters {
   readonly baseModel: string | null;
 }
 
-function field<T>(dir: string, json: Record<string, unknown>, key: string, ok: (v: unknown) => v is T, what: string): T {
+function field<T>(
+  dir: string,
+  json: Record<string, unknown>,
+  key: string,
+  ok: (v: unknown) => v is T,
+  what: string,
+): T {
   const v = json[key];
-  if (!ok(v)) throw new FormatError(join(dir, ADAPTER_CONFIG), `'${key}' must be ${what}, got ${JSON.stringify(v)}`);
+  if (!ok(v))
+    throw new FormatError(join(dir, ADAPTER_CONFIG), `'${key}' must be ${what}, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -100,14 +107,22 @@ export async function loadLoraAdapter(dir: string): Promise<LoadedLoraAdapter> {
   const isString = (v: unknown): v is string => typeof v === 'string';
   const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   const peftType = field(dir, json, 'peft_type', isString, 'a string');
-  if (peftType !== 'LORA') throw new FormatError(configFile, `peft_type is '${peftType}', only LORA adapters load here`);
+  if (peftType !== 'LORA')
+    throw new FormatError(configFile, `peft_type is '${peftType}', only LORA adapters load here`);
   if ((json.bias ?? 'none') !== 'none')
     throw new FormatError(configFile, `bias '${String(json.bias)}' is not supported (only "none")`);
   if (json.fan_in_fan_out === true)
     throw new FormatError(configFile, 'fan_in_fan_out true is not supported (LLaMA weights are [out, in])');
-  const r = field(dir, json, 'r', (v): v is number => Number.isInteger(v) && (v as number) > 0, 'a positive integer');
+  const r = field(
+    dir,
+    json,
+    'r',
+    (v): v is number => Number.isInteger(v) && (v as number) > 0,
+    'a positive integer',
+  );
   const alpha = field(dir, json, 'lora_alpha', isNumber, 'a number');
-  const dropout = json.lora_dropout === undefined ? 0 : field(dir, json, 'lora_dropout', isNumber, 'a number');
+  const dropout =
+    json.lora_dropout === undefined ? 0 : field(dir, json, 'lora_dropout', isNumber, 'a number');
   const targets = field(
     dir,
     json,
@@ -120,7 +135,10 @@ export async function loadLoraAdapter(dir: string): Promise<LoadedLoraAdapter> {
   const params = new Map<string, HostTensor>();
   for (const [name, t] of tensors) {
     if (!name.startsWith(PEFT_PREFIX) || !isLoraParam(name)) {
-      throw new FormatError(weightsFile, `tensor '${name}' is not a LoRA matrix named ${PEFT_PREFIX}<param>.lora_A|B.weight`);
+      throw new FormatError(
+        weightsFile,
+        `tensor '${name}' is not a LoRA matrix named ${PEFT_PREFIX}<param>.lora_A|B.weight`,
+      );
     }
     params.set(name.slice(PEFT_PREFIX.length), t);
   }
