@@ -6,17 +6,22 @@
  * selection keeps), so each criterion scores the model once; the other ratios re-select from those
  * scores. The plans are exactly those `moreau prune` makes with the same flags.
  */
+import { existsSync } from 'node:fs';
 import {
   type CalibrationSet,
   type Criterion,
   countParams,
   getCriterion,
+  InputError,
+  type LoraConfig,
+  mergeLora,
   planToJSON,
   prune,
   resolveOptions,
 } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
-import type { LlamaModel, LoadedModel } from '@moreau/models';
+import { LlamaModel, type LoadedModel } from '@moreau/models';
+import type { TuningData } from '@moreau/tune';
 import type { CompareFlags } from '../../program.js';
 import { VERSION } from '../../version.js';
 import {
@@ -40,9 +45,11 @@ import {
   taskFlags,
   UsageError,
 } from '../flags.js';
+import type { ProgressReporter } from '../progress.js';
 import { textSummary } from '../report/render.js';
-import type { CompareReport, CompareRun } from '../report/types.js';
+import type { CompareReport, CompareRun, TunedRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
+import { loraConfigFromFlags, runTuning, templateFromFlags, tuningDataFromFlags } from '../tuning.js';
 import { modelSummary } from './info.js';
 import { runRobustness } from './robustness.js';
 
@@ -55,13 +62,15 @@ interface Comparison {
   readonly texts: readonly [string, string][];
   readonly tasks: readonly [string, string][];
   readonly perturbations: readonly string[] | null;
+  /** With --tune-data: the LoRA config and the tokenized data every pruned model is tuned on. */
+  readonly tuning: { readonly lora: LoraConfig; readonly data: TuningData } | null;
 }
 
 const seconds = (since: number) => (performance.now() - since) / 1000;
 
 export async function compareCommand(source: string, ctx: CommandContext<CompareFlags>) {
   const started = performance.now();
-  const c = await comparison(source, ctx.flags);
+  const c = await comparison(source, ctx.flags, ctx.progress);
   await withBackend(ctx, async (run) => {
     const { progress } = run;
     const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
@@ -93,6 +102,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
         const ev = await evaluateModel(model);
         const evalSeconds = seconds(evalStart);
         const paramsAfter = countParams(model.params);
+        const tuned = c.tuning ? await tuneAndEvaluate(run, c, model, evaluateModel) : undefined;
         const plan = `plans/${spec.name}-${ratio}.json`;
         plans.set(plan, planToJSON(result.plan));
         runs.push({
@@ -107,6 +117,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           score_seconds: scoreSeconds,
           eval_seconds: evalSeconds,
           plan,
+          ...(tuned ? { tuned } : {}),
         });
       }
     }
@@ -145,7 +156,11 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 }
 
 /** Checks every flag before the model loads (a typo costs nothing), then loads it. */
-async function comparison(source: string, flags: CompareFlags): Promise<Comparison> {
+async function comparison(
+  source: string,
+  flags: CompareFlags,
+  progress: ProgressReporter,
+): Promise<Comparison> {
   await loadPlugins(flags.plugin);
   const names = criteriaFlag(flags.criteria, { unique: true });
   const ratios = ratiosFlag(flags.ratios);
@@ -154,6 +169,10 @@ async function comparison(source: string, flags: CompareFlags): Promise<Comparis
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
   let texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  const lora = flags.tuneData ? loraConfigFromFlags(flags) : undefined;
+  if (flags.tuneData && !existsSync(flags.tuneData))
+    throw new InputError(`--tune-data: '${flags.tuneData}' not found`, flags.tuneData, '--tune-data');
+  const template = flags.tuneData ? await templateFromFlags(flags) : undefined;
   await checkReportDir(flags.report);
 
   const loaded = await openModel(source, flags);
@@ -165,7 +184,57 @@ async function comparison(source: string, flags: CompareFlags): Promise<Comparis
   }
   if (perturbations && texts.length === 0)
     throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
-  return { source, loaded, criteria, ratios, texts, tasks, perturbations };
+  const tuning =
+    lora && flags.tuneData
+      ? {
+          lora,
+          data: await tuningDataFromFlags(
+            flags.tuneData,
+            loaded.tokenizer,
+            flags,
+            flags.seed,
+            progress,
+            template,
+          ),
+        }
+      : null;
+  return { source, loaded, criteria, ratios, texts, tasks, perturbations, tuning };
+}
+
+/** LoRA-tunes one pruned model (compare --tune-data), merges the adapters and evaluates it. */
+async function tuneAndEvaluate(
+  run: BackendContext<CompareFlags>,
+  c: Comparison,
+  model: LlamaModel,
+  evaluateModel: (m: LlamaModel) => ReturnType<typeof evaluate>,
+): Promise<TunedRun> {
+  const { flags } = run;
+  const t0 = performance.now();
+  const result = await runTuning(run, model, c.tuning!.data, {
+    lora: c.tuning!.lora,
+    lr: flags.lr,
+    epochs: flags.epochs,
+    batchSize: flags.tuneBatchSize,
+    microBatchSize: flags.microBatchSize,
+    warmupSteps: flags.warmupSteps,
+    ...(flags.maxSteps !== undefined ? { maxSteps: flags.maxSteps } : {}),
+    seed: flags.seed,
+    evalSteps: flags.evalSteps,
+    maxLength: Math.min(flags.cutoffLen, model.config.maxPositionEmbeddings),
+  });
+  const tuneSeconds = seconds(t0);
+  const merged = new LlamaModel(model.config, mergeLora(model.params, result.adapters));
+  const ev = await evaluateModel(merged);
+  return {
+    ppl: ev.ppl,
+    nll: ev.nll,
+    tasks: ev.tasks,
+    steps: result.steps,
+    train_loss: result.history.at(-1)?.loss ?? null,
+    val_loss: result.evals.at(-1)?.loss ?? null,
+    seconds: seconds(t0),
+    tune_seconds: tuneSeconds,
+  };
 }
 
 /** The report's description of the run: model, backend and settings (every default filled in). */
@@ -206,6 +275,26 @@ function reportHead(
       attn_layers: flags.attnLayers ?? null,
       mlp_layers: flags.mlpLayers ?? null,
       perturbations: c.perturbations,
+      tuning: c.tuning
+        ? {
+            data: flags.tuneData!,
+            kind: c.tuning.data.kind,
+            train_examples: c.tuning.data.train.length,
+            validation_examples: c.tuning.data.validation.length,
+            lora_r: c.tuning.lora.r,
+            lora_alpha: c.tuning.lora.alpha,
+            lora_dropout: c.tuning.lora.dropout,
+            lora_targets: c.tuning.lora.targets,
+            epochs: flags.epochs,
+            max_steps: flags.maxSteps ?? null,
+            lr: flags.lr,
+            batch_size: flags.tuneBatchSize,
+            micro_batch_size: flags.microBatchSize,
+            cutoff_len: flags.cutoffLen,
+            warmup_steps: flags.warmupSteps,
+            train_on_inputs: flags.trainOnInputs,
+          }
+        : null,
     },
   };
 }

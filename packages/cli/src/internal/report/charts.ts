@@ -38,19 +38,63 @@ function colorScale(criteria: readonly string[]) {
   return { domain: [...criteria], scheme: 'tableau10' };
 }
 
-/** Perplexity against pruning ratio, one line per criterion, one panel per text; ratio 0 is the dense model. */
+/** With tuned runs: solid lines for the pruned models, dashed for the same models after LoRA tuning. */
+const STAGES = ['pruned', 'pruned + LoRA'];
+function stageEncoding(report: CompareReport) {
+  if (!report.runs.some((r) => r.tuned)) return {};
+  return {
+    strokeDash: {
+      field: 'stage',
+      type: 'nominal',
+      title: 'recovery',
+      sort: STAGES,
+      scale: {
+        domain: STAGES,
+        range: [
+          [1, 0],
+          [6, 4],
+        ],
+      },
+    },
+  };
+}
+
+/** A line layer (with the tuned / untuned dash) and a point layer over the same encoding. */
+function linesAndPoints(report: CompareReport, size: number) {
+  return [
+    { mark: { type: 'line', strokeWidth: 2 }, encoding: stageEncoding(report) },
+    { mark: { type: 'point', filled: true, size, opacity: 1 } },
+  ];
+}
+
+/**
+ * Perplexity against pruning ratio, one line per criterion (dashed: after LoRA tuning), one panel
+ * per text; ratio 0 is the dense model, where both lines of a criterion start.
+ */
 export function perplexityChart(report: CompareReport): Chart | undefined {
   const texts = Object.keys(report.dense.ppl);
   if (texts.length === 0 || report.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
+  const stages = report.runs.some((r) => r.tuned) ? STAGES : STAGES.slice(0, 1);
   const rows: Record<string, unknown>[] = [];
   for (const text of texts) {
     for (const c of criteria)
-      rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense' });
+      for (const stage of stages)
+        rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense', stage });
     for (const r of report.runs) {
       const ppl = r.ppl[text];
       if (ppl !== undefined && Number.isFinite(ppl))
-        rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned' });
+        rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned', stage: STAGES[0] });
+      const tuned = r.tuned?.ppl[text];
+      if (tuned !== undefined && Number.isFinite(tuned))
+        rows.push({
+          text,
+          criterion: r.criterion,
+          ratio: r.ratio,
+          ppl: tuned,
+          model: 'tuned',
+          stage: STAGES[1],
+        });
     }
   }
   return {
@@ -60,7 +104,7 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
         text: 'Perplexity vs pruning ratio',
-        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better`,
+        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better${report.runs.some((r) => r.tuned) ? '; dashed: after LoRA recovery' : ''}`,
       },
       data: { values: rows },
       facet: { column: { field: 'text', type: 'nominal', title: 'evaluation text', sort: texts } },
@@ -68,7 +112,8 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
       spec: {
         width: texts.length > 1 ? 340 : 560,
         height: 300,
-        mark: { type: 'line', point: { size: 60 }, strokeWidth: 2 },
+        // Lines (dashed after tuning) and points in separate layers, so the legend draws dashes.
+        layer: linesAndPoints(report, 60),
         encoding: {
           x: {
             field: 'ratio',
@@ -86,6 +131,7 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
           tooltip: [
             { field: 'criterion', type: 'nominal' },
+            { field: 'stage', type: 'nominal' },
             { field: 'ratio', type: 'quantitative' },
             { field: 'ppl', type: 'quantitative', format: '.3f' },
           ],
@@ -101,12 +147,18 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
   const tasks = Object.keys(report.dense.tasks);
   if (tasks.length === 0 || report.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
+  const stages = report.runs.some((r) => r.tuned) ? STAGES : STAGES.slice(0, 1);
   const rows: Record<string, unknown>[] = [];
   for (const task of tasks) {
-    for (const c of criteria) rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc });
+    for (const c of criteria)
+      for (const stage of stages)
+        rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc, stage });
     for (const r of report.runs) {
       const t = r.tasks[task];
-      if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc });
+      if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc, stage: STAGES[0] });
+      const tuned = r.tuned?.tasks[task];
+      if (tuned)
+        rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: tuned.acc, stage: STAGES[1] });
     }
   }
   return {
@@ -124,7 +176,7 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
       spec: {
         width: 280,
         height: 220,
-        mark: { type: 'line', point: { size: 50 }, strokeWidth: 2 },
+        layer: linesAndPoints(report, 50),
         encoding: {
           x: {
             field: 'ratio',
@@ -136,6 +188,7 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
           tooltip: [
             { field: 'criterion', type: 'nominal' },
+            { field: 'stage', type: 'nominal' },
             { field: 'ratio', type: 'quantitative' },
             { field: 'acc', type: 'quantitative', format: '.4f' },
           ],

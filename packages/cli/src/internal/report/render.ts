@@ -55,16 +55,36 @@ export function comparisonTable(report: CompareReport): Table {
       a.ratio - b.ratio ||
       report.settings.criteria.indexOf(a.criterion) - report.settings.criteria.indexOf(b.criterion),
   );
-  const rows = [
-    row('dense', '0', d.params, 1, d.ppl, d.tasks, d.seconds),
-    ...runs.map((r) =>
-      row(r.criterion, String(r.ratio), r.params_after, r.params_left, r.ppl, r.tasks, r.seconds),
-    ),
-  ];
-  // Best per ratio: lowest perplexity, highest accuracy.
+  // Each pruned model's row, then (with --tune-data) the same model after LoRA tuning.
+  const rows = [row('dense', '0', d.params, 1, d.ppl, d.tasks, d.seconds)];
+  const groups = new Map<string, number[]>(); // rows competing for "best": same ratio, tuned or not
+  const member = (key: string) => {
+    const list = groups.get(key) ?? [];
+    list.push(rows.length - 1);
+    groups.set(key, list);
+  };
+  for (const r of runs) {
+    rows.push(row(r.criterion, String(r.ratio), r.params_after, r.params_left, r.ppl, r.tasks, r.seconds));
+    member(`${r.ratio}:pruned`);
+    if (r.tuned) {
+      const t = r.tuned;
+      rows.push(
+        row(
+          `${r.criterion} +LoRA`,
+          String(r.ratio),
+          r.params_after,
+          r.params_left,
+          t.ppl,
+          t.tasks,
+          t.seconds,
+        ),
+      );
+      member(`${r.ratio}:tuned`);
+    }
+  }
+  // Best per ratio (among the pruned rows, and among the tuned ones): lowest perplexity, highest accuracy.
   const best = new Set<string>();
-  for (const ratio of report.settings.ratios) {
-    const idx = runs.map((r, i) => (r.ratio === ratio ? i + 1 : -1)).filter((i) => i > 0);
+  for (const idx of groups.values()) {
     if (idx.length < 2) continue;
     header.forEach((h, col) => {
       const lower = h.startsWith('PPL ');
@@ -158,6 +178,11 @@ function settingsLines(report: CompareReport): string[] {
       : []),
     ...(opts.length ? [`options: ${opts.join('; ')}`] : []),
     ...(s.perturbations ? [`robustness perturbations: ${s.perturbations.join(', ')}`] : []),
+    ...(s.tuning
+      ? [
+          `LoRA recovery (+LoRA rows): ${s.tuning.data} (${s.tuning.kind}, ${s.tuning.train_examples} training examples), r ${s.tuning.lora_r}, alpha ${s.tuning.lora_alpha}, dropout ${s.tuning.lora_dropout} on ${s.tuning.lora_targets.join(',')}; ${s.tuning.max_steps !== null ? `${s.tuning.max_steps} steps` : `${s.tuning.epochs} epochs`}, lr ${s.tuning.lr}, batch ${s.tuning.batch_size} (micro ${s.tuning.micro_batch_size}), cutoff ${s.tuning.cutoff_len}, warmup ${s.tuning.warmup_steps}, loss on ${s.tuning.train_on_inputs ? 'prompt and response' : 'the response'}`,
+        ]
+      : []),
   ];
 }
 
@@ -219,7 +244,7 @@ function htmlTable(t: Table): string {
   const body = t.rows
     .map(
       (row, r) =>
-        `<tr${r === 0 && row[0] === 'dense' ? ' class="dense"' : ''}>${row
+        `<tr${r === 0 && row[0] === 'dense' ? ' class="dense"' : row[0]!.endsWith(' +LoRA') ? ' class="tuned"' : ''}>${row
           .map((s, c) => {
             const cls = [t.right[c] ? 'num' : '', t.best?.has(`${r},${c}`) ? 'best' : '']
               .filter(Boolean)
@@ -257,6 +282,7 @@ export function renderHtml(report: CompareReport, charts: readonly RenderedChart
   th { background: #f2f4f7; text-align: left; }
   .num { text-align: right; font-variant-numeric: tabular-nums; }
   tr.dense td { background: #f7f7f7; font-style: italic; }
+  tr.tuned td:first-child { color: #35618f; }
   td.best { font-weight: bold; background: #e8f5e9; }
   .row { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
   figure { margin: 12px 0; }
