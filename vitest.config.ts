@@ -17,6 +17,11 @@ export default defineConfig({
       { find: /^@moreau\/models$/, replacement: src('models') },
       { find: /^@moreau\/eval$/, replacement: src('eval') },
       { find: /^@moreau\/tune$/, replacement: src('tune') },
+      // The tests' shared set-up: a root-level module, not a package (CONTRIBUTING.md).
+      {
+        find: /^@moreau\/test-utils$/,
+        replacement: fileURLToPath(new URL('./test-utils/index.ts', import.meta.url)),
+      },
     ],
   },
   test: {

@@ -1,11 +1,10 @@
-/** What the stories260K tool scripts share: the shared-data folder, the model, its tokenizer, a backend. */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+/**
+ * What the stories260K tool scripts share: a backend; the shared-data folder, the model and its
+ * tokenizer come from the tests' set-up (test-utils/shared.ts).
+ */
 import type { Backend } from '@moreau/core';
-import { Llama2cTokenizer, loadLlama2c } from '@moreau/models';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
+export { loadStories260k, SHARED_DIR as shared } from '../test-utils/shared.js';
 
 export async function makeBackend(name: string | undefined, threads: number): Promise<Backend> {
   if (name === 'tfjs') {
@@ -14,13 +13,4 @@ export async function makeBackend(name: string | undefined, threads: number): Pr
   }
   const { createOrtBackend } = await import('@moreau/backend-ort');
   return createOrtBackend({ intraOpNumThreads: threads });
-}
-
-export async function loadStories260k() {
-  const ckpt = await loadLlama2c(path.join(shared, 'models/stories260K/stories260K.bin'));
-  const tok = await Llama2cTokenizer.load(
-    path.join(shared, 'models/stories260K/tok512.bin'),
-    ckpt.config.vocabSize,
-  );
-  return { ckpt, tok };
 }

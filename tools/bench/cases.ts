@@ -4,13 +4,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HostTensor } from '@moreau/core';
 import { type LlamaConfig, llamaPreset, loadLlama2c, paramCount, randomInit } from '@moreau/models';
+import { STORIES_BIN, sharedPath } from '../../test-utils/shared.js';
 
 export const CASES = ['stories260k', 'synthetic-60m', 'tinyllama-shape'] as const;
 export type CaseName = (typeof CASES)[number];
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const sharedDir = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
-export const stories260kPath = path.join(sharedDir, 'models/stories260K/stories260K.bin');
+export const stories260kPath = sharedPath(STORIES_BIN);
 
 /** Seed of the synthetic models' randomInit (both synthetic cases). */
 export const SYNTHETIC_SEED = 1;

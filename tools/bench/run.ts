@@ -26,6 +26,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Rng } from '@moreau/core';
 import { Llama2cTokenizer, writeSafetensors } from '@moreau/models';
+import { STORIES_TOK, sharedPath, TINYSTORIES_HEAD } from '../../test-utils/shared.js';
 import {
   CASES,
   caseConfig,
@@ -34,7 +35,6 @@ import {
   matmulShapes,
   repoRoot,
   SYNTHETIC_SEED,
-  sharedDir,
   stories260kPath,
 } from './cases.js';
 
@@ -145,11 +145,8 @@ if (backends.has('torch')) {
 /** Token ids: stories260K reads TinyStories text; the synthetic models draw seeded ids. */
 async function tokenStream(caseName: string, vocab: number, n: number): Promise<number[]> {
   if (caseName === 'stories260k') {
-    const tok = await Llama2cTokenizer.load(path.join(sharedDir, 'models/stories260K/tok512.bin'), vocab);
-    const text = readFileSync(
-      path.join(sharedDir, 'data/tinystories/tinystories_validation_head.txt'),
-      'utf8',
-    );
+    const tok = await Llama2cTokenizer.load(sharedPath(STORIES_TOK), vocab);
+    const text = readFileSync(sharedPath(TINYSTORIES_HEAD), 'utf8');
     const ids = tok.encode(text, { bos: true });
     if (ids.length < n) throw new Error(`TinyStories head has ${ids.length} tokens, need ${n}`);
     return ids.slice(0, n);

@@ -22,25 +22,18 @@ import {
   tensor,
   valueAndGrad,
 } from '@moreau/core';
-import { type LlamaConfig, LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { fisher } from './index.js';
 
-const config: LlamaConfig = {
+const config = smallConfig({
   vocabSize: 32,
   hiddenSize: 16,
   intermediateSize: 12,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
   headDim: 4,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 64,
   tieWordEmbeddings: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 const model = new LlamaModel(config, randomInit(config, 3, { std: 0.2 }));
 const backend = new ReferenceBackend();
 const stream = Array.from(new Rng(99).uniformArray(400, 0, 32), Math.floor);

@@ -3,9 +3,7 @@
  * a valid plan that follows the rounding rule and re-applies to the same weights.
  * Reads ../shared (or MOREAU_SHARED) and skips with a message when the files are absent.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { createOrtBackend } from '@moreau/backend-ort';
 import {
   applyPlan,
@@ -16,29 +14,19 @@ import {
   prune,
   sampleCalibration,
 } from '@moreau/core';
-import { Llama2cTokenizer, LlamaModel, loadLlama2c } from '@moreau/models';
+import { LlamaModel } from '@moreau/models';
+import { haveStories260k, loadStories260k, sharedPath, TINYSTORIES_HEAD } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import './index.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
-const files = {
-  model: path.join(shared, 'models/stories260K/stories260K.bin'),
-  tokenizer: path.join(shared, 'models/stories260K/tok512.bin'),
-  text: path.join(shared, 'data/tinystories/tinystories_validation_head.txt'),
-};
-const missing = Object.values(files).filter((f) => !existsSync(f));
-if (missing.length > 0) {
-  console.warn(
-    `fisher plugin stories260K test skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
-  );
-}
+const HAVE = haveStories260k('fisher plugin stories260K test', TINYSTORIES_HEAD);
 
-describe.skipIf(missing.length > 0)('fisher plugin on stories260K', () => {
+describe.skipIf(!HAVE)('fisher plugin on stories260K', () => {
   it('prune() with the plugin criterion produces a valid plan', async () => {
-    const ckpt = await loadLlama2c(files.model);
-    const tok = await Llama2cTokenizer.load(files.tokenizer, ckpt.config.vocabSize);
-    const ids = tok.encode(readFileSync(files.text, 'utf8').slice(0, 200_000), { bos: true });
+    const { ckpt, tok } = await loadStories260k();
+    const ids = tok.encode(readFileSync(sharedPath(TINYSTORIES_HEAD), 'utf8').slice(0, 200_000), {
+      bos: true,
+    });
     const model = new LlamaModel(ckpt.config, ckpt.tensors);
     const backend = await createOrtBackend({ intraOpNumThreads: 2 });
     try {

@@ -18,34 +18,36 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  haveShared,
+  STORIES_BIN,
+  STORIES_DOC,
+  STORIES_TOK,
+  sharedPath,
+  TINY_GGUF,
+  TINYSTORIES_HEAD,
+} from '@moreau/test-utils';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildProgram, type Handlers } from './program.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const BIN = path.join(repoRoot, 'packages/cli/dist/moreau.js');
-const SHARED = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
 const F = {
-  model: path.join(SHARED, 'models/stories260K/stories260K.bin'),
-  tok: path.join(SHARED, 'models/stories260K/tok512.bin'),
-  doc: path.join(SHARED, 'models/stories260K/llama2c_doc_stories260K.md'),
-  gguf: path.join(SHARED, 'models/llama-2-tiny-random-gguf/llama-2-tiny-random.gguf'),
-  ts: path.join(SHARED, 'data/tinystories/tinystories_validation_head.txt'),
-  wiki: path.join(SHARED, 'data/wikitext-2-raw/wiki.test.raw'),
-  arc: path.join(SHARED, 'data/zeroshot/arc_easy.jsonl'),
-  hellaswag: path.join(SHARED, 'data/hellaswag/hellaswag_val_full.txt'),
-  winogrande: path.join(SHARED, 'data/zeroshot/winogrande.jsonl'),
-  lambada: path.join(SHARED, 'data/zeroshot/lambada_openai.jsonl'),
+  model: sharedPath(STORIES_BIN),
+  tok: sharedPath(STORIES_TOK),
+  doc: sharedPath(STORIES_DOC),
+  gguf: sharedPath(TINY_GGUF),
+  ts: sharedPath(TINYSTORIES_HEAD),
+  wiki: sharedPath('data/wikitext-2-raw/wiki.test.raw'),
+  arc: sharedPath('data/zeroshot/arc_easy.jsonl'),
+  hellaswag: sharedPath('data/hellaswag/hellaswag_val_full.txt'),
+  winogrande: sharedPath('data/zeroshot/winogrande.jsonl'),
+  lambada: sharedPath('data/zeroshot/lambada_openai.jsonl'),
 };
 
 const hasDist = existsSync(BIN);
 if (!hasDist) console.warn(`moreau CLI e2e tests skipped: ${BIN} is missing (run \`npm run build\` first)`);
-const missing = Object.values(F).filter((f) => !existsSync(f));
-if (hasDist && missing.length) {
-  console.warn(
-    `moreau CLI e2e tests on stories260K skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
-  );
-}
-const noModel = !hasDist || missing.length > 0;
+const noModel = !hasDist || !haveShared('moreau CLI e2e tests on stories260K', ...Object.values(F));
 
 const TMP = mkdtempSync(path.join(tmpdir(), 'moreau-cli-e2e-'));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));
@@ -485,11 +487,27 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^ppl ts\s+\d+\.\d{4}\s+\(nll \d\.\d+, 381 tokens\)$/m);
-    expect(r.stdout).toMatch(/^task hellaswag\s+acc \d\.\d{4}\s+acc_norm \d\.\d{4}\s+n 3$/m);
+    expect(r.stdout).toMatch(
+      /^task hellaswag\s+acc \d\.\d{4}\s+acc_norm \d\.\d{4}\s+n 3\s+paper \d\.\d{4}$/m,
+    );
+    expect(r.stdout).toMatch(/^task paper average\s+\d\.\d{4} over 3 of 7 tasks$/m);
     for (const line of r.stdout.trim().split('\n')) expect(line).toMatch(/^(ppl|task) /);
     expect(r.stderr).toMatch(/ppl ts: 3\/3/);
     const j = json(out);
-    expect(Object.keys(j).sort()).toEqual(['backend', 'model', 'nll', 'ppl', 'tasks', 'tokens']);
+    expect(Object.keys(j).sort()).toEqual([
+      'backend',
+      'field',
+      'model',
+      'nll',
+      'paper_average',
+      'paper_tasks',
+      'ppl',
+      'ppl_join',
+      'tasks',
+      'tokens',
+      'zeroshot_protocol',
+    ]);
+    expect(j).toMatchObject({ zeroshot_protocol: 'current', ppl_join: null, field: null, paper_tasks: 3 });
     expect(j.backend).toEqual({ name: 'ort', device: 'cpu' });
     expect(j.model).toMatchObject({ params: 260032, format: 'llama2c' });
     expect(j.ppl.ts).toBeGreaterThan(2);
@@ -498,10 +516,18 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(j.ppl.ts).toBeCloseTo(Math.exp(j.nll.ts), 6);
     expect(j.tokens).toEqual({ ts: 381, wiki: 381 });
     for (const t of ['arc_easy', 'hellaswag', 'winogrande']) {
-      expect(Object.keys(j.tasks[t]).sort()).toEqual(['acc', 'acc_norm', 'n']);
+      expect(Object.keys(j.tasks[t]).sort()).toEqual(['acc', 'acc_norm', 'n', 'paper']);
       expect(j.tasks[t].n).toBe(3);
     }
-    expect(j.tasks.lambada).toMatchObject({ acc_norm: null, n: 3 });
+    // The papers' metric: acc for arc_easy and winogrande, acc_norm for hellaswag.
+    expect(j.tasks.arc_easy.paper).toBe(j.tasks.arc_easy.acc);
+    expect(j.tasks.winogrande.paper).toBe(j.tasks.winogrande.acc);
+    expect(j.tasks.hellaswag.paper).toBe(j.tasks.hellaswag.acc_norm);
+    expect(j.paper_average).toBeCloseTo(
+      (j.tasks.arc_easy.acc + j.tasks.winogrande.acc + j.tasks.hellaswag.acc_norm) / 3,
+      12,
+    );
+    expect(j.tasks.lambada).toMatchObject({ acc_norm: null, n: 3, paper: null });
     // --quiet: nothing on stderr; the tfjs backend agrees with onnxruntime.
     const q = await moreau([
       'eval',
@@ -700,6 +726,220 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(i.code).toBe(0);
   }, 180_000);
 
+  it('prune --preset: the published setups resolved for 5 layers, explicit flags over them, recorded; GS counters, MACs, latency', async () => {
+    // moreaupruner (HEAD): patches drawn fresh every iteration, moreau-gs at the reference values.
+    const r = await moreau([
+      'prune',
+      ...model,
+      '--preset',
+      'moreaupruner',
+      '--opt',
+      'iterations=2',
+      '--calib',
+      F.ts,
+      '--calib-samples',
+      '2',
+      '--calib-seq-len',
+      '64',
+      '--out',
+      tmp('pruned-preset'),
+      '--save-calib',
+      tmp('calib-preset.json'),
+      '--plan-out',
+      tmp('plan-preset.json'),
+      '--latency',
+      '1x64',
+      '--json',
+      tmp('prune-preset.json'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/preset moreaupruner \(ShiningSord\/MoreauPruner@ce5453f\)/);
+    // At the reference lr and soft most rows of delta flip sign: warned on stderr.
+    expect(r.stderr).toMatch(/^warning: moreau-gs: most rows of delta flipped sign at 2 of 2 iterations/m);
+    expect(r.stdout).toMatch(/^MACs per 64 tokens: 0\.0196 G -> 0\.0157 G \(80\.31%\)$/m);
+    expect(r.stdout).toMatch(/^latency 1x64: \d+\.\d\d ms -> \d+\.\d\d ms \(x\d+\.\d\d\)$/m);
+    const j = json(tmp('prune-preset.json'));
+    expect(j.settings).toMatchObject({
+      preset: 'moreaupruner',
+      preset_source: { repository: 'ShiningSord/MoreauPruner', commit: 'ce5453f' },
+      criterion: 'moreau-gs',
+      options: {
+        lr: 0.0002,
+        soft: 5e-6,
+        noiseStd: 0.05,
+        lambda: 0.2,
+        iterations: 2,
+        averageLast: 5,
+        perturb: 'all',
+      },
+      ratio: 0.2,
+      reduction: 'sum',
+      attn_layers: [0, 5],
+      mlp_layers: [0, 5],
+      calibration: {
+        sampling: 'patches',
+        samples: 2,
+        seq_len: 64,
+        chars_per_token: 8,
+        iterations: 2,
+        fresh: true,
+      },
+      from_flags: ['opt', 'calibSamples', 'calibSeqLen'],
+    });
+    expect(j.plan).toMatchObject({
+      ratio: 0.2,
+      reduction: 'sum',
+      attnLayers: [0, 5],
+      criterion: { name: 'moreau-gs' },
+    });
+    const calib = json(tmp('calib-preset.json'));
+    expect(calib.iterations).toHaveLength(2);
+    expect(calib.iterations[1]).not.toEqual(calib.iterations[0]); // fresh (--moredata)
+    for (const w of calib.iterations.flat()) {
+      expect(w).toHaveLength(64);
+      expect(w[0]).toBe(1); // each patch tokenized with BOS
+    }
+    const shrink = j.diagnostics[0].moreau_gs_shrink;
+    expect(shrink.iterations).toHaveLength(2);
+    expect(Object.keys(shrink.iterations[0].kinds)).toContain('q_proj');
+    expect(shrink.iterations[0].all.flipped).toBeGreaterThan(0.5);
+    expect(j.warnings).toHaveLength(1);
+    expect(j.macs).toMatchObject({ seq_len: 64, dense: { total: 19609344 }, pruned: { total: 15747904 } });
+    expect(j.latency).toMatchObject({ batch: 1, seq_len: 64, repeats: 5 });
+    expect(j.latency.dense.seconds).toBeGreaterThan(0);
+
+    // moreaupruner-paper (9e894ff): 10 windows of 64 tokens, the same every iteration, ratio 0.25;
+    // lr raised on the command line: no flip regime, no warning.
+    const p = await moreau([
+      'prune',
+      ...model,
+      '--preset',
+      'moreaupruner-paper',
+      '--opt',
+      'iterations=2',
+      '--opt',
+      'lr=0.02',
+      '--calib',
+      F.ts,
+      '--out',
+      tmp('pruned-paper'),
+      '--save-calib',
+      tmp('calib-paper.json'),
+      '--json',
+      tmp('prune-paper.json'),
+      '-q',
+    ]);
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stderr).toBe('');
+    const jp = json(tmp('prune-paper.json'));
+    expect(jp.settings).toMatchObject({
+      preset: 'moreaupruner-paper',
+      preset_source: { commit: '9e894ff' },
+      ratio: 0.25,
+      options: { freshCalibration: false, lr: 0.02 },
+      calibration: { sampling: 'windows', samples: 10, seq_len: 64, iterations: 1, fresh: false },
+      from_flags: ['opt'],
+    });
+    expect(jp.plan.ratio).toBe(0.25);
+    expect(jp.diagnostics[0].moreau_gs_shrink.iterations[1].all.flipped).toBeLessThan(0.5);
+    expect(json(tmp('calib-paper.json')).iterations).toHaveLength(1);
+
+    // llm-pruner: taylor param_first; --ratio and --mlp-layers given explicitly win.
+    const l = await moreau([
+      'prune',
+      ...model,
+      '--preset',
+      'llm-pruner',
+      '--ratio',
+      '0.5',
+      '--mlp-layers',
+      '1:4',
+      '--calib',
+      F.ts,
+      '--out',
+      tmp('pruned-llmp'),
+      '--json',
+      tmp('prune-llmp.json'),
+      '-q',
+    ]);
+    expect(l.code, l.stderr).toBe(0);
+    expect(json(tmp('prune-llmp.json')).settings).toMatchObject({
+      preset: 'llm-pruner',
+      criterion: 'taylor',
+      options: { variant: 'param_first' },
+      ratio: 0.5,
+      attn_layers: [0, 5],
+      mlp_layers: [1, 4],
+      calibration: { sampling: 'windows', samples: 10, seq_len: 64 },
+      from_flags: ['ratio', 'mlpLayers'],
+    });
+  }, 240_000);
+
+  it('eval switches: --ppl-join rows, --field, --zeroshot-protocol harness-2023', async () => {
+    const jsonl = tmp('rows.jsonl');
+    writeFileSync(
+      jsonl,
+      readFileSync(F.ts, 'utf8')
+        .split('\n')
+        .slice(0, 400)
+        .map((line) => JSON.stringify({ sentence: line.trim() }))
+        .join('\n'),
+    );
+    const r = await moreau([
+      'eval',
+      ...model,
+      '--ppl',
+      `wiki=${F.wiki}`,
+      '--ppl',
+      `rows=${jsonl}`,
+      '--ppl-join',
+      'rows',
+      '--field',
+      'sentence',
+      '--task',
+      `arc_easy=${F.arc}`,
+      '--zeroshot-protocol',
+      'harness-2023',
+      '--limit',
+      '3',
+      '--seq-len',
+      '64',
+      '--json',
+      tmp('eval-rows.json'),
+      '-q',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = await moreau([
+      'eval',
+      ...model,
+      '--ppl',
+      `wiki=${F.wiki}`,
+      '--task',
+      `arc_easy=${F.arc}`,
+      '--limit',
+      '3',
+      '--seq-len',
+      '64',
+      '--json',
+      tmp('eval-doc.json'),
+      '-q',
+    ]);
+    expect(doc.code, doc.stderr).toBe(0);
+    const rows = json(tmp('eval-rows.json'));
+    const one = json(tmp('eval-doc.json'));
+    expect(rows).toMatchObject({ zeroshot_protocol: 'harness-2023', ppl_join: 'rows', field: 'sentence' });
+    expect(rows.ppl.rows).toBeGreaterThan(1);
+    // Rows joined by "\n\n" are another token stream than the file as one document.
+    expect(rows.nll.wiki).not.toBe(one.nll.wiki);
+    expect(rows.tasks.arc_easy.n).toBe(3);
+    const bad = await moreau(['eval', ...model, '--ppl', `x=${jsonl}`, '--ppl-join', 'document']);
+    expectUsage(
+      bad,
+      'eval',
+      /--ppl-join document: '.*rows\.jsonl' is jsonl \/ parquet, whose rows are always rows/,
+    );
+  }, 180_000);
+
   it('robustness: table on stdout and JSON', async () => {
     const r = await moreau([
       'robustness',
@@ -777,8 +1017,9 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(r.code, r.stderr).toBe(0);
     // stdout: the comparison table, then robustness tables, then where the report is.
     expect(r.stdout).toMatch(
-      /^\| criterion \| ratio \|\s+params \|\s+left \|\s+PPL ts \|\s+arc_easy acc \|\s+arc_easy acc_norm \|\s+seconds \|$/m,
+      /^\| criterion \| ratio \|\s+params \|\s+left \|\s+GMACs 64 tok \|\s+PPL ts \|\s+arc_easy acc \|\s+arc_easy acc_norm \|\s+paper avg \|\s+seconds \|$/m,
     );
+    expect(r.stdout).toMatch(/^\| dense\s+\|\s+0 \| 260,032 \| 100\.0% \|\s+0\.0196 \|/m);
     expect(r.stdout).toMatch(/^\| dense\s+\|\s+0 \| 260,032 \| 100\.0% \|/m);
     expect(r.stdout).toMatch(/^\| moreau\s+\|\s+0\.2 \| 211,072 \|\s+81\.2% \|/m);
     expect(r.stdout).toMatch(/robustness at ratio 0\.1/);
@@ -816,7 +1057,22 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       'moreau@0.1',
       'moreau@0.2',
     ]);
-    expect(rep.dense).toMatchObject({ params: 260032 });
+    expect(rep.dense).toMatchObject({
+      params: 260032,
+      macs: { total: 19609344 },
+      latency: null,
+      paper_tasks: 1,
+    });
+    expect(rep.dense.paper_average).toBe(rep.dense.tasks.arc_easy.acc);
+    expect(rep.runs[1].macs.total).toBe(15747904); // taylor 0.2: the same dims as prune's 0.2
+    expect(rep.runs[2].diagnostics).toEqual([{}]); // moreau (no soft threshold): nothing to report
+    expect(rep.settings).toMatchObject({
+      preset: null,
+      zeroshot_protocol: 'current',
+      macs_seq_len: 64,
+      latency: null,
+      calibration: { sampling: 'windows', samples: 2, seq_len: 32 },
+    });
     expect(rep.dense.ppl.ts).toBeLessThan(rep.runs[1].ppl.ts);
     expect(Object.keys(rep.robustness)).toEqual(['0.1', '0.2']);
     expect(Object.keys(rep.robustness['0.2'].results)).toEqual(['taylor', 'moreau']);

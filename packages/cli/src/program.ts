@@ -5,7 +5,25 @@
  * Handlers, and implement it in internal/commands/ taking (model, CommandContext<ItsFlags>).
  */
 import { Command, Option } from 'commander';
-import { collect, parseIntArg, parseLayerRange, parseNumberArg, parseRatio } from './internal/flags.js';
+import {
+  collect,
+  parseBatchShape,
+  parseIntArg,
+  parseLayerRange,
+  parseNumberArg,
+  parseRatio,
+} from './internal/flags.js';
+
+/** The flags given on the command line (the rest carry their declared defaults). */
+export interface Explicit {
+  readonly explicit?: ReadonlySet<string>;
+}
+
+/** Adds `explicit` (the keys whose value came from the command line) to a command's parsed flags. */
+function withExplicit<F extends object>(flags: F, cmd: Command): F & Explicit {
+  const explicit = new Set(Object.keys(flags).filter((k) => cmd.getOptionValueSource(k) === 'cli'));
+  return { ...flags, explicit };
+}
 
 /** Flags of every command that loads a model. */
 export interface ModelFlags {
@@ -37,8 +55,25 @@ function modelOptions(cmd: Command): Command {
     .option('-q, --quiet', 'no progress output on stderr', false);
 }
 
+/** How perplexity texts are read (every command that measures perplexity). */
+export interface TextFlags {
+  readonly pplJoin?: 'rows' | 'document';
+  readonly field?: string;
+}
+
+function textOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--ppl-join <how>',
+        'how a perplexity text is assembled: rows (each line a row as the HF wikitext script yields it, rows joined by "\\n\\n" as LLM-Pruner does) | document (a text file is one document); jsonl / parquet rows are always rows (default: document for text files)',
+      ).choices(['rows', 'document']),
+    )
+    .option('--field <name>', 'jsonl field / parquet column holding the text (default: text; PTB: sentence)');
+}
+
 /** Flags of the commands that evaluate perplexity and zero-shot tasks. */
-export interface EvalFlags {
+export interface EvalFlags extends TextFlags {
   readonly ppl: string[];
   readonly seqLen: number;
   readonly limit?: number;
@@ -46,16 +81,39 @@ export interface EvalFlags {
 }
 
 function evalOptions(cmd: Command): Command {
+  return textOptions(
+    cmd
+      .option('--ppl <NAME=FILE>', 'perplexity text (txt, jsonl, parquet); repeatable', collect, [])
+      .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
+      .option('--limit <n>', 'evaluate at most N windows / items per set', parseIntArg('--limit'))
+      .option('--batch-size <n>', 'windows per forward pass', parseIntArg('--batch-size'), 8),
+  );
+}
+
+/** Flags of the commands that score zero-shot tasks. */
+export interface TaskFlags {
+  readonly task: string[];
+  readonly zeroshotProtocol: 'current' | 'harness-2023';
+}
+
+function taskOptions(cmd: Command, help: string): Command {
   return cmd
-    .option('--ppl <NAME=FILE>', 'perplexity text (txt, jsonl with "text", parquet); repeatable', collect, [])
-    .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
-    .option('--limit <n>', 'evaluate at most N windows / items per set', parseIntArg('--limit'))
-    .option('--batch-size <n>', 'windows per forward pass', parseIntArg('--batch-size'), 8);
+    .option('--task <NAME=FILE>', help, collect, [])
+    .addOption(
+      new Option(
+        '--zeroshot-protocol <p>',
+        "zero-shot tokenization: current (lm-eval v0.4 pair encoding, BOS) | harness-2023 (the papers' bundled harness: no BOS, context and continuation encoded apart)",
+      )
+        .choices(['current', 'harness-2023'])
+        .default('current'),
+    );
 }
 
 /** Flags of the commands that score with a criterion: calibration, selection, criterion options. */
-export interface CalibFlags {
+export interface CalibFlags extends Explicit {
+  readonly preset?: string;
   readonly calib?: string;
+  readonly calibSampling: 'windows' | 'patches';
   readonly calibSamples: number;
   readonly calibSeqLen: number;
   readonly calibTokens?: string;
@@ -71,7 +129,21 @@ export interface CalibFlags {
 
 function calibOptions(cmd: Command): Command {
   return cmd
+    .addOption(
+      new Option(
+        '--preset <name>',
+        "a published setup's defaults (criterion, options, ratio, calibration, layers; explicit flags win): moreaupruner | moreaupruner-paper | llm-pruner (see 'moreau criteria')",
+      ).choices(['moreaupruner', 'moreaupruner-paper', 'llm-pruner']),
+    )
     .option('--calib <file>', "calibration text (default: the model's shipped held-out text, else required)")
+    .addOption(
+      new Option(
+        '--calib-sampling <how>',
+        'windows: cut from the text tokenized once | patches: random 8 x L-character patches, each tokenized with BOS and cut to L tokens (the released MoreauPruner)',
+      )
+        .choices(['windows', 'patches'])
+        .default('windows'),
+    )
     .option('--calib-samples <n>', 'calibration windows per iteration', parseIntArg('--calib-samples'), 4)
     .option('--calib-seq-len <n>', 'tokens per calibration window', parseIntArg('--calib-seq-len', 2), 128)
     .option('--calib-tokens <file>', 'replay exact windows: {"iterations": [[[ids...], ...], ...]}')
@@ -182,8 +254,12 @@ function tuneTrainOptions(cmd: Command): Command {
 
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
 export type InfoFlags = ModelFlags & { readonly json?: string };
-export type EvalCommandFlags = ModelFlags & EvalFlags & { readonly task: string[]; readonly json?: string };
-export interface PruneFlags extends ModelFlags, CalibFlags {
+export type EvalCommandFlags = ModelFlags & EvalFlags & TaskFlags & { readonly json?: string };
+/** --latency BxT: measure the forward latency of the dense and pruned models at batch x length. */
+export interface LatencyFlags {
+  readonly latency?: [number, number];
+}
+export interface PruneFlags extends ModelFlags, CalibFlags, TextFlags, LatencyFlags {
   readonly criterion?: string;
   readonly ratio?: number;
   readonly out: string;
@@ -197,13 +273,18 @@ export interface PruneFlags extends ModelFlags, CalibFlags {
   readonly limit?: number;
   readonly json?: string;
 }
-export interface CompareFlags extends ModelFlags, CalibFlags, EvalFlags, TuneTrainFlags {
+export interface CompareFlags
+  extends ModelFlags,
+    CalibFlags,
+    EvalFlags,
+    TaskFlags,
+    LatencyFlags,
+    TuneTrainFlags {
   readonly tuneData?: string;
   readonly tuneBatchSize: number;
   readonly criteria: string;
   readonly ratios: string;
   readonly report: string;
-  readonly task: string[];
   readonly robustness: boolean;
   readonly perturb: string;
 }
@@ -273,26 +354,23 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'also write the result as JSON')
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
-  evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy')))
-    .option(
-      '--task <NAME=FILE>',
-      'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
-      collect,
-      [],
-    )
+  taskOptions(
+    evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
+    'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
+  )
     .option('--json <file>', 'write the results as JSON')
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
 
-  calibOptions(
+  const prune = calibOptions(
     modelOptions(program.command('prune').description('score with a criterion, prune, save an HF directory')),
   )
     .option(
       '--criterion <name>',
-      'magnitude | random | taylor | moreau | moreau-gs | a plugin criterion (required unless --plan)',
+      'magnitude | random | taylor | moreau | moreau-gs | a plugin criterion (required unless --plan or --preset)',
     )
     .option(
       '--ratio <r>',
-      'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan)',
+      'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan or --preset)',
       parseRatio,
     )
     .requiredOption('--out <dir>', 'output HF directory (written atomically)')
@@ -312,8 +390,13 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--eval-ppl <NAME=FILE>', 'evaluate perplexity of the pruned model; repeatable', collect, [])
     .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
     .option('--limit <n>', 'evaluate at most N windows', parseIntArg('--limit'))
-    .option('--json <file>', 'write the result as JSON')
-    .action((m, o: PruneFlags) => handlers.prune(m, o));
+    .option(
+      '--latency <BxT>',
+      'also time a forward pass of batch B x T tokens, dense and pruned (e.g. 1x64; MACs are always counted)',
+      parseBatchShape,
+    )
+    .option('--json <file>', 'write the result as JSON');
+  textOptions(prune).action((m, o: PruneFlags, cmd: Command) => handlers.prune(m, withExplicit(o, cmd)));
 
   const compare = evalOptions(
     calibOptions(
@@ -325,7 +408,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .requiredOption('--criteria <list>', 'comma-separated criteria, e.g. magnitude,taylor,moreau,moreau-gs')
     .requiredOption('--ratios <list>', 'comma-separated ratios, e.g. 0.1,0.2,0.3')
     .requiredOption('--report <dir>', 'report directory: report.json, report.md, report.html, charts')
-    .option('--task <NAME=FILE>', 'zero-shot task to evaluate each pruned model on; repeatable', collect, [])
+    .option(
+      '--latency <BxT>',
+      'also time a forward pass of batch B x T tokens of every model (e.g. 1x64; MACs are always counted)',
+      parseBatchShape,
+    )
     .option(
       '--robustness',
       'also run the robustness analysis at each ratio (perplexity on the first --ppl text, at most --limit windows, default 32)',
@@ -343,7 +430,10 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       64,
     );
   // compare --tune-data takes the tuning flags of `tune` (its --batch-size and --seed are compare's own).
-  tuneTrainOptions(compare).action((m, o: CompareFlags) => handlers.compare(m, o));
+  taskOptions(
+    tuneTrainOptions(compare),
+    'zero-shot task to evaluate each pruned model on; repeatable',
+  ).action((m, o: CompareFlags, cmd: Command) => handlers.compare(m, withExplicit(o, cmd)));
 
   tuneTrainOptions(
     modelOptions(
@@ -395,7 +485,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
     .option('--json <file>', 'write the result as JSON')
-    .action((m, o: RobustnessFlags) => handlers.robustness(m, o));
+    .action((m, o: RobustnessFlags, cmd: Command) => handlers.robustness(m, withExplicit(o, cmd)));
 
   modelOptions(program.command('export').description('write a standalone ONNX model (input_ids -> logits)'))
     .requiredOption('--onnx <file>', 'output .onnx file')

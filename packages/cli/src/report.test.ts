@@ -9,6 +9,19 @@ import {
 } from './internal/report/render.js';
 import type { CompareReport } from './internal/report/types.js';
 
+/** Moreau-GS shrink counters of two iterations (the second mostly flipping). */
+const shrinkDiagnostics = {
+  moreau_gs_shrink: {
+    rule: 'r',
+    soft: 5e-6,
+    lr: 2e-4,
+    iterations: [
+      { iteration: 1, all: { rows: 200, zeroed: 0.5, shrunk: 0.25, flipped: 0.25 }, kinds: {} },
+      { iteration: 2, all: { rows: 200, zeroed: 0, shrunk: 0.01, flipped: 0.99 }, kinds: {} },
+    ],
+  },
+};
+
 const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
   criterion,
   ratio,
@@ -16,7 +29,13 @@ const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
   params_left: ratio === 0.1 ? 0.9 : 0.8,
   ppl: { wiki: ppl },
   nll: { wiki: Math.log(ppl) },
-  tasks: { arc_easy: { acc, acc_norm: acc, n: 10 } },
+  tasks: { arc_easy: { acc, acc_norm: acc, n: 10, paper: acc } },
+  paper_average: acc,
+  paper_tasks: 1,
+  macs: { total: ratio === 0.1 ? 2.5e9 : 2e9, per_token: (ratio === 0.1 ? 2.5e9 : 2e9) / 64 },
+  latency: { seconds: ratio === 0.1 ? 0.009 : 0.008, min_seconds: 0.007, tokens_per_second: 7000 },
+  diagnostics: criterion === 'moreau' ? [shrinkDiagnostics] : [{}],
+  warnings: criterion === 'moreau' ? ['most rows flipped'] : [],
   seconds: 1.5,
   score_seconds: 1,
   eval_seconds: 0.5,
@@ -40,6 +59,8 @@ const report: CompareReport = {
   },
   backend: { name: 'ort', device: 'cpu' },
   settings: {
+    preset: 'moreaupruner',
+    preset_source: { repository: 'ShiningSord/MoreauPruner', commit: 'ce5453f', files: ['start.sh'] },
     criteria: ['taylor', 'moreau'],
     ratios: [0.1, 0.2],
     options: { taylor: { variant: 'param_first' }, moreau: { iterations: 2 } },
@@ -47,19 +68,29 @@ const report: CompareReport = {
     tasks: { arc_easy: 'arc.jsonl' },
     seq_len: 128,
     limit: 4,
-    calibration: { source: 'calib.txt', samples: 2, seq_len: 32, iterations: 2 },
+    calibration: { source: 'calib.txt', sampling: 'patches', samples: 2, seq_len: 32, iterations: 2 },
     seed: 1,
     scope: 'local',
     attn_layers: null,
     mlp_layers: null,
     perturbations: ['fp16', 'gauss:0.01x2'],
+    zeroshot_protocol: 'harness-2023',
+    ppl_join: 'rows',
+    field: null,
+    macs_seq_len: 64,
+    macs_counted: 'test_speedup',
+    latency: { batch: 1, seq_len: 64, repeats: 5, warmup: 1 },
   },
   dense: {
     params: 1000,
     ppl: { wiki: 10 },
     nll: { wiki: Math.log(10) },
     tokens: { wiki: 508 },
-    tasks: { arc_easy: { acc: 0.5, acc_norm: 0.5, n: 10 } },
+    tasks: { arc_easy: { acc: 0.5, acc_norm: 0.5, n: 10, paper: 0.5 } },
+    paper_average: 0.5,
+    paper_tasks: 1,
+    macs: { total: 3e9, per_token: 3e9 / 64 },
+    latency: { seconds: 0.01, min_seconds: 0.009, tokens_per_second: 6400 },
     seconds: 1,
   },
   runs: [
@@ -97,11 +128,17 @@ describe('comparison report rendering', () => {
       'ratio',
       'params',
       'left',
+      'GMACs 64 tok',
+      'ms 1x64',
       'PPL wiki',
       'arc_easy acc',
       'arc_easy acc_norm',
+      'paper avg',
       'seconds',
     ]);
+    expect(t.rows[0]!.slice(4, 6)).toEqual(['3.00', '10.00']);
+    expect(t.rows[1]!.slice(4, 6)).toEqual(['2.50', '9.00']);
+    expect(t.rows[2]![9]).toBe('0.4500'); // moreau 0.1's paper average
     expect(t.rows.map((r) => `${r[0]}@${r[1]}`)).toEqual([
       'dense@0',
       'taylor@0.1',
@@ -109,9 +146,11 @@ describe('comparison report rendering', () => {
       'taylor@0.2',
       'moreau@0.2',
     ]);
-    expect(t.best?.has('2,4')).toBe(true); // moreau 0.1 has the lower perplexity
-    expect(t.best?.has('3,4')).toBe(true); // taylor 0.2
-    expect(t.best?.has('2,5')).toBe(true); // moreau 0.1 has the higher accuracy
+    expect(t.best?.has('2,6')).toBe(true); // moreau 0.1 has the lower perplexity
+    expect(t.best?.has('3,6')).toBe(true); // taylor 0.2
+    expect(t.best?.has('2,7')).toBe(true); // moreau 0.1 has the higher accuracy
+    expect(t.best?.has('2,9')).toBe(true); // and the higher paper average
+    expect(t.best?.has('2,4')).toBe(false); // MACs are not ranked
     const md = markdownTable(t, true);
     expect(md.split('\n')[1]).toMatch(/^\|-+\|-+:\|/);
     expect(md).toContain('**11.000**');
@@ -119,6 +158,22 @@ describe('comparison report rendering', () => {
     expect(text).not.toContain('**');
     expect(text).toMatch(/robustness at ratio 0\.2 \(dense PPL 10\.000\)/);
     expect(text).toMatch(/\| taylor\s+\| gauss:0\.01x2\s+\| 0\.800 ± 0\.050 \|/);
+    // Moreau-GS's regime, once per criterion (it scores once for every ratio).
+    expect(text).toContain('moreau-gs soft-threshold regime');
+    expect(text).toMatch(/\| moreau\s+\|\s+2 \|\s+200 \|\s+0\.0% \|\s+1\.0% \|\s+99\.0% \|/);
+    expect(text.match(/\| moreau\s+\|\s+1 \|/g)).toHaveLength(1);
+  });
+
+  it('settings name the preset and its commit, what MACs count, the latency shape and the paper metric', () => {
+    const md = renderMarkdown(report, []);
+    expect(md).toContain('- preset: moreaupruner (ShiningSord/MoreauPruner@ce5453f: start.sh)');
+    expect(md).toContain('2 patches x 32 tokens');
+    expect(md).toContain('MACs: one forward pass of 64 tokens, counted as test_speedup');
+    expect(md).toContain('latency: median of 5 forward passes of 1 x 64 tokens');
+    expect(md).toContain('zero-shot protocol harness-2023');
+    expect(md).toContain('## Criterion diagnostics');
+    expect(md).toContain('- warning: moreau: most rows flipped');
+    expect(renderHtml(report, [])).toContain('<strong>warning:</strong> moreau: most rows flipped');
   });
 
   it('markdown and a self-contained, escaped HTML page', () => {

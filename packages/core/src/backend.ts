@@ -56,6 +56,12 @@ export interface Backend {
   readonly name: string;
   /** Human-readable device, e.g. 'cpu', 'cuda:0', 'wasm-simd'. */
   readonly device: string;
+  /**
+   * False for a backend whose float32 ops do not round each result to float32 (core's float64
+   * reference interpreter): emulated half precision relies on IEEE float32 arithmetic and refuses
+   * such a backend. Absent means true.
+   */
+  readonly roundsFloat32?: boolean;
   compile(graph: Graph, options?: CompileOptions): Promise<Executable>;
   upload(t: HostTensor): Promise<DeviceTensor>;
   memory(): MemoryReport;

@@ -69,9 +69,23 @@ export type {
   WarmupLinearOptions,
 } from './optim.js';
 export { AdamW, clipGradNorm, warmupCosine, warmupLinear } from './optim.js';
+export {
+  COMPUTE_DTYPES,
+  type ComputeDtype,
+  type ComputeMode,
+  checkComputeDtype,
+  computeMode,
+  emulatePrecision,
+  PRECISION_PRESERVING,
+  type Precision,
+  precisionOf,
+  roundHost,
+  roundHostArray,
+  roundTo,
+} from './precision.js';
 export { PRIMITIVES } from './primitive-list.js';
 export * from './pruning/index.js';
-export { evaluateReference, ReferenceBackend } from './reference-backend.js';
+export { evaluateReference, ReferenceBackend, type ReferenceOptions } from './reference-backend.js';
 export { Rng } from './rng.js';
 export { broadcastShapes, sameShape } from './shapes.js';
 export {

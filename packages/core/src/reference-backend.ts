@@ -58,8 +58,32 @@ function fromRef(v: RefValue): HostTensor {
   }
 }
 
-/** Runs a graph in float64 and returns every output (floats rounded to float32 at the end). */
-export function evaluateReference(graph: Graph, inputs: readonly HostTensor[]): HostTensor[] {
+export interface ReferenceOptions {
+  /**
+   * Round every float32 node's output to float32 (Math.fround), as an IEEE float32 engine does,
+   * instead of carrying float64 through the graph. Emulated half precision (jit's computeDtype)
+   * needs it: its rounding relies on float32 arithmetic. Default false (the float64 oracle).
+   */
+  readonly float32?: boolean;
+}
+
+function froundValue(v: RefValue): RefValue {
+  if (v.dtype !== 'float32') return v;
+  const src = v.data as Float64Array;
+  const data = new Float64Array(src.length);
+  for (let i = 0; i < src.length; i++) data[i] = Math.fround(src[i]!);
+  return { shape: v.shape, dtype: v.dtype, data };
+}
+
+/**
+ * Runs a graph in float64 and returns every output (floats rounded to float32 at the end), or with
+ * `float32`, rounding every float32 value to float32 as it is computed.
+ */
+export function evaluateReference(
+  graph: Graph,
+  inputs: readonly HostTensor[],
+  options: ReferenceOptions = {},
+): HostTensor[] {
   if (inputs.length !== graph.inputs.length) {
     throw new ShapeError(`reference: graph takes ${graph.inputs.length} inputs, got ${inputs.length}`);
   }
@@ -81,7 +105,8 @@ export function evaluateReference(graph: Graph, inputs: readonly HostTensor[]): 
       values[n.id] = toRef(graph.constants.get(n.attrs.constant)!, n.dtype);
     } else {
       const args = n.inputs.map((i) => values[i]!);
-      values[n.id] = primitiveRule(n.op).reference(args, n.attrs, n);
+      const v = primitiveRule(n.op).reference(args, n.attrs, n);
+      values[n.id] = options.float32 ? froundValue(v) : v;
     }
     for (const i of n.inputs) if (lastUse[i] === n.id) values[i] = undefined;
   }
@@ -111,9 +136,16 @@ class ReferenceDeviceTensor implements DeviceTensor {
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference';
-  readonly device = 'cpu (float64 interpreter)';
+  readonly device: string;
+  /** False unless created with { float32: true } (see ReferenceOptions). */
+  readonly roundsFloat32: boolean;
   private readonly held = new Set<ReferenceDeviceTensor>();
   private executables = 0;
+
+  constructor(private readonly options: ReferenceOptions = {}) {
+    this.roundsFloat32 = options.float32 ?? false;
+    this.device = this.roundsFloat32 ? 'cpu (float32-rounding interpreter)' : 'cpu (float64 interpreter)';
+  }
 
   async compile(graph: Graph): Promise<Executable> {
     this.executables++;
@@ -124,7 +156,7 @@ export class ReferenceBackend implements Backend {
       run: async (inputs: readonly TensorInput[]) => {
         if (disposed) throw new MoreauError('reference: executable used after dispose()');
         const hosts = await Promise.all(inputs.map((t) => (isDeviceTensor(t) ? t.download() : t)));
-        return evaluateReference(graph, hosts);
+        return evaluateReference(graph, hosts, this.options);
       },
       dispose: () => {
         if (!disposed) this.executables--;

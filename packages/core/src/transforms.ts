@@ -9,6 +9,7 @@ import { castHost, type DType, type HostTensor } from './dtype.js';
 import { MoreauError, ShapeError } from './errors.js';
 import { flatten, specKey, type TreeSpec, unflatten } from './internal/pytree.js';
 import type { Graph } from './ir.js';
+import { type ComputeDtype, checkComputeDtype, emulatePrecision } from './precision.js';
 import { GraphBuilder, isTensor, Tensor, withBuilder } from './tensor.js';
 
 export interface TensorSpec {
@@ -107,11 +108,17 @@ export interface JitOptions {
   readonly backend?: Backend | string;
   /** Names for the graph inputs in flattened order (default: their tree paths). */
   readonly inputNames?: readonly string[];
+  /**
+   * The dtype to compute in (default float32). float16 / bfloat16 run the traced graph through
+   * emulatePrecision: every op in float32 from inputs representable in the dtype, its output
+   * rounded to the dtype, gradients included (see precision.ts).
+   */
+  readonly computeDtype?: ComputeDtype;
 }
 
 export interface Jitted<R> {
   (...args: unknown[]): Promise<R>;
-  /** The traced graph for these arguments (no compilation). */
+  /** The traced graph for these arguments, emulating computeDtype if set (no compilation). */
   lower(...args: unknown[]): Traced;
   /** Number of distinct input signatures compiled so far. */
   readonly cacheSize: number;
@@ -124,6 +131,13 @@ export interface Jitted<R> {
  * executable: calling again with new weight values runs the cached graph.
  */
 export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOptions = {}): Jitted<R> {
+  const computeDtype = checkComputeDtype(options.computeDtype ?? 'float32');
+  const lower = (args: readonly unknown[]): Traced => {
+    const traced = trace(fn, args, options.inputNames);
+    return computeDtype === 'float32'
+      ? traced
+      : { ...traced, graph: emulatePrecision(traced.graph, computeDtype) };
+  };
   const cache = new Map<string, Promise<{ exe: Executable; outputSpec: TreeSpec }>>();
   let backendPromise: Promise<Backend> | undefined;
   const resolveBackend = () => {
@@ -138,6 +152,7 @@ export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOption
     const flat = flatten(args, isTensorLike);
     // bfloat16 host data runs the float32 graph (converted below), so it shares the float32 entry.
     const key =
+      `${computeDtype}:` +
       specKey(flat.spec) +
       flat.leaves
         .map((l) => `|${l.dtype === 'bfloat16' ? 'float32' : l.dtype}[${l.shape.join(',')}]`)
@@ -146,7 +161,13 @@ export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOption
     if (!entry) {
       entry = (async () => {
         const backend = await resolveBackend();
-        const traced = trace(fn, args, options.inputNames);
+        if (computeDtype !== 'float32' && backend.roundsFloat32 === false) {
+          throw new MoreauError(
+            `jit: computeDtype ${computeDtype} is emulated with float32 arithmetic, which backend '${backend.name}' ` +
+              'does not round per op (use new ReferenceBackend({ float32: true }) or a real backend)',
+          );
+        }
+        const traced = lower(args);
         const exe = await backend.compile(traced.graph);
         return { exe, outputSpec: traced.outputSpec };
       })();
@@ -168,7 +189,7 @@ export function jit<R = any>(fn: (...args: any[]) => unknown, options: JitOption
   const jitted = call as Jitted<R>;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });
   Object.defineProperty(jitted, 'backend', { get: resolveBackend });
-  jitted.lower = (...args: unknown[]) => trace(fn, args, options.inputNames);
+  jitted.lower = (...args: unknown[]) => lower(args);
   jitted.dispose = () => {
     for (const e of cache.values()) e.then((x) => x.exe.dispose()).catch(() => {});
     cache.clear();

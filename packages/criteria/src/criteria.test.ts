@@ -22,26 +22,19 @@ import {
   tensor,
   valueAndGrad,
 } from '@moreau/core';
-import { type LlamaConfig, LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { LlamaModel, llamaLoss, randomInit } from '@moreau/models';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { builtinCriteria, magnitude, moreau, moreauGs, random, taylor } from './index.js';
-import { shrinkRows } from './moreau.js';
+import { paramKind, type ShrinkCounts, shrinkRows } from './moreau.js';
 
-const config: LlamaConfig = {
+const config = smallConfig({
   vocabSize: 32,
   hiddenSize: 16,
   intermediateSize: 12,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
   headDim: 4,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 64,
   tieWordEmbeddings: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 const model = new LlamaModel(config, randomInit(config, 3, { std: 0.2 }));
 const backend = new ReferenceBackend();
 const stream = Array.from(new Rng(99).uniformArray(400, 0, 32), Math.floor);
@@ -295,6 +288,8 @@ async function moreauByHand(o: {
   seed: number;
   cal: CalibrationSet;
   perturb: 'all' | 'members';
+  /** Filled with the soft-threshold counts per iteration and parameter kind. */
+  counts?: Map<string, ShrinkCounts>[];
 }) {
   const names = [...model.params.keys()];
   const members = [...new Set(model.groups().flatMap((g) => g.members.map((m) => m.param)))];
@@ -321,7 +316,13 @@ async function moreauByHand(o: {
       const d = delta.get(m)!;
       const gm = g(m);
       for (let i = 0; i < d.length; i++) d[i] = d[i]! - o.lr * (o.exact ? gm[i]! + d[i]! / o.lambda : gm[i]!);
-      if (o.soft !== undefined) shrinkRows(d, model.params.get(m)!.shape, o.soft, o.lr);
+      if (o.soft !== undefined) {
+        if (o.counts && !o.counts[t]) o.counts[t] = new Map();
+        const kinds = o.counts?.[t] ?? new Map<string, ShrinkCounts>();
+        const kind = m.split('.').at(-2)!;
+        if (!kinds.has(kind)) kinds.set(kind, { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 });
+        shrinkRows(d, model.params.get(m)!.shape, o.soft, o.lr, kinds.get(kind));
+      }
       if (t >= o.iterations - o.averageLast) {
         const a = avg.get(m)!;
         for (let i = 0; i < d.length; i++) a[i]! += d[i]! / o.averageLast;
@@ -396,7 +397,116 @@ describe('moreau and moreau-gs against the loop written out', () => {
   });
 });
 
+describe('moreau-gs diagnostics: what the soft threshold did to each row', () => {
+  const base = { iterations: 3, averageLast: 2, noiseStd: 0.05, lambda: 0.2, freshCalibration: true };
+  const run = async (lr: number, soft: number) => {
+    const cal = calibration(3);
+    const r = await prune(model, {
+      criterion: 'moreau-gs',
+      options: { ...base, lr, soft },
+      ratio: 0.25,
+      seed: 4,
+      calibration: cal,
+      backend,
+    });
+    const counts: Map<string, ShrinkCounts>[] = [];
+    await moreauByHand({
+      ...base,
+      lr,
+      soft,
+      exact: false,
+      fresh: true,
+      seed: 4,
+      cal,
+      perturb: 'all',
+      counts,
+    });
+    return { r, counts };
+  };
+  type Report = {
+    soft: number;
+    lr: number;
+    iterations: {
+      iteration: number;
+      all: { rows: number; zeroed: number; shrunk: number; flipped: number };
+      kinds: Record<string, { rows: number; zeroed: number; shrunk: number; flipped: number }>;
+    }[];
+  };
+
+  it('per iteration and parameter kind, the fractions equal the hand loop; no warning outside the flip regime', async () => {
+    const { r, counts } = await run(0.05, 1e-4);
+    expect(r.diagnostics).toHaveLength(1);
+    const rep = r.diagnostics[0]!.moreau_gs_shrink as unknown as Report;
+    expect(rep.soft).toBe(1e-4);
+    expect(rep.lr).toBe(0.05);
+    expect(rep.iterations.map((i) => i.iteration)).toEqual([1, 2, 3]);
+    const kinds = [...new Set([...model.params.keys()].map(paramKind))].sort();
+    rep.iterations.forEach((it, t) => {
+      expect(Object.keys(it.kinds)).toEqual(kinds);
+      let rows = 0;
+      for (const [kind, f] of Object.entries(it.kinds)) {
+        const c = counts[t]!.get(kind)!;
+        expect(f).toEqual({
+          rows: c.rows,
+          zeroed: c.zeroed / c.rows,
+          shrunk: c.shrunk / c.rows,
+          flipped: c.flipped / c.rows,
+        });
+        expect(f.zeroed + f.shrunk + f.flipped).toBeCloseTo(1, 12);
+        rows += c.rows;
+      }
+      expect(it.all.rows).toBe(rows);
+      // Every row of every parameter (1-D parameters count their elements).
+      expect(rows).toBe([...model.params.values()].reduce((s, p) => s + p.shape[0]!, 0));
+    });
+    expect(rep.iterations[0]!.all.shrunk).toBeGreaterThan(0.5);
+    expect(r.warnings).toEqual([]);
+  });
+
+  it('a step far below soft flips most rows: counted, and warned about', async () => {
+    const { r, counts } = await run(1e-3, 1e-2);
+    const rep = r.diagnostics[0]!.moreau_gs_shrink as unknown as Report;
+    for (const it of rep.iterations) expect(it.all.flipped).toBeGreaterThan(0.5);
+    const c = counts[0]!.get('q_proj')!;
+    expect(rep.iterations[0]!.kinds.q_proj!.flipped).toBe(c.flipped / c.rows);
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0]).toMatch(
+      /^moreau-gs: most rows of delta flipped sign at 3 of 3 iterations \(up to \d+\.\d %\).*lr=0\.02/,
+    );
+  });
+
+  it('moreau (no soft threshold) reports nothing', async () => {
+    const r = await prune(model, {
+      criterion: 'moreau',
+      options: { ...base, lr: 0.05 },
+      ratio: 0.25,
+      calibration: calibration(3),
+      backend,
+    });
+    expect(r.diagnostics).toEqual([{}]);
+    expect(r.warnings).toEqual([]);
+  });
+
+  it('parameter kinds are the last name component before .weight', () => {
+    expect(paramKind('model.layers.3.self_attn.q_proj.weight')).toBe('q_proj');
+    expect(paramKind('model.embed_tokens.weight')).toBe('embed_tokens');
+    expect(paramKind('model.norm.weight')).toBe('norm');
+    expect(paramKind('lm_head.weight')).toBe('lm_head');
+    expect(paramKind('scale')).toBe('scale');
+  });
+});
+
 describe('shrinkRows (Moreau-GS group soft-thresholding)', () => {
+  it('counts the rows it zeroed, shrank and flipped', () => {
+    // rms: row 0 = 3.54 > soft 1 (shrunk); row 1 = 0.707 in (soft*lr, soft) (flipped);
+    // row 2 = 0.01 <= soft*lr (zeroed); row 3 = 1 = soft (coefficient 0: zeroed).
+    const d = Float32Array.from([3, 4, 0.6, 0.8, 0.01, 0.01, 1, -1]);
+    expect(shrinkRows(d, [4, 2], 1, 0.5)).toEqual({ rows: 4, zeroed: 2, shrunk: 1, flipped: 1 });
+    const acc = { rows: 1, zeroed: 1, shrunk: 0, flipped: 0 };
+    expect(shrinkRows(Float32Array.from([2, 0]), [2], 0.5, 1, acc)).toBe(acc);
+    expect(acc).toEqual({ rows: 3, zeroed: 2, shrunk: 1, flipped: 0 });
+  });
+
   it('scales each row by 1 - soft / rms(row) when rms(row) > soft * lr, else zeroes it', () => {
     // Row 0: rms = sqrt((9 + 16) / 2) = 3.5355 > 0.5 -> x (1 - 1 / 3.5355) = 0.71716.
     // Row 1: rms = sqrt(1e-6 / 2) = 7.07e-4 <= 0.5 -> 0.

@@ -1,5 +1,6 @@
 import {
   type Criterion,
+  type CriterionDiagnostics,
   counterKey,
   InputError,
   type OptionSpec,
@@ -56,11 +57,32 @@ const commonOptions: Record<string, OptionSpec> = {
   },
 };
 
+/** Rows of delta by what one group soft-threshold step did to them. */
+export interface ShrinkCounts {
+  rows: number;
+  /** Coefficient 0: row RMS <= soft * lr (or exactly soft, or an all-zero row). */
+  zeroed: number;
+  /** Coefficient in (0, 1): row RMS > soft. */
+  shrunk: number;
+  /** Coefficient < 0: soft * lr < row RMS < soft, so the row changes sign (and is rescaled). */
+  flipped: number;
+}
+
 /**
- * Group soft-thresholding of delta, row by row (first axis; 1-D parameters elementwise):
- * n = sqrt(mean(row^2)); row *= (1 - soft / n) if n > soft * lr, else row = 0.
+ * Group soft-thresholding of delta, row by row (first axis; 1-D parameters elementwise), as the
+ * released code does it: n = sqrt(mean(row^2)); row *= (1 - soft / n) if n > soft * lr, else
+ * row = 0. The threshold compares with soft * lr but the coefficient uses soft, so rows with
+ * soft * lr < n < soft get a negative coefficient: they flip sign. That rule is kept on purpose
+ * (it is what the reference computes); the returned counts (added into `counts` when given) say
+ * how many rows each case took.
  */
-export function shrinkRows(delta: Float32Array, shape: readonly number[], soft: number, lr: number): void {
+export function shrinkRows(
+  delta: Float32Array,
+  shape: readonly number[],
+  soft: number,
+  lr: number,
+  counts: ShrinkCounts = { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 },
+): ShrinkCounts {
   const rowLen = shape.length >= 2 ? delta.length / shape[0]! : 1;
   for (let start = 0; start < delta.length; start += rowLen) {
     let sq = 0;
@@ -68,7 +90,71 @@ export function shrinkRows(delta: Float32Array, shape: readonly number[], soft: 
     const n = Math.sqrt(sq / rowLen);
     const scale = n > soft * lr ? 1 - soft / n : 0;
     for (let i = start; i < start + rowLen; i++) delta[i]! *= scale;
+    counts.rows++;
+    if (scale === 0) counts.zeroed++;
+    else if (scale < 0) counts.flipped++;
+    else counts.shrunk++;
   }
+  return counts;
+}
+
+/** A parameter's kind for the counters: its last name component before .weight / .bias. */
+export function paramKind(name: string): string {
+  const parts = name.split('.');
+  if (parts.length > 1 && (parts.at(-1) === 'weight' || parts.at(-1) === 'bias')) parts.pop();
+  return parts.at(-1)!;
+}
+
+type Fractions = { rows: number; zeroed: number; shrunk: number; flipped: number };
+
+const fractions = (c: ShrinkCounts): Fractions => ({
+  rows: c.rows,
+  zeroed: c.rows ? c.zeroed / c.rows : 0,
+  shrunk: c.rows ? c.shrunk / c.rows : 0,
+  flipped: c.rows ? c.flipped / c.rows : 0,
+});
+
+/**
+ * Moreau-GS's diagnostics: per iteration, per parameter kind (and over all parameters), the
+ * fraction of delta's rows the soft-threshold zeroed, shrank or flipped; and a warning when most
+ * rows flip (the step is then below soft: delta alternates sign instead of converging).
+ */
+function shrinkReport(
+  perIteration: readonly Map<string, ShrinkCounts>[],
+  soft: number,
+  lr: number,
+): { diagnostics: CriterionDiagnostics; warnings: string[] } {
+  const iterations = perIteration.map((kinds, t) => {
+    const all: ShrinkCounts = { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 };
+    const byKind: Record<string, Fractions> = {};
+    for (const [kind, c] of [...kinds].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      byKind[kind] = fractions(c);
+      all.rows += c.rows;
+      all.zeroed += c.zeroed;
+      all.shrunk += c.shrunk;
+      all.flipped += c.flipped;
+    }
+    return { iteration: t + 1, all: fractions(all), kinds: byKind };
+  });
+  const flipping = iterations.filter((it) => it.all.flipped > 0.5);
+  const warnings: string[] = [];
+  if (flipping.length > 0) {
+    const worst = Math.max(...flipping.map((it) => it.all.flipped));
+    warnings.push(
+      `moreau-gs: most rows of delta flipped sign at ${flipping.length} of ${iterations.length} iterations (up to ${(100 * worst).toFixed(1)} %): their RMS lies between soft*lr = ${soft * lr} and soft = ${soft}, where the soft-threshold coefficient 1 - soft/RMS is negative, so delta alternates sign instead of converging (the released code's rule, kept on purpose). A larger lr (e.g. lr=0.02) or a smaller soft leaves this regime.`,
+    );
+  }
+  return {
+    diagnostics: {
+      moreau_gs_shrink: {
+        rule: 'row RMS r of delta after its step: r <= soft*lr zeroed; soft*lr < r < soft flipped (coefficient 1 - soft/r < 0); r > soft shrunk',
+        soft,
+        lr,
+        iterations,
+      },
+    },
+    warnings,
+  };
 }
 
 function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
@@ -86,7 +172,8 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
             type: 'number',
             default: 5e-6,
             min: 0,
-            description: 'group soft threshold on each row of delta',
+            description:
+              'group soft threshold on each row of delta (rows whose RMS lies between soft*lr and soft flip sign, as in the released code; counted per iteration in the diagnostics)',
           },
         }
       : commonOptions,
@@ -132,6 +219,16 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
         }
         return out;
       };
+      // Moreau-GS: what the soft-threshold did, per iteration and parameter kind.
+      const shrinkCounts: Map<string, ShrinkCounts>[] = [];
+      const countsFor = (p: string): ShrinkCounts => {
+        const kinds = shrinkCounts[t] ?? new Map<string, ShrinkCounts>();
+        shrinkCounts[t] = kinds;
+        const kind = paramKind(p);
+        const c = kinds.get(kind) ?? { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 };
+        kinds.set(kind, c);
+        return c;
+      };
       // Each parameter's step depends only on its own gradient and delta, so gradients are
       // consumed as they arrive (a layer at a time in streamed runs).
       const step = async (grads: Map<string, Float32Array>) => {
@@ -141,7 +238,7 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
           if (exact) for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * (g[i]! + d[i]! / lambda);
           else for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * g[i]!;
           grads.delete(p); // let the engine's gradient buffer go as soon as it is used
-          if (gs) shrinkRows(d, ctx.params[index.get(p)!]!.shape, soft, lr);
+          if (gs) shrinkRows(d, ctx.params[index.get(p)!]!.shape, soft, lr, countsFor(p));
           await state.set(`delta:${p}`, d);
           if (t >= iterations - averageLast) {
             const a = await state.get(`avg:${p}`, d.length);
@@ -173,7 +270,7 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       } finally {
         await state.dispose();
       }
-      return {};
+      return gs ? shrinkReport(shrinkCounts, soft, lr) : {};
     },
   };
 }

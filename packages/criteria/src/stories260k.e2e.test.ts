@@ -10,11 +10,10 @@
  *
  * Reads ../shared (or MOREAU_SHARED) and skips with a message when the files are absent.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createOrtBackend } from '@moreau/backend-ort';
 import { createTfjsBackend } from '@moreau/backend-tfjs';
 import {
@@ -37,32 +36,19 @@ import {
 } from '@moreau/core';
 import {
   type Checkpoint,
-  Llama2cTokenizer,
   type LlamaConfig,
   LlamaModel,
   llamaLogits,
   llamaLoss,
   loadHfDirectory,
-  loadLlama2c,
   paramCount,
   saveHfDirectory,
 } from '@moreau/models';
+import { haveStories260k, loadStories260k, sharedPath, TINYSTORIES_HEAD } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import './index.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
-const files = {
-  model: path.join(shared, 'models/stories260K/stories260K.bin'),
-  tokenizer: path.join(shared, 'models/stories260K/tok512.bin'),
-  text: path.join(shared, 'data/tinystories/tinystories_validation_head.txt'),
-};
-const missing = Object.values(files).filter((f) => !existsSync(f));
-if (missing.length > 0) {
-  console.warn(
-    `stories260K criteria e2e tests skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
-  );
-}
+const HAVE = haveStories260k('stories260K criteria e2e tests', TINYSTORIES_HEAD);
 
 const SLOW = 300_000;
 /** The criteria and the options they run with here (moreau shortened; moreau-gs at its defaults). */
@@ -102,7 +88,7 @@ async function safetensorsElements(file: string): Promise<number> {
   return n;
 }
 
-describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to end', () => {
+describe.skipIf(!HAVE)('criteria on stories260K (llama2.c) end to end', () => {
   let ckpt: Checkpoint;
   let model: LlamaModel;
   let ids: number[];
@@ -146,9 +132,9 @@ describe.skipIf(missing.length > 0)('criteria on stories260K (llama2.c) end to e
   };
 
   beforeAll(async () => {
-    ckpt = await loadLlama2c(files.model);
-    const tok = await Llama2cTokenizer.load(files.tokenizer, ckpt.config.vocabSize);
-    ids = tok.encode(readFileSync(files.text, 'utf8'), { bos: true });
+    const stories = await loadStories260k();
+    ckpt = stories.ckpt;
+    ids = stories.tok.encode(readFileSync(sharedPath(TINYSTORIES_HEAD), 'utf8'), { bos: true });
     model = new LlamaModel(ckpt.config, ckpt.tensors);
     ort = await createOrtBackend({ intraOpNumThreads: 2 });
     tmp = await mkdtemp(path.join(tmpdir(), 'moreau-criteria-e2e-'));

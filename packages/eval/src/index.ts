@@ -5,6 +5,8 @@
  * graph of @moreau/models. Each export is described in the package README.
  */
 export { type GenerateOptions, type GenerateResult, generate } from './internal/generate.js';
+export { forwardLatency, type LatencyOptions, type LatencyResult } from './internal/latency.js';
+export { PAPER_METRICS, paperAverage, paperScore } from './internal/paper.js';
 export {
   type PerplexityOptions,
   type PerplexityResult,
@@ -43,11 +45,13 @@ export {
   STANDARD_TASKS,
   type ZeroShotTask,
 } from './internal/tasks.js';
-export { readText, type TextSourceOptions } from './internal/text-source.js';
+export { PPL_JOINS, type PplJoin, readText, type TextSourceOptions } from './internal/text-source.js';
 export {
   evaluateTask,
   type LoglikelihoodResult,
   type MultipleChoiceResult,
   type TaskResult,
+  ZEROSHOT_PROTOCOLS,
   type ZeroShotOptions,
+  type ZeroShotProtocol,
 } from './internal/zeroshot.js';

@@ -1,6 +1,7 @@
 import '@moreau/criteria';
 import { castHost, type PrunableModel, ReferenceBackend, Rng, tensor, toFloat32Data } from '@moreau/core';
-import { type LlamaConfig, LlamaModel, randomInit } from '@moreau/models';
+import { LlamaModel, randomInit } from '@moreau/models';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import {
   formatRobustnessTable,
@@ -12,21 +13,13 @@ import {
   robustness,
 } from './internal/robustness.js';
 
-const config: LlamaConfig = {
+const config = smallConfig({
   vocabSize: 16,
   hiddenSize: 8,
   intermediateSize: 12,
-  numHiddenLayers: 2,
-  numAttentionHeads: 4,
-  numKeyValueHeads: 2,
   headDim: 2,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
   maxPositionEmbeddings: 32,
-  tieWordEmbeddings: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 
 describe('robustness analysis', () => {
   const params = randomInit(config, 11, { std: 0.3 });

@@ -1,24 +1,20 @@
 import { type HostTensor, jit, ReferenceBackend, type Tensor, tensor } from '@moreau/core';
-import { type LlamaConfig, llamaLogits, randomInit } from '@moreau/models';
+import { llamaLogits, randomInit } from '@moreau/models';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { lengthBucket } from './internal/buckets.js';
 import { checkWindows, scoringModelFromLlama } from './internal/scoring-model.js';
 
-const config: LlamaConfig = {
+const config = smallConfig({
   vocabSize: 11,
   hiddenSize: 8,
   intermediateSize: 12,
   numHiddenLayers: 1,
   numAttentionHeads: 2,
-  numKeyValueHeads: 2,
   headDim: 4,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
   maxPositionEmbeddings: 16,
   tieWordEmbeddings: true,
-  bosTokenId: 1,
-  eosTokenId: 2,
-};
+});
 
 describe('scoringModelFromLlama', () => {
   const params = randomInit(config, 3, { std: 0.6 });

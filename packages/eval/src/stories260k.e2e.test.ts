@@ -6,9 +6,9 @@
  */
 
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Backend } from '@moreau/core';
-import { type Checkpoint, Llama2cTokenizer, loadLlama2c } from '@moreau/models';
+import type { Checkpoint, Llama2cTokenizer } from '@moreau/models';
+import { haveStories260k, loadStories260k, SHARED_DIR, STORIES_DOC, sharedPath } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   evaluateTask,
@@ -20,37 +20,31 @@ import {
   STANDARD_TASKS,
   scoringModelFromLlama,
 } from './index.js';
-import { missingShared, SHARED } from './testing/shared.js';
 
 const texts = {
   tinystories: 'data/tinystories/tinystories_validation_head.txt',
   wikitext2: 'data/wikitext-2-raw/wiki.test.raw',
   ptb: 'data/ptb/ptb.test.txt',
 };
-const missing = missingShared('stories260K evaluation e2e tests', [
-  'models/stories260K/stories260K.bin',
-  'models/stories260K/tok512.bin',
-  'models/stories260K/llama2c_doc_stories260K.md',
+const HAVE = haveStories260k(
+  'stories260K evaluation e2e tests',
+  STORIES_DOC,
   ...Object.values(texts),
   'data/zeroshot/boolq.jsonl',
   'data/hellaswag/hellaswag_val_full.txt',
   'data/zeroshot_original/openbookqa_main_test.tsv',
-]);
+);
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-30);
 
-describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () => {
+describe.skipIf(!HAVE)('stories260K evaluation (ort and tfjs)', () => {
   let ckpt: Checkpoint;
   let tok: Llama2cTokenizer;
   const backends: Backend[] = [];
   const models: Record<string, ScoringModel> = {};
 
   beforeAll(async () => {
-    ckpt = await loadLlama2c(path.join(SHARED, 'models/stories260K/stories260K.bin'));
-    tok = await Llama2cTokenizer.load(
-      path.join(SHARED, 'models/stories260K/tok512.bin'),
-      ckpt.config.vocabSize,
-    );
+    ({ ckpt, tok } = await loadStories260k());
     const { createOrtBackend } = await import('@moreau/backend-ort');
     const { createTfjsBackend } = await import('@moreau/backend-tfjs');
     const ort = await createOrtBackend({ intraOpNumThreads: 2 });
@@ -67,7 +61,7 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
   it('perplexity on TinyStories, WikiText-2 raw and PTB (first 4 windows of 128) agrees across engines', async () => {
     const out: Record<string, Record<string, number>> = {};
     for (const [name, file] of Object.entries(texts)) {
-      const stream = tok.encode(await readText(path.join(SHARED, file)), { bos: true });
+      const stream = tok.encode(await readText(sharedPath(file)), { bos: true });
       const r = {
         ort: await perplexity(models.ort!, stream, { seqLen: 128, limit: 4 }),
         tfjs: await perplexity(models.tfjs!, stream, { seqLen: 128, limit: 4 }),
@@ -86,7 +80,7 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
   it('zero-shot on the seven tasks and LAMBADA (first items) agrees across engines', async () => {
     const table: Record<string, unknown> = {};
     for (const name of [...STANDARD_TASKS, 'lambada_openai']) {
-      const task = await loadTask(SHARED, name);
+      const task = await loadTask(SHARED_DIR, name);
       // boolq's passages fill the 512-token window: keep it to 2 items (tfjs-wasm is slow there).
       const limit = name === 'boolq' ? 2 : 3;
       const ort = await evaluateTask(models.ort!, tok, task, { limit });
@@ -107,7 +101,7 @@ describe.skipIf(missing.length > 0)('stories260K evaluation (ort and tfjs)', () 
   });
 
   it("greedy generation from BOS reproduces llama2.c's documented output; sampling is seeded", async () => {
-    const doc = readFileSync(path.join(SHARED, 'models/stories260K/llama2c_doc_stories260K.md'), 'utf8');
+    const doc = readFileSync(sharedPath(STORIES_DOC), 'utf8');
     const start = doc.indexOf('Once upon a time, there was a little girl named Lily.');
     const expected = doc.slice(start, start + 120);
     const streamed: number[] = [];

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { haveShared, SHARED_DIR } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import {
   hellaswagPreprocess,
@@ -8,14 +9,11 @@ import {
   STANDARD_TASKS,
   taskFile,
 } from './internal/tasks.js';
-import { missingShared, SHARED } from './testing/shared.js';
 
-const files = [...STANDARD_TASKS, 'lambada_openai', 'copa'].map((t) =>
-  path.relative(SHARED, taskFile(SHARED, t)),
-);
-const missing = missingShared('zero-shot task reader tests', [...files, 'data/zeroshot/openbook_qa.jsonl']);
+const files = [...STANDARD_TASKS, 'lambada_openai', 'copa'].map((t) => taskFile(SHARED_DIR, t));
+const HAVE = haveShared('zero-shot task reader tests', ...files, 'data/zeroshot/openbook_qa.jsonl');
 
-describe.skipIf(missing.length > 0)('zero-shot task readers on the shared data', () => {
+describe.skipIf(!HAVE)('zero-shot task readers on the shared data', () => {
   it('reads every task with the expected sizes', async () => {
     const sizes: Record<string, number> = {
       boolq: 3270,
@@ -29,7 +27,7 @@ describe.skipIf(missing.length > 0)('zero-shot task readers on the shared data',
       copa: 100,
     };
     for (const [name, n] of Object.entries(sizes)) {
-      const t = await loadTask(SHARED, name);
+      const t = await loadTask(SHARED_DIR, name);
       expect(t.items.length, name).toBe(n);
       expect(t.kind).toBe(name === 'lambada_openai' ? 'loglikelihood' : 'multiple_choice');
     }
@@ -37,7 +35,7 @@ describe.skipIf(missing.length > 0)('zero-shot task readers on the shared data',
 
   it('builds the harness prompts', async () => {
     const first = async (name: string) => {
-      const t = await loadTask(SHARED, name);
+      const t = await loadTask(SHARED_DIR, name);
       if (t.kind !== 'multiple_choice') throw new Error('mc expected');
       return t.items[0]!;
     };
@@ -62,26 +60,29 @@ describe.skipIf(missing.length > 0)('zero-shot task readers on the shared data',
       'Sarah was a much better surgeon than Maria so Maria',
     ]);
     expect(wg.requests[1]!.continuation).toBe(' always got the easier cases.');
-    const lam = await loadTask(SHARED, 'lambada_openai');
+    const lam = await loadTask(SHARED_DIR, 'lambada_openai');
     if (lam.kind !== 'loglikelihood') throw new Error('ll expected');
     expect(lam.items[0]!.continuation).toBe(' signs');
     expect(lam.items[0]!.context.endsWith(' care about')).toBe(true);
   });
 
   it('the original OpenBookQA tsv and the llm-foundry jsonl agree', async () => {
-    const tsv = await loadTask(SHARED, 'openbookqa');
-    const jsonl = await readFoundryJsonl(path.join(SHARED, 'data/zeroshot/openbook_qa.jsonl'), 'openbookqa');
+    const tsv = await loadTask(SHARED_DIR, 'openbookqa');
+    const jsonl = await readFoundryJsonl(
+      path.join(SHARED_DIR, 'data/zeroshot/openbook_qa.jsonl'),
+      'openbookqa',
+    );
     expect(tsv.items.length).toBe(jsonl.items.length);
     expect(JSON.stringify(tsv.items)).toBe(JSON.stringify(jsonl.items));
   });
 
   it("HellaSwag: 6-line layout, the harness cleanup applied on top of llama.cpp's", async () => {
-    const lines = readFileSync(taskFile(SHARED, 'hellaswag'), 'utf8').split('\n');
+    const lines = readFileSync(taskFile(SHARED_DIR, 'hellaswag'), 'utf8').split('\n');
     expect(lines[1]).toBe('3');
     expect(hellaswagPreprocess('How to x [title] Do y. See [www.a.org] for  more.')).toBe(
       'How to x. Do y. See for more.',
     );
-    const t = await loadTask(SHARED, 'hellaswag');
+    const t = await loadTask(SHARED_DIR, 'hellaswag');
     if (t.kind !== 'multiple_choice') throw new Error('mc expected');
     const all = t.items.flatMap((i) => [i.requests[0]!.context, ...i.normTexts]);
     expect(all.some((s) => /\[.*?\]/.test(s))).toBe(false); // an unmatched '[' may stay, as in the harness

@@ -1,5 +1,6 @@
 import { type HostTensor, jit, ReferenceBackend, type Tensor, tensor } from '@moreau/core';
-import { type LlamaConfig, llamaTargetNll, randomInit } from '@moreau/models';
+import { llamaTargetNll, randomInit } from '@moreau/models';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { scoringModelFromLlama } from './internal/scoring-model.js';
 import type { MultipleChoiceItem, ZeroShotTask } from './internal/tasks.js';
@@ -118,21 +119,17 @@ describe('zero-shot multiple choice', () => {
 });
 
 describe('zero-shot through the LLaMA adapter', () => {
-  const config: LlamaConfig = {
+  const config = smallConfig({
     vocabSize: 6,
     hiddenSize: 8,
     intermediateSize: 12,
-    numHiddenLayers: 2,
     numAttentionHeads: 2,
     numKeyValueHeads: 1,
     headDim: 4,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
     maxPositionEmbeddings: 24,
-    tieWordEmbeddings: false,
     bosTokenId: 0,
     eosTokenId: 0,
-  };
+  });
   const params = randomInit(config, 7, { std: 0.5 });
 
   it('matches log-likelihoods computed separately on the reference backend', async () => {

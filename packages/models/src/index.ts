@@ -21,6 +21,7 @@ export {
 export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
 export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
+export { type LlamaMacs, llamaMacs } from './llama/macs.js';
 export {
   type LlamaParams,
   llamaLogits,

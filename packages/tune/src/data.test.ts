@@ -3,13 +3,12 @@
  * LLM-Pruner's post_training.py does it, on ../shared/data/alpaca (the first 102 records of the
  * cleaned Alpaca set and Alpaca-LoRA's template) and on small files made here.
  */
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path, { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, type Tokenizer } from '@moreau/models';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { haveShared, sharedPath, useScratchDir } from '@moreau/test-utils';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   detectDataKind,
   type Example,
@@ -23,20 +22,16 @@ import {
 import { ALPACA_TEMPLATE, formatPrompt, loadTemplate, parseTemplate } from './internal/template.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
-const alpaca = join(shared, 'data/alpaca/alpaca_data_cleaned_sample.json');
-const templateFile = join(shared, 'data/alpaca/alpaca_template.json');
-const haveAlpaca = existsSync(alpaca) && existsSync(templateFile);
-if (!haveAlpaca) console.warn(`skipping the Alpaca sample tests: ${alpaca} is missing (set MOREAU_SHARED)`);
+const ALPACA = 'data/alpaca/alpaca_data_cleaned_sample.json';
+const TEMPLATE = 'data/alpaca/alpaca_template.json';
+const haveAlpaca = haveShared('the Alpaca sample tests', ALPACA, TEMPLATE);
+const alpaca = sharedPath(ALPACA);
+const templateFile = sharedPath(TEMPLATE);
 
 let tok: Tokenizer;
-let dir: string;
+const scratch = useScratchDir();
 beforeAll(async () => {
   tok = (await loadModel('tiny')).tokenizer;
-  dir = await mkdtemp(join(tmpdir(), 'moreau-tune-data-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe.skipIf(!haveAlpaca)('the Alpaca sample and Alpaca-LoRA template (../shared/data/alpaca)', () => {
@@ -111,7 +106,7 @@ describe.skipIf(!haveAlpaca)('the Alpaca sample and Alpaca-LoRA template (../sha
 
 describe('instruction files, templates and text corpora', () => {
   it('names the file, record and field of a bad record', async () => {
-    const json = join(dir, 'bad.json');
+    const json = join(scratch(), 'bad.json');
     await writeFile(
       json,
       JSON.stringify([
@@ -126,7 +121,7 @@ describe('instruction files, templates and text corpora', () => {
     await expect(readInstructions(json)).rejects.toThrow(/bad\.json: record 0: field 'output' is missing/);
     await writeFile(json, JSON.stringify({ instruction: 'a' }));
     await expect(readInstructions(json)).rejects.toThrow(/must be a JSON array/);
-    const jsonl = join(dir, 'bad.jsonl');
+    const jsonl = join(scratch(), 'bad.jsonl');
     await writeFile(
       jsonl,
       '{"instruction": "a", "output": "b"}\n\n{"instruction": "c", "input": 7, "output": "d"}\n',
@@ -161,7 +156,7 @@ describe('instruction files, templates and text corpora', () => {
       response_split: 'R',
     });
     expect(formatPrompt(t, 'Say', 'hi', 'ok')).toBe('{json} Say: hi\nok');
-    const file = join(dir, 'template.json');
+    const file = join(scratch(), 'template.json');
     await writeFile(file, '{"prompt_input": ');
     await expect(loadTemplate(file)).rejects.toThrow(/template\.json: not valid JSON/);
   });
@@ -172,7 +167,7 @@ describe('instruction files, templates and text corpora', () => {
     const windows = textExamples(text.slice(0, 5000), tok, 64);
     expect(windows).toHaveLength(Math.floor(stream.length / 64));
     expect(Array.from(windows[1]!.ids)).toEqual(stream.slice(64, 128));
-    const file = join(dir, 'corpus.txt');
+    const file = join(scratch(), 'corpus.txt');
     await writeFile(file, text.slice(0, 5000));
     const data = await loadTuningData(file, tok, { cutoffLen: 64, valSetSize: 2 });
     expect(data.kind).toBe('text');

@@ -4,11 +4,11 @@
  * abort, which saves a checkpoint), validation runs every evalSteps, and a resume with other
  * settings is refused.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AbortError, type Backend, type LoraConfig, Rng } from '@moreau/core';
 import { type LlamaConfig, LlamaModel, randomInit } from '@moreau/models';
+import { useScratchDir } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Example } from './internal/data.js';
 import { type TuneOptions, type TuneResult, tuneLora } from './internal/train.js';
@@ -55,19 +55,14 @@ const train = examples(24, 1);
 const validation = examples(6, 2);
 
 let backend: Backend;
-const dirs: string[] = [];
 beforeAll(async () => {
   backend = await (await import('@moreau/backend-ort')).createOrtBackend({ intraOpNumThreads: 1 });
 });
 afterAll(async () => {
   await backend?.dispose();
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
-const scratch = async () => {
-  const d = await mkdtemp(join(tmpdir(), 'moreau-tune-'));
-  dirs.push(d);
-  return d;
-};
+const dir = useScratchDir();
+const scratch = () => mkdtemp(join(dir(), 'run-'));
 
 const base = (over: Partial<TuneOptions> = {}): TuneOptions => ({
   backend,

@@ -71,6 +71,8 @@ export interface OrtBackend extends Backend {
   readonly executionProvider: OrtExecutionProvider;
   readonly intraOpNumThreads: number;
   readonly graphOptimizationLevel: OrtGraphOptimizationLevel;
+  /** Core's report plus `sessions`: the onnxruntime sessions alive (executables compiled from the same graph share one). */
+  memory(): MemoryReport & { readonly sessions: number };
 }
 
 let ortPromise: Promise<OrtModule> | undefined;
@@ -427,7 +429,7 @@ class OrtBackendImpl implements OrtBackend {
     if (this.tensors.delete(t)) this.tensorBytes -= t.bytes;
   }
 
-  memory(): MemoryReport {
+  memory(): MemoryReport & { readonly sessions: number } {
     return {
       tensors: this.tensors.size,
       bytes: this.tensorBytes,

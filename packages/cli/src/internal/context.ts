@@ -17,12 +17,13 @@ import {
   InputError,
   parseCalibration,
   sampleCalibration,
+  sampleCalibrationPatches,
 } from '@moreau/core';
 import '@moreau/criteria';
-import { readText } from '@moreau/eval';
+import { readText, type TextSourceOptions } from '@moreau/eval';
 import { type LoadedModel, loadModel } from '@moreau/models';
 import type { CalibFlags, ModelFlags } from '../program.js';
-import { backendFlags, UsageError } from './flags.js';
+import { backendFlags, type CalibrationChoice, calibrationChoice, UsageError } from './flags.js';
 import { writeFileAtomic } from './output.js';
 import type { ProgressReporter } from './progress.js';
 
@@ -114,20 +115,33 @@ async function importPackage(name: string): Promise<void> {
   await import(pathToFileURL(file).href);
 }
 
-/** Reads a text source (txt, jsonl, parquet) into one string as the perplexity protocol joins it. */
-export async function readTextSource(file: string): Promise<string> {
+/**
+ * Reads a text source (txt, jsonl, parquet) into one string as the perplexity protocol joins it
+ * (`options`: --ppl-join / --field, see textSourceOptions).
+ */
+export async function readTextSource(file: string, options: TextSourceOptions = {}): Promise<string> {
   if (!existsSync(file)) throw new InputError(`text file '${file}' not found`, file);
-  return readText(file);
+  return readText(file, options);
 }
 
-/** The calibration token stream: --calib text (default: the model's shipped held-out text). */
-export async function calibrationTokens(loaded: LoadedModel, flags: CalibFlags): Promise<number[]> {
+/** The calibration text file: --calib, else the model's shipped held-out text. */
+function calibrationFile(loaded: LoadedModel, flags: CalibFlags): string {
   const file = flags.calib || loaded.defaultText;
   if (!file)
     throw new UsageError(
       'this criterion needs calibration text: pass --calib <file> (or --calib-tokens <file>)',
     );
-  return loaded.tokenizer.encode(await readTextSource(file), { bos: true });
+  return file;
+}
+
+/** The calibration token stream: --calib text (default: the model's shipped held-out text). */
+export async function calibrationTokens(loaded: LoadedModel, flags: CalibFlags): Promise<number[]> {
+  return loaded.tokenizer.encode(await calibrationText(loaded, flags), { bos: true });
+}
+
+/** The calibration text: --calib (default: the model's shipped held-out text). */
+export async function calibrationText(loaded: LoadedModel, flags: CalibFlags): Promise<string> {
+  return readTextSource(calibrationFile(loaded, flags));
 }
 
 /** Windows replayed from --calib-tokens, or undefined when the flag is absent. */
@@ -142,23 +156,43 @@ export async function replayedCalibration(
 }
 
 /**
- * Calibration windows: replayed from --calib-tokens, or drawn from the calibration text, as many
- * iterations as the criterion draws; written to --save-calib when asked.
+ * Draws calibration windows from the calibration text as `choice` says: token-stream windows, or
+ * the released MoreauPruner's character patches (each tokenized with BOS, cut to seqLen tokens).
+ * Every iteration gets fresh windows; criteria that reuse the first ask for one iteration.
+ */
+export async function drawCalibration(
+  loaded: LoadedModel,
+  flags: CalibFlags,
+  choice: CalibrationChoice,
+  iterations: number,
+): Promise<CalibrationSet> {
+  const options = {
+    samples: choice.samples,
+    seqLen: choice.seqLen,
+    iterations,
+    fresh: true,
+    seed: flags.seed,
+  };
+  if (choice.sampling === 'patches') {
+    const text = await calibrationText(loaded, flags);
+    return sampleCalibrationPatches(text, (patch) => loaded.tokenizer.encode(patch, { bos: true }), options);
+  }
+  return sampleCalibration(await calibrationTokens(loaded, flags), options);
+}
+
+/**
+ * Calibration windows: replayed from --calib-tokens, or drawn from the calibration text (see
+ * drawCalibration; default: the flags' sampling, samples and length), as many iterations as the
+ * criterion draws; written to --save-calib when asked.
  */
 export async function calibrationFromFlags(
   loaded: LoadedModel,
   flags: CalibFlags,
   iterations: number,
+  choice: CalibrationChoice = calibrationChoice(flags, undefined),
 ): Promise<CalibrationSet> {
   const set =
-    (await replayedCalibration(loaded, flags)) ??
-    sampleCalibration(await calibrationTokens(loaded, flags), {
-      samples: flags.calibSamples,
-      seqLen: flags.calibSeqLen,
-      iterations,
-      fresh: true,
-      seed: flags.seed,
-    });
+    (await replayedCalibration(loaded, flags)) ?? (await drawCalibration(loaded, flags, choice, iterations));
   if (flags.saveCalib) await writeFileAtomic(flags.saveCalib, calibrationToJSON(set));
   return set;
 }

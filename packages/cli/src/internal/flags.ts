@@ -6,16 +6,22 @@
  */
 import { existsSync } from 'node:fs';
 import {
+  type CalibrationSampling,
   type Criterion,
+  type DiagnosticValue,
   getCriterion,
+  getPreset,
   InputError,
   type OptionValues,
   type PlanOptions,
+  type PruningPreset,
+  type ResolvedPreset,
   resolveOptions,
+  resolvePreset,
 } from '@moreau/core';
-import { parsePerturbation, perturbationName, STANDARD_TASKS } from '@moreau/eval';
+import { parsePerturbation, perturbationName, STANDARD_TASKS, type TextSourceOptions } from '@moreau/eval';
 import { InvalidArgumentError } from 'commander';
-import type { CalibFlags, ModelFlags, PruneFlags } from '../program.js';
+import type { CalibFlags, Explicit, ModelFlags, PruneFlags, TextFlags } from '../program.js';
 
 /** A flag error found by a command: exit 2 with the command's help. */
 export class UsageError extends Error {
@@ -65,6 +71,14 @@ export function parseLayerRange(value: string): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(value);
   if (!m || Number(m[1]) > Number(m[2]))
     throw new InvalidArgumentError(`layer range must be A:B with A <= B (half-open), got '${value}'`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** --latency BxT: batch and tokens per row. */
+export function parseBatchShape(value: string): [number, number] {
+  const m = /^(\d+)x(\d+)$/.exec(value);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
+    throw new InvalidArgumentError(`expected BxT with positive integers, e.g. 1x64, got '${value}'`);
   return [Number(m[1]), Number(m[2])];
 }
 
@@ -163,14 +177,42 @@ export function taskFlags(pairs: readonly string[]): [string, string][] {
   return tasks;
 }
 
-/** One criterion and its options from --criterion and --opt (prune). */
+type OptionDefaults = Readonly<Record<string, number | boolean | string>>;
+
+/** The preset's criterion options that `criterion` documents (another criterion ignores the rest). */
+function presetOptionsFor(criterion: Criterion, preset: PruningPreset | undefined): OptionDefaults {
+  if (!preset) return {};
+  return Object.fromEntries(
+    Object.entries(preset.options).filter(([k]) => Object.hasOwn(criterion.options, k)),
+  );
+}
+
+/**
+ * One criterion and its options from --criterion and --opt (prune), over the preset's defaults:
+ * the preset names the criterion when --criterion is absent, and its options apply where --opt does
+ * not set the same key.
+ */
 export function criterionFromFlags(
-  name: string,
+  name: string | undefined,
   optPairs: readonly string[],
-): { criterion: Criterion; options: Record<string, string>; resolved: OptionValues } {
-  const criterion = usage(() => getCriterion(name));
-  const options = Object.fromEntries(optPairs.map((p) => parsePair('--opt', p)));
+  preset?: PruningPreset,
+): { criterion: Criterion; options: Record<string, string | number | boolean>; resolved: OptionValues } {
+  const chosen = name ?? preset?.criterion;
+  if (chosen === undefined)
+    throw new UsageError(
+      "required option '--criterion <name>' not specified (or give --plan FILE or --preset NAME)",
+    );
+  const criterion = usage(() => getCriterion(chosen));
+  const options = {
+    ...presetOptionsFor(criterion, preset),
+    ...Object.fromEntries(optPairs.map((p) => parsePair('--opt', p))),
+  };
   return { criterion, options, resolved: usage(() => resolveOptions(criterion, options)) };
+}
+
+/** --preset NAME (commander checked the name), or undefined. */
+export function presetFlag(flags: { preset?: string }): PruningPreset | undefined {
+  return flags.preset === undefined ? undefined : usage(() => getPreset(flags.preset!));
 }
 
 /**
@@ -180,7 +222,8 @@ export function criterionFromFlags(
 export function criteriaOptions(
   criteria: readonly string[],
   optPairs: readonly string[],
-): { name: string; options: Record<string, string> }[] {
+  preset?: PruningPreset,
+): { name: string; options: Record<string, string | number | boolean> }[] {
   for (const p of optPairs) {
     const k = p.slice(0, Math.max(0, p.indexOf('=')));
     if (!criteria.some((n) => k in getCriterion(n).options)) {
@@ -191,7 +234,7 @@ export function criteriaOptions(
   }
   return criteria.map((name) => {
     const c = getCriterion(name);
-    const options: Record<string, string> = {};
+    const options: Record<string, string | number | boolean> = { ...presetOptionsFor(c, preset) };
     for (const p of optPairs) {
       const k = p.slice(0, p.indexOf('='));
       if (k in c.options) options[k] = p.slice(k.length + 1);
@@ -209,12 +252,13 @@ export function dtypeFlag(dtype: string | undefined): void {
     throw new UsageError(`--dtype must be one of ${DTYPES.join(', ')}, got '${dtype}'`);
 }
 
-/** prune: either --plan alone, or --criterion with --ratio. */
+/** prune: either --plan alone, or --criterion with --ratio (or a --preset that sets them). */
 export function checkPlanFlags(flags: PruneFlags): void {
   if (flags.plan) {
     const excluded = [
       [flags.criterion, '--criterion'],
       [flags.ratio, '--ratio'],
+      [flags.preset, '--preset'],
       [flags.calibTokens, '--calib-tokens'],
       [flags.calib, '--calib'],
       [flags.saveCalib, '--save-calib'],
@@ -224,12 +268,51 @@ export function checkPlanFlags(flags: PruneFlags): void {
     }
     if (flags.steps !== 1 || flags.opt.length)
       throw new UsageError('--plan applies a saved plan as it is: drop --steps / --opt');
-  } else {
+  } else if (flags.preset === undefined) {
     if (flags.criterion === undefined)
-      throw new UsageError("required option '--criterion <name>' not specified (or give --plan FILE)");
+      throw new UsageError(
+        "required option '--criterion <name>' not specified (or give --plan FILE or --preset NAME)",
+      );
     if (flags.ratio === undefined)
-      throw new UsageError("required option '--ratio <r>' not specified (or give --plan FILE)");
+      throw new UsageError(
+        "required option '--ratio <r>' not specified (or give --plan FILE or --preset NAME)",
+      );
   }
+}
+
+/** Whether a flag was given on the command line (a missing `explicit` set: every flag counts as given). */
+export function given(flags: Explicit, key: string): boolean {
+  return flags.explicit ? flags.explicit.has(key) : true;
+}
+
+/** The calibration draw: --calib-sampling / --calib-samples / --calib-seq-len, else the preset's. */
+export interface CalibrationChoice {
+  readonly sampling: CalibrationSampling;
+  readonly samples: number;
+  readonly seqLen: number;
+}
+
+export function calibrationChoice(flags: CalibFlags, preset: ResolvedPreset | undefined): CalibrationChoice {
+  const pick = <K extends 'calibSampling' | 'calibSamples' | 'calibSeqLen'>(
+    key: K,
+    fromPreset: CalibFlags[K] | undefined,
+  ): CalibFlags[K] => (!preset || given(flags, key) || fromPreset === undefined ? flags[key] : fromPreset);
+  return {
+    sampling: pick('calibSampling', preset?.calibration.sampling),
+    samples: pick('calibSamples', preset?.calibration.samples),
+    seqLen: pick('calibSeqLen', preset?.calibration.seqLen),
+  };
+}
+
+/** --ppl-join and --field as readText options for one file (jsonl / parquet rows are always rows). */
+export function textSourceOptions(flags: TextFlags, file: string): TextSourceOptions {
+  const tabular = /\.(jsonl|ndjson|parquet)$/i.test(file);
+  if (tabular && flags.pplJoin === 'document')
+    throw new UsageError(`--ppl-join document: '${file}' is jsonl / parquet, whose rows are always rows`);
+  return {
+    ...(flags.field ? { field: flags.field } : {}),
+    ...(!tabular && flags.pplJoin === 'rows' ? { documents: 'rows' as const } : {}),
+  };
 }
 
 /**
@@ -256,15 +339,85 @@ export function requireInputFiles(
   }
 }
 
-/** The prune options the selection flags set (--seed, --global, --attn-layers, --mlp-layers, --reduction). */
+/**
+ * The prune options the selection flags set (--seed, --global, --attn-layers, --mlp-layers,
+ * --reduction), over the preset's layer ranges and reduction.
+ */
 export function planOptionsFromFlags(
   flags: CalibFlags,
+  preset?: ResolvedPreset,
 ): Pick<PlanOptions, 'seed' | 'scope' | 'attnLayers' | 'mlpLayers' | 'reduction'> {
   return {
     seed: flags.seed,
     scope: flags.global ? 'global' : 'local',
-    attnLayers: flags.attnLayers,
-    mlpLayers: flags.mlpLayers,
-    reduction: (flags.reduction || undefined) as PlanOptions['reduction'],
+    attnLayers: flags.attnLayers ?? preset?.attnLayers,
+    mlpLayers: flags.mlpLayers ?? preset?.mlpLayers,
+    reduction: (flags.reduction || preset?.reduction || undefined) as PlanOptions['reduction'],
+  };
+}
+
+/** The preset resolved for a loaded model's depth and context length. */
+export function resolvedPreset(
+  preset: PruningPreset | undefined,
+  config: { numHiddenLayers: number; maxPositionEmbeddings: number },
+): ResolvedPreset | undefined {
+  return preset
+    ? resolvePreset(preset, { numLayers: config.numHiddenLayers, maxPositions: config.maxPositionEmbeddings })
+    : undefined;
+}
+
+/**
+ * The provenance of a scoring run: the preset (with the repository and commit it follows), every
+ * value the run resolved to, and which of them the command line set over the preset.
+ */
+export function scoringSettings(
+  flags: CalibFlags & { steps?: number },
+  preset: ResolvedPreset | undefined,
+  run: {
+    readonly criterion: string;
+    readonly options: OptionValues;
+    readonly ratio: number | readonly number[];
+    readonly reduction: string;
+    readonly attnLayers: readonly [number, number];
+    readonly mlpLayers: readonly [number, number];
+    readonly calibration: (CalibrationChoice & { source: string | null; iterations: number }) | null;
+  },
+): Record<string, DiagnosticValue> {
+  const keys = [
+    'criterion',
+    'ratio',
+    'opt',
+    'reduction',
+    'attnLayers',
+    'mlpLayers',
+    'calibSampling',
+    'calibSamples',
+    'calibSeqLen',
+  ];
+  const c = run.calibration;
+  return {
+    preset: preset ? preset.name : null,
+    preset_source: preset ? { ...preset.source, files: [...preset.source.files] } : null,
+    criterion: run.criterion,
+    options: { ...run.options },
+    ratio: typeof run.ratio === 'number' ? run.ratio : [...run.ratio],
+    reduction: run.reduction,
+    seed: flags.seed,
+    scope: flags.global ? 'global' : 'local',
+    attn_layers: [...run.attnLayers],
+    mlp_layers: [...run.mlpLayers],
+    ...(flags.steps !== undefined ? { steps: flags.steps } : {}),
+    calibration: c
+      ? {
+          source: c.source,
+          sampling: flags.calibTokens ? 'replayed' : c.sampling,
+          samples: c.samples,
+          seq_len: c.seqLen,
+          ...(c.sampling === 'patches' && !flags.calibTokens ? { chars_per_token: 8 } : {}),
+          iterations: c.iterations,
+          fresh: typeof run.options.freshCalibration === 'boolean' ? run.options.freshCalibration : null,
+        }
+      : null,
+    from_flags: preset ? keys.filter((k) => flags.explicit?.has(k)) : [],
   };
 }

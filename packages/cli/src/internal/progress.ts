@@ -102,6 +102,12 @@ export class ProgressReporter {
     this.write(`${message}\n`);
   }
 
+  /** A warning on stderr: "warning: <message>", printed even with --quiet. */
+  warn(message: string): void {
+    this.stop();
+    this.write(`warning: ${message}\n`);
+  }
+
   stop(): void {
     if (this.bar) {
       this.bar.stop();

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../errors.js';
 import { Rng } from '../rng.js';
-import { calibrationToJSON, parseCalibration, sampleCalibration, windowsAt } from './calibration.js';
+import {
+  calibrationToJSON,
+  parseCalibration,
+  sampleCalibration,
+  sampleCalibrationPatches,
+  windowsAt,
+} from './calibration.js';
 
 /** Token i of the stream is 1000 + i, so a window's first id gives its start. */
 const stream = Array.from({ length: 500 }, (_, i) => 1000 + i);
@@ -151,5 +157,107 @@ describe('calibration JSON', () => {
     expect((err as InputError).file).toBe('c.json');
     expect((err as InputError).field).toBe(field);
     expect((err as Error).message).toMatch(message);
+  });
+});
+
+describe('sampleCalibrationPatches (the released MoreauPruner draw)', () => {
+  // A toy tokenizer: BOS = 1, then one token per character (its code point + 2).
+  const encode = (s: string) => [1, ...Array.from(s, (c) => c.codePointAt(0)! + 2)];
+  const decode = (ids: readonly number[]) => String.fromCodePoint(...ids.slice(1).map((i) => i - 2));
+  const text = Array.from({ length: 3000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+
+  it('patches of 8 x L characters from a uniform start, tokenized with BOS, truncated to L tokens', () => {
+    const L = 16;
+    const set = sampleCalibrationPatches(text, encode, { samples: 3, seqLen: L, seed: 4 });
+    // The reference: patch_len = 8 L, max_start = len - patch_len - 1, start = randint(0, max_start).
+    const rng = new Rng(4);
+    const starts = Array.from({ length: 3 }, () => rng.int(3000 - 8 * L - 1 + 1));
+    expect(set.iterations).toHaveLength(1);
+    set.iterations[0]!.forEach((w, k) => {
+      expect(w).toHaveLength(L);
+      expect(w[0]).toBe(1); // BOS first, counted in the L tokens
+      expect(decode(w)).toBe(text.slice(starts[k], starts[k]! + L - 1));
+    });
+  });
+
+  it('the whole patch reaches the tokenizer; charsPerToken changes its length', () => {
+    const seen: string[] = [];
+    const spy = (s: string) => {
+      seen.push(s);
+      return encode(s);
+    };
+    sampleCalibrationPatches(text, spy, { samples: 2, seqLen: 10, seed: 1 });
+    expect(seen.map((s) => s.length)).toEqual([80, 80]);
+    seen.length = 0;
+    sampleCalibrationPatches(text, spy, { samples: 1, seqLen: 10, seed: 1, charsPerToken: 3 });
+    expect(seen.map((s) => s.length)).toEqual([30]);
+    for (const s of seen) expect(text.includes(s)).toBe(true);
+  });
+
+  it('a text no longer than a patch: patches of len - 1 characters from 0 (the reference)', () => {
+    const seen: string[] = [];
+    const spy = (s: string) => {
+      seen.push(s);
+      return encode(s);
+    };
+    sampleCalibrationPatches('abcdefghij', spy, { samples: 2, seqLen: 4, seed: 3 });
+    expect(seen).toEqual(['abcdefghi', 'abcdefghi']);
+  });
+
+  it('indexes code points (as Python does), never splitting a surrogate pair', () => {
+    const astral = Array.from({ length: 400 }, (_, i) => (i % 3 === 0 ? '😀' : 'x')).join('');
+    const set = sampleCalibrationPatches(astral, encode, { samples: 5, seqLen: 6, seed: 2, iterations: 3 });
+    for (const it of set.iterations) {
+      for (const w of it) {
+        expect(w).toHaveLength(6);
+        const s = decode(w);
+        expect(astral.includes(s)).toBe(true);
+        expect(Array.from(s)).toHaveLength(5);
+      }
+    }
+  });
+
+  it('is deterministic under a seed; fresh draws continue the generator, fresh: false repeats', () => {
+    const opts = { samples: 2, seqLen: 8, seed: 9, iterations: 3 };
+    const a = sampleCalibrationPatches(text, encode, opts);
+    expect(sampleCalibrationPatches(text, encode, opts)).toEqual(a);
+    expect(sampleCalibrationPatches(text, encode, { ...opts, seed: 10 })).not.toEqual(a);
+    expect(new Set(a.iterations.map((w) => JSON.stringify(w))).size).toBe(3);
+    const one = sampleCalibrationPatches(text, encode, { ...opts, iterations: 1 });
+    expect(a.iterations[0]).toEqual(one.iterations[0]);
+    const same = sampleCalibrationPatches(text, encode, { ...opts, fresh: false });
+    expect(same.iterations).toEqual([a.iterations[0], a.iterations[0], a.iterations[0]]);
+  });
+
+  it('a patch that tokenizes to fewer than L tokens is an error naming the patch', () => {
+    // Every 4 characters become one token: 8 L characters give 2 L tokens, except a patch of a
+    // short text.
+    const packed = (s: string) => [1, ...Array.from({ length: Math.floor(s.length / 4) }, () => 5)];
+    expect(
+      sampleCalibrationPatches(text, packed, { samples: 2, seqLen: 32, seed: 1 }).iterations[0]![0],
+    ).toHaveLength(32);
+    let err: unknown;
+    try {
+      sampleCalibrationPatches(text.slice(0, 100), packed, { samples: 2, seqLen: 32, seed: 1 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as InputError).field).toBe('seqLen');
+    expect((err as Error).message).toMatch(
+      /calibration patch 1 of draw 1 \(characters 0\.\.99 of 100\) tokenizes to 25 tokens \(BOS included\), fewer than the window length 32/,
+    );
+  });
+
+  it('rejects bad counts like sampleCalibration', () => {
+    expect(() => sampleCalibrationPatches(text, encode, { samples: 0, seqLen: 8, seed: 1 })).toThrow(
+      /samples must be a positive integer/,
+    );
+    expect(() =>
+      sampleCalibrationPatches(text, encode, { samples: 1, seqLen: 8, seed: 1, charsPerToken: 0 }),
+    ).toThrow(/charsPerToken must be a positive integer/);
+    expect(() => sampleCalibrationPatches('a', encode, { samples: 1, seqLen: 8, seed: 1 })).toThrow(
+      /has 1 characters; patches need at least 2/,
+    );
   });
 });

@@ -119,11 +119,30 @@ export interface CriterionContext {
   progress(p: Progress): void;
 }
 
+/** A JSON value: what criterion diagnostics may hold. */
+export type DiagnosticValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly DiagnosticValue[]
+  | { readonly [key: string]: DiagnosticValue };
+
+/**
+ * What a criterion measured about its own run, for the user to read (e.g. Moreau-GS's per-iteration
+ * soft-threshold counters): JSON values under the criterion's own keys. Core does not interpret it.
+ */
+export type CriterionDiagnostics = { readonly [key: string]: DiagnosticValue };
+
 export interface CriterionResult {
   /** Element salience per member parameter (channel scores and reductions are core's job)... */
   readonly salience?: ReadonlyMap<string, Float32Array | Float64Array>;
   /** ...or unit scores directly, parallel to ctx.groups. */
   readonly unitScores?: readonly Float64Array[];
+  /** Measurements of this scoring run; prune() hands them on in its result (`diagnostics`). */
+  readonly diagnostics?: CriterionDiagnostics;
+  /** One-line warnings for the user (the CLI prints them on stderr); prune() hands them on. */
+  readonly warnings?: readonly string[];
 }
 
 export interface Criterion {

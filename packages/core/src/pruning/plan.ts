@@ -4,6 +4,7 @@
  * (scores, which differ in the last bits between engines, are only written on request).
  */
 import { InputError } from '../errors.js';
+import { COMPUTE_DTYPES, type ComputeMode } from '../precision.js';
 import { cutModel, type PrunableModel } from './model.js';
 import { REDUCTIONS, type Reduction } from './scoring.js';
 
@@ -36,6 +37,11 @@ export interface PruningPlan {
   readonly attnLayers: readonly [number, number];
   readonly mlpLayers: readonly [number, number];
   readonly steps: number;
+  /**
+   * The dtype the scores were computed in and how it ran, when not float32 (a float32 plan has no
+   * such field, so float32 plans read exactly as before compute dtypes existed).
+   */
+  readonly compute?: ComputeMode;
   readonly numLayers: number;
   readonly layers: readonly LayerPlan[];
 }
@@ -53,6 +59,9 @@ export function planToJSON(plan: PruningPlan): string {
     attnLayers: plan.attnLayers,
     mlpLayers: plan.mlpLayers,
     steps: plan.steps,
+    ...(plan.compute
+      ? { compute: { computeDtype: plan.compute.computeDtype, precision: plan.compute.precision } }
+      : {}),
     numLayers: plan.numLayers,
   };
   const decision = (d: LayerDecision | undefined) =>
@@ -109,6 +118,19 @@ export function parsePlan(text: string, file = '<plan>'): PruningPlan {
   if (!Number.isInteger(p.steps) || (p.steps as number) < 1)
     fail(file, 'steps', 'must be a positive integer');
   if (p.scope !== 'local' && p.scope !== 'global') fail(file, 'scope', "must be 'local' or 'global'");
+  if (p.compute !== undefined) {
+    const c = p.compute as Partial<ComputeMode>;
+    if (
+      !isObject(c) ||
+      !COMPUTE_DTYPES.includes(c.computeDtype as ComputeMode['computeDtype']) ||
+      (c.precision !== 'native' && c.precision !== 'emulated')
+    )
+      fail(
+        file,
+        'compute',
+        `must be {computeDtype: ${COMPUTE_DTYPES.join(' | ')}, precision: native | emulated}`,
+      );
+  }
   if (!Number.isInteger(p.numLayers) || (p.numLayers as number) < 1)
     fail(file, 'numLayers', 'must be a positive integer');
   const numLayers = p.numLayers as number;

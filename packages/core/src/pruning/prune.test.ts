@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HostTensor } from '../dtype.js';
 import { AbortError, InputError } from '../errors.js';
+import { roundHost } from '../precision.js';
 import { ReferenceBackend } from '../reference-backend.js';
 import { jit, valueAndGrad } from '../transforms.js';
 import { sampleCalibration } from './calibration.js';
@@ -290,6 +291,10 @@ describe('prune: input errors', () => {
       { criterion, ratio: 0.2, options: { alpha: 1 } },
       /criterion 'fixed' has no option 'alpha'; valid options: \(none\)/,
     ],
+    [
+      { criterion, ratio: 0.2, computeDtype: 'half' },
+      /computeDtype must be one of float32, float16, bfloat16, got "half"/,
+    ],
   ])('%#: %j', async (opts, message) => {
     await expect(prune(model, opts as never)).rejects.toThrow(message);
     await expect(prune(model, opts as never)).rejects.toBeInstanceOf(InputError);
@@ -318,6 +323,48 @@ describe('prune: input errors', () => {
     await expect(prune(model, { criterion, ratio: 0.2, signal: ac.signal })).rejects.toBeInstanceOf(
       AbortError,
     );
+  });
+});
+
+describe('prune: criterion diagnostics and warnings', () => {
+  const model = toyModel(layers);
+  const ascending = (g: PrunableGroup) => Array.from({ length: g.units }, (_, i) => i);
+  /** Reports its call number and the groups it saw; warns on the second call. */
+  const reporting = (): Criterion => {
+    const base = fixedCriterion(ascending, 'reporting');
+    return {
+      ...base,
+      async score(ctx, o) {
+        const r = await base.score(ctx, o);
+        const call = base.calls;
+        return {
+          ...r,
+          diagnostics: { call, groups: ctx.groups.map((g) => g.id), nested: { ok: true, none: null } },
+          ...(call === 2 ? { warnings: ['second look'] } : {}),
+        };
+      },
+    };
+  };
+
+  it('passes each scoring step diagnostics through, and its warnings (prefixed with the step)', async () => {
+    const one = await prune(model, { criterion: reporting(), ratio: 0.2 });
+    expect(one.diagnostics).toEqual([
+      {
+        call: 1,
+        groups: ['layer.0.attention', 'layer.0.mlp', 'layer.1.attention', 'layer.1.mlp'],
+        nested: { ok: true, none: null },
+      },
+    ]);
+    expect(one.warnings).toEqual([]);
+    const two = await prune(model, { criterion: reporting(), ratio: 0.4, steps: 2 });
+    expect(two.diagnostics.map((d) => d.call)).toEqual([1, 2]);
+    expect(two.warnings).toEqual(['step 2: second look']);
+  });
+
+  it('a criterion without diagnostics gives one empty record per step', async () => {
+    const r = await prune(model, { criterion: fixedCriterion(ascending), ratio: 0.2, steps: 3 });
+    expect(r.diagnostics).toEqual([{}, {}, {}]);
+    expect(r.warnings).toEqual([]);
   });
 });
 
@@ -442,5 +489,86 @@ describe('applyPlan', () => {
         plan,
       ),
     ).toThrow(/layer 0 mlp: the plan expects 10 units but the model has 11$/);
+  });
+});
+
+describe('prune: compute dtype', () => {
+  const stream = Array.from({ length: 300 }, (_, i) => (i * 7 + (i >> 3)) % TOY_VOCAB);
+  const calibration = sampleCalibration(stream, { samples: 2, seqLen: 6, seed: 3 });
+  /** Taylor-like: |w * dL/dw| of every member, with the losses it saw. */
+  const taylorLike = (): Criterion & { losses: number[] } => {
+    const losses: number[] = [];
+    return {
+      ...fixedCriterion(() => [], 'taylor-like'),
+      requires: { gradients: true, calibration: true },
+      losses,
+      async score(ctx) {
+        const { loss, grads } = await ctx.gradient(ctx.calibration!.iterations[0]!);
+        losses.push(loss);
+        for (const [name, g] of grads) {
+          const w = ctx.weight(name);
+          ctx.salience(
+            name,
+            g.map((v, i) => Math.abs(v * w[i]!)),
+          );
+        }
+        return {};
+      },
+    };
+  };
+  const backend = new ReferenceBackend({ float32: true });
+
+  it('float32 plans are unchanged (no compute field); other dtypes are recorded and re-read', async () => {
+    const model = toyModel(layers, 2);
+    const f32 = await prune(model, { criterion: taylorLike(), ratio: 0.4, calibration, backend });
+    expect(f32.compute).toEqual({ computeDtype: 'float32', precision: 'native' });
+    expect(f32.plan.compute).toBeUndefined();
+    expect(planToJSON(f32.plan)).not.toContain('compute');
+    const c = taylorLike();
+    const bf = await prune(model, {
+      criterion: c,
+      ratio: 0.4,
+      calibration,
+      backend,
+      computeDtype: 'bfloat16',
+    });
+    expect(bf.compute).toEqual({ computeDtype: 'bfloat16', precision: 'emulated' });
+    expect(bf.plan.compute).toEqual(bf.compute);
+    const json = planToJSON(bf.plan);
+    expect(json).toContain(
+      '"steps": 1,\n  "compute": {\n    "computeDtype": "bfloat16",\n    "precision": "emulated"\n  },',
+    );
+    expect(parsePlan(json)).toEqual(JSON.parse(json));
+    expect(() => parsePlan(json.replace('"bfloat16"', '"float8"'), 'p.json')).toThrow(
+      /p.json: field 'compute' must be \{computeDtype: float32 \| float16 \| bfloat16/,
+    );
+    // The loss is the bfloat16 one: representable, close to (not equal to) float32's.
+    const [loss] = c.losses;
+    expect(roundHost(loss!, 'bfloat16')).toBe(loss);
+  });
+
+  it('a float16 overflow stops the run with an error naming the dtype, the loss and the parameter', async () => {
+    // Weights 300x larger: activations and logits pass 65504 in float16 (fine in float32).
+    const base = toyModel(layers, 2);
+    const big = new Map(
+      [...base.params].map(([k, t]) => [k, { ...t, data: (t.data as Float32Array).map((v) => v * 300) }]),
+    );
+    const model = base.withPruned(big);
+    const ok = await prune(model, { criterion: taylorLike(), ratio: 0.4, calibration, backend });
+    expect(Number.isNaN(ok.scores.get('layer.0.mlp')![0]!)).toBe(false);
+    for (const mode of ['whole', 'streamed'] as const) {
+      const run = prune(model, {
+        criterion: taylorLike(),
+        ratio: 0.4,
+        calibration,
+        backend,
+        computeDtype: 'float16',
+        mode,
+      });
+      await expect(run).rejects.toBeInstanceOf(InputError);
+      await expect(run).rejects.toThrow(
+        /criterion 'taylor-like' computing in float16 \(emulated\): (the gradient of 'layers\.\d\.\w+'|the gradient of 'embed'|the loss) is non-finite.*the loss was (Infinity|NaN|[\d.]+)\. float16 overflows above 65504/,
+      );
+    }
   });
 });

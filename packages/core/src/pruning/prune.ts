@@ -4,10 +4,17 @@
  */
 import { type Backend, getBackend } from '../backend.js';
 import { InputError, throwIfAborted } from '../errors.js';
+import { type ComputeDtype, type ComputeMode, checkComputeDtype, computeMode } from '../precision.js';
 import { Rng } from '../rng.js';
 import { type ExecMode, ModelExecutor } from '../stream/executor.js';
 import type { CalibrationSet } from './calibration.js';
-import { type Criterion, getCriterion, type Progress, resolveOptions } from './criterion.js';
+import {
+  type Criterion,
+  type CriterionDiagnostics,
+  getCriterion,
+  type Progress,
+  resolveOptions,
+} from './criterion.js';
 import type { PrunableGroup } from './groups.js';
 import { cutModel, type PrunableModel } from './model.js';
 import { type LayerDecision, type LayerPlan, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
@@ -42,6 +49,11 @@ export interface PlanOptions {
   readonly mode?: ExecMode | 'auto';
   /** Where criterion state that does not fit in memory spills (default: a temp folder). */
   readonly stateDir?: string;
+  /**
+   * The dtype the model computes in while it is scored (default float32). float16 / bfloat16 are
+   * emulated exactly (see jit's computeDtype) and recorded in the plan's `compute`.
+   */
+  readonly computeDtype?: ComputeDtype;
 }
 
 export interface PruneResult {
@@ -51,6 +63,12 @@ export interface PruneResult {
   readonly scores: ReadonlyMap<string, Float64Array>;
   /** How the gradients ran ('whole' also for criteria that need none). */
   readonly mode: ExecMode;
+  /** The criterion's diagnostics, one record per scoring step ({} where it returned none). */
+  readonly diagnostics: readonly CriterionDiagnostics[];
+  /** The criterion's warnings, in order (prefixed with the step when steps > 1). */
+  readonly warnings: readonly string[];
+  /** The compute dtype and whether it ran natively or emulated. */
+  readonly compute: ComputeMode;
 }
 
 function checkRange(
@@ -95,6 +113,7 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
   const steps = opts.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
     throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
+  const computeDtype = checkComputeDtype(opts.computeDtype ?? 'float32');
   const scope = opts.scope ?? 'local';
   if (scope !== 'local' && scope !== 'global')
     throw new InputError(`scope must be 'local' or 'global', got '${scope}'`, undefined, 'scope');
@@ -126,6 +145,9 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
       ? opts.backend
       : await getBackend(opts.backend)
     : undefined;
+  const diagnostics: CriterionDiagnostics[] = [];
+  const warnings: string[] = [];
+  const compute = computeMode(backend, computeDtype);
   const windows = opts.calibration?.iterations[0];
   const tokens = windows ? windows.length * (windows[0]?.length ?? 0) : 512;
 
@@ -138,11 +160,13 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
           backend,
           mode: modeOption,
           tokens,
+          computeDtype,
           ...(opts.signal ? { signal: opts.signal } : {}),
         })
       : undefined;
     if (executor) mode = executor.mode;
     let scores: Float64Array[];
+    diagnostics.push({});
     try {
       scores = await scoreGroups({
         model: current,
@@ -154,9 +178,14 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
         calibration: opts.calibration,
         executor,
         backend,
+        compute,
         ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        onReport: (r) => {
+          if (r.diagnostics) diagnostics[step - 1] = r.diagnostics;
+          for (const w of r.warnings ?? []) warnings.push(steps > 1 ? `step ${step}: ${w}` : w);
+        },
       });
     } finally {
       executor?.dispose();
@@ -223,8 +252,9 @@ export async function prune(model: PrunableModel, opts: PlanOptions): Promise<Pr
     attnLayers,
     mlpLayers,
     steps,
+    ...(computeDtype !== 'float32' ? { compute } : {}),
     numLayers: model.numLayers,
     layers,
   };
-  return { plan, model: current, scores: lastScores, mode };
+  return { plan, model: current, scores: lastScores, mode, compute, diagnostics, warnings };
 }

@@ -6,6 +6,7 @@
 import type { Backend } from '../backend.js';
 import { type HostTensor, tensor as hostTensor, sizeOf, toFloat32Data } from '../dtype.js';
 import { InputError, throwIfAborted } from '../errors.js';
+import type { ComputeMode } from '../precision.js';
 import type { Rng } from '../rng.js';
 import type { ModelExecutor, WeightSource } from '../stream/executor.js';
 import { availableMemory } from '../stream/memory.js';
@@ -14,6 +15,7 @@ import type { CalibrationSet } from './calibration.js';
 import type {
   Criterion,
   CriterionContext,
+  CriterionResult,
   GradientRequest,
   OptionValues,
   ParamInfo,
@@ -41,9 +43,57 @@ export interface ScoreRun {
   /** Present when the criterion needs gradients. */
   readonly executor: ModelExecutor | undefined;
   readonly backend: Backend | undefined;
+  /** The compute dtype (named by the error a non-finite gradient or salience raises). */
+  readonly compute?: ComputeMode;
   readonly state?: ParamStateOptions;
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: Progress) => void;
+  /** Receives the criterion's diagnostics and warnings (when it returns any). */
+  readonly onReport?: (report: Pick<CriterionResult, 'diagnostics' | 'warnings'>) => void;
+}
+
+/** Index of the first NaN or infinite value, or -1. */
+function firstNonFinite(values: ArrayLike<number>): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
+  return -1;
+}
+
+/**
+ * Scores must never become a plan once they are NaN or infinite (a half-precision overflow, a
+ * diverging criterion): this builds the error that stops the run instead.
+ */
+export class NonFiniteGuard {
+  /** The loss of the latest gradient pass (undefined before the first). */
+  loss: number | undefined;
+
+  constructor(
+    private readonly criterion: string,
+    private readonly compute: ComputeMode,
+  ) {}
+
+  /** Throws when `values` (what, e.g. "the gradient of 'w'") holds a NaN or an infinity. */
+  check(what: string, values: ArrayLike<number>): void {
+    const i = firstNonFinite(values);
+    if (i >= 0) throw this.error(`${what} is non-finite (${values[i]} at element ${i})`);
+  }
+
+  checkLoss(loss: number): void {
+    if (!Number.isFinite(loss)) throw this.error('the loss is non-finite');
+  }
+
+  private error(problem: string): InputError {
+    const { computeDtype, precision } = this.compute;
+    const hint =
+      computeDtype === 'float16'
+        ? 'float16 overflows above 65504: compute in bfloat16 or float32 instead'
+        : 'the model or the criterion produced an infinity or a NaN';
+    const loss = this.loss === undefined ? 'no loss was computed' : `the loss was ${this.loss}`;
+    return new InputError(
+      `criterion '${this.criterion}' computing in ${computeDtype} (${precision}): ${problem}; ${loss}. ${hint}`,
+      undefined,
+      'computeDtype',
+    );
+  }
 }
 
 /** Folds element salience into unit scores, one member parameter at a time. */
@@ -58,6 +108,7 @@ class SalienceSink {
     private readonly mode: ChannelMode,
     private readonly reduction: Reduction,
     private readonly criterion: string,
+    private readonly guard: NonFiniteGuard,
   ) {
     this.perMember = groups.map((g) => g.members.map(() => undefined));
     groups.forEach((g, gi) => {
@@ -83,6 +134,7 @@ class SalienceSink {
         `criterion '${this.criterion}' returned ${values.length} salience values for '${name}', which has ${size} elements`,
       );
     }
+    this.guard.check(`the salience of '${name}'`, values);
     for (const { group, member } of places) {
       const g = this.groups[group]!;
       const m = g.members[member]!;
@@ -169,12 +221,17 @@ export async function scoreGroups(run: ScoreRun): Promise<Float64Array[]> {
     dtype: t.dtype,
     member: memberSet.has(name),
   }));
+  const guard = new NonFiniteGuard(
+    criterion.name,
+    run.compute ?? { computeDtype: 'float32', precision: 'native' },
+  );
   const sink = new SalienceSink(
     groups,
     shapes,
     criterion.channelMode(run.options),
     run.reduction,
     criterion.name,
+    guard,
   );
   const needGradients = () => {
     if (!executor) {
@@ -214,11 +271,20 @@ export async function scoreGroups(run: ScoreRun): Promise<Float64Array[]> {
           return out;
         }
       : undefined;
-    return exec.lossAndGradients(idsOf(batch), {
+    // Non-finite gradients (e.g. a float16 overflow) stop the run before the criterion sees them.
+    const loss = await exec.lossAndGradients(idsOf(batch), {
       wanted,
-      consume: req.consume,
+      onLoss: (l) => {
+        guard.loss = l;
+      },
+      consume: (grads) => {
+        for (const [name, g] of grads) guard.check(`the gradient of '${name}'`, g);
+        return req.consume(grads);
+      },
       ...(weights ? { weights } : {}),
     });
+    guard.checkLoss(loss);
+    return loss;
   };
   const ctx: CriterionContext = {
     params,
@@ -252,6 +318,8 @@ export async function scoreGroups(run: ScoreRun): Promise<Float64Array[]> {
   };
   const result = await criterion.score(ctx, run.options);
   throwIfAborted(run.signal);
+  if (result?.diagnostics || result?.warnings)
+    run.onReport?.({ diagnostics: result.diagnostics, warnings: result.warnings });
   if (result?.unitScores) {
     if (
       result.unitScores.length !== groups.length ||

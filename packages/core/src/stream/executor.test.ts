@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type HostTensor, tensor } from '../dtype.js';
+import { type ComputeDtype, roundHost } from '../precision.js';
 import { TOY_VOCAB, toyModel } from '../pruning/test-fixtures.js';
 import { ReferenceBackend } from '../reference-backend.js';
 import { Rng } from '../rng.js';
@@ -21,8 +22,14 @@ async function run(
   mode: 'whole' | 'streamed',
   wanted: (n: string) => boolean,
   weights?: Map<string, HostTensor>,
+  computeDtype: ComputeDtype = 'float32',
 ) {
-  const exec = await ModelExecutor.create(model, { backend: new ReferenceBackend(), mode });
+  const backend = new ReferenceBackend({ float32: computeDtype !== 'float32' });
+  const exec = await ModelExecutor.create(model, { backend, mode, computeDtype });
+  expect(exec.compute).toEqual({
+    computeDtype,
+    precision: computeDtype === 'float32' ? 'native' : 'emulated',
+  });
   const calls: string[][] = [];
   const grads = new Map<string, Float32Array>();
   const loss = await exec.lossAndGradients(ids, {
@@ -132,4 +139,26 @@ describe('ModelExecutor: explicit targets, a loss mask and loss()', () => {
     );
     await expect(exec.loss(ids, { mask })).rejects.toThrow(/needs explicit targets/);
   });
+});
+
+describe('ModelExecutor: emulated half precision', () => {
+  it.each(['bfloat16', 'float16'] as const)(
+    '%s: loss and gradients rounded to the dtype, bit-identical between streamed and whole',
+    async (dtype) => {
+      const whole = await run('whole', () => true, undefined, dtype);
+      const streamed = await run('streamed', () => true, undefined, dtype);
+      const f32 = await run('whole', () => true);
+      expect(roundHost(whole.loss, dtype)).toBe(whole.loss);
+      expect(whole.loss).not.toBe(f32.loss);
+      expect(Math.abs(whole.loss - f32.loss)).toBeLessThan(0.05 * Math.abs(f32.loss));
+      expect(streamed.loss).toBe(whole.loss);
+      for (const [k, g] of whole.grads) {
+        expect(
+          g.every((v) => roundHost(v, dtype) === v),
+          k,
+        ).toBe(true);
+        expect(Array.from(streamed.grads.get(k)!), k).toEqual(Array.from(g));
+      }
+    },
+  );
 });

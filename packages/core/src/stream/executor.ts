@@ -17,6 +17,13 @@ import type { HostTensor } from '../dtype.js';
 import { sizeOf } from '../dtype.js';
 import { InputError, throwIfAborted } from '../errors.js';
 import * as ops from '../ops.js';
+import {
+  type ComputeDtype,
+  type ComputeMode,
+  checkComputeDtype,
+  computeMode,
+  roundHostArray,
+} from '../precision.js';
 import type { PrunableModel } from '../pruning/model.js';
 import type { Tensor } from '../tensor.js';
 import { type Jitted, jit, valueAndGrad } from '../transforms.js';
@@ -61,6 +68,8 @@ export interface LossOptions {
 export interface GradientPass extends LossOptions {
   /** Parameters whose gradients are wanted. */
   readonly wanted: (name: string) => boolean;
+  /** Called with the loss as soon as it is known: before any gradient is consumed. */
+  readonly onLoss?: (loss: number) => void;
   /**
    * Receives float32 gradients as soon as they are complete: once in whole mode, stage by stage
    * (head first) in streamed mode. A parameter used by two stages (tied embeddings) arrives once,
@@ -78,6 +87,12 @@ export interface ExecutorOptions {
   readonly signal?: AbortSignal;
   /** Per-stage progress of streamed passes. */
   readonly onStage?: (phase: 'forward' | 'backward', done: number, total: number) => void;
+  /**
+   * The dtype every graph computes in (default float32). float16 / bfloat16 are emulated (see
+   * jit's computeDtype): losses, outputs and gradients come back rounded to the dtype, in both
+   * modes (streamed passes also round the host-side sum of a tied parameter's two gradients).
+   */
+  readonly computeDtype?: ComputeDtype;
 }
 
 /** Output functions evaluated on the final hidden states by `forward`. */
@@ -149,6 +164,8 @@ export function estimateWholeBytes(model: PrunableModel, tokens: number): number
 export class ModelExecutor {
   private readonly staged: StagedModel | undefined;
   private readonly jitted = new Map<string, Jitted<any>>();
+  /** The compute dtype and whether it runs natively or emulated on this backend. */
+  readonly compute: ComputeMode;
 
   private constructor(
     readonly model: PrunableModel,
@@ -156,6 +173,12 @@ export class ModelExecutor {
     private readonly options: ExecutorOptions,
   ) {
     this.staged = mode === 'streamed' ? model.stages!() : undefined;
+    this.compute = computeMode(options.backend, checkComputeDtype(options.computeDtype ?? 'float32'));
+  }
+
+  /** Options of every graph this executor compiles. */
+  private get jitOptions() {
+    return { backend: this.options.backend, computeDtype: this.compute.computeDtype };
   }
 
   /** Picks the mode: a forced one, or whole when its estimate fits in half the available memory. */
@@ -190,14 +213,14 @@ export class ModelExecutor {
     checkIds(ids);
     const labels = checkLabels(ids, options);
     const weights = options.weights ?? ((names) => this.modelWeights(names));
-    const backend = this.options.backend;
+    const opts = this.jitOptions;
     const staged = this.staged ?? this.model.stages?.();
     let value: HostTensor;
     if (this.mode === 'whole' && !staged) {
       if (labels || options.stageInputs)
         throw new InputError('this model describes no stages: explicit targets and stage inputs need them');
       const f = this.fn('whole-loss', () =>
-        jit((p: Record<string, Tensor>, x: Tensor) => this.model.loss(p, x), { backend }),
+        jit((p: Record<string, Tensor>, x: Tensor) => this.model.loss(p, x), opts),
       );
       value = await f(Object.fromEntries(await weights([...this.model.params.keys()])), ids);
     } else if (this.mode === 'whole') {
@@ -210,7 +233,7 @@ export class ModelExecutor {
             x: Tensor,
             l: Labels<Tensor> | null,
           ) => stagedLoss(staged!, p, inputs, x, l),
-          { backend },
+          opts,
         ),
       );
       const p = Object.fromEntries(await weights([...new Set(all.flatMap((s) => Object.values(s.params)))]));
@@ -222,7 +245,7 @@ export class ModelExecutor {
         jit(
           (p: StageParams, h: Tensor, x: Tensor, l: Labels<Tensor> | null) =>
             headLoss((y) => staged!.headFn(p, y), h, x, l),
-          { backend },
+          opts,
         ),
       );
       const head = await this.stageWeights(
@@ -251,15 +274,12 @@ export class ModelExecutor {
     if (!staged) throw new InputError('this model describes no stages: it cannot be evaluated here');
     if (this.mode === 'whole') {
       const f = this.fn(`whole-forward:${key}`, () =>
-        jit(
-          (p: Record<string, Tensor>, ids: Tensor) => {
-            let h = staged.embedFn(localParams(staged.embed, p), ids);
-            for (const s of staged.layers) h = staged.layerFn(s.key)(localParams(s, p), h);
-            const hp = localParams(staged.head, p);
-            return outputs((x) => staged.headFn(hp, x), h, ids);
-          },
-          { backend: this.options.backend },
-        ),
+        jit((p: Record<string, Tensor>, ids: Tensor) => {
+          let h = staged.embedFn(localParams(staged.embed, p), ids);
+          for (const s of staged.layers) h = staged.layerFn(s.key)(localParams(s, p), h);
+          const hp = localParams(staged.head, p);
+          return outputs((x) => staged.headFn(hp, x), h, ids);
+        }, this.jitOptions),
       );
       const all = Object.fromEntries(
         await weights(allStages(staged).flatMap((s) => Object.values(s.params))),
@@ -341,18 +361,16 @@ export class ModelExecutor {
     keep: boolean,
   ): Promise<{ hidden: HostTensor; layerInputs: HostTensor[] }> {
     const staged = this.staged ?? this.model.stages!();
-    const backend = this.options.backend;
+    const opts = this.jitOptions;
     const layerInputs: HostTensor[] = [];
-    const embedF = this.fn('embed', () =>
-      jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), { backend }),
-    );
+    const embedF = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), opts));
     let h: HostTensor = await embedF(await this.stageWeights(staged.embed, weights, inputs, 0), ids);
     for (let l = 0; l < staged.layers.length; l++) {
       throwIfAborted(this.options.signal);
       if (keep) layerInputs.push(h);
       const st = staged.layers[l]!;
       const f = this.fn(`layer:${st.key}`, () =>
-        jit((p: StageParams, x: Tensor) => staged.layerFn(st.key)(p, x), { backend }),
+        jit((p: StageParams, x: Tensor) => staged.layerFn(st.key)(p, x), opts),
       );
       h = await f(await this.stageWeights(st, weights, inputs, l + 1), h);
       this.options.onStage?.('forward', l + 1, staged.layers.length);
@@ -371,15 +389,17 @@ export class ModelExecutor {
         valueAndGrad((d: Record<string, Tensor>, r: Record<string, Tensor>, x: Tensor) =>
           this.model.loss({ ...r, ...d }, x),
         ),
-        { backend: this.options.backend },
+        this.jitOptions,
       ),
     );
     throwIfAborted(this.options.signal);
     const [value, grads] = (await f(diff, fixed, ids)) as [HostTensor, Record<string, HostTensor>];
+    const loss = (value.data as Float32Array)[0]!;
+    pass.onLoss?.(loss);
     const out = new Map<string, Float32Array>();
     for (const n of Object.keys(diff)) out.set(n, grads[n]!.data as Float32Array);
     await pass.consume(out);
-    return (value.data as Float32Array)[0]!;
+    return loss;
   }
 
   /** Whole mode through the stages: explicit targets / mask and stage inputs. */
@@ -409,7 +429,7 @@ export class ModelExecutor {
             l: Labels<Tensor> | null,
           ) => stagedLoss(staged, { ...r, ...d }, inputs, x, l),
         ),
-        { backend: this.options.backend },
+        this.jitOptions,
       ),
     );
     throwIfAborted(this.options.signal);
@@ -417,10 +437,12 @@ export class ModelExecutor {
       HostTensor,
       Record<string, HostTensor>,
     ];
+    const loss = (value.data as Float32Array)[0]!;
+    pass.onLoss?.(loss);
     const out = new Map<string, Float32Array>();
     for (const n of Object.keys(diff)) out.set(n, grads[n]!.data as Float32Array);
     await pass.consume(out);
-    return (value.data as Float32Array)[0]!;
+    return loss;
   }
 
   private stageForward(
@@ -431,21 +453,19 @@ export class ModelExecutor {
     outputs: HeadOutputs,
     key: string,
   ): (p: Record<string, HostTensor>, x: HostTensor, ids: HostTensor) => Promise<any> {
-    const backend = this.options.backend;
+    const opts = this.jitOptions;
     if (index === 0) {
-      const f = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), { backend }));
+      const f = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), opts));
       return (p, x) => f(p, x);
     }
     if (index === count - 1) {
       const f = this.fn(`head-forward:${key}`, () =>
-        jit((p: StageParams, h: Tensor, ids: Tensor) => outputs((x) => staged.headFn(p, x), h, ids), {
-          backend,
-        }),
+        jit((p: StageParams, h: Tensor, ids: Tensor) => outputs((x) => staged.headFn(p, x), h, ids), opts),
       );
       return (p, h, ids) => f(p, h, ids);
     }
     const f = this.fn(`layer:${stage.key}`, () =>
-      jit((p: StageParams, h: Tensor) => staged.layerFn(stage.key)(p, h), { backend }),
+      jit((p: StageParams, h: Tensor) => staged.layerFn(stage.key)(p, h), opts),
     );
     return (p, h) => f(p, h);
   }
@@ -457,7 +477,8 @@ export class ModelExecutor {
     labels: Labels<HostTensor> | null,
   ): Promise<number> {
     const staged = this.staged!;
-    const backend = this.options.backend;
+    const opts = this.jitOptions;
+    const dtype = this.compute.computeDtype;
     const stages = allStages(staged);
     const S = stages.length;
     const signal = this.options.signal;
@@ -474,6 +495,8 @@ export class ModelExecutor {
     const h = forward.hidden;
 
     const pending = new Map<string, Float32Array>();
+    /** Parameters whose pending gradient is a host-side sum (rounded to the dtype when handed over). */
+    const summed = new Set<string>();
     // Wanted parameters are differentiated; the others and the stage's further inputs are not.
     const split = (stage: Stage, p: Record<string, HostTensor>) => {
       const d: Record<string, HostTensor> = {};
@@ -490,11 +513,15 @@ export class ModelExecutor {
         const name = stage.params[local]!;
         const data = g.data as Float32Array;
         const prev = pending.get(name);
-        if (prev) for (let i = 0; i < prev.length; i++) prev[i]! += data[i]!;
+        if (prev) {
+          for (let i = 0; i < prev.length; i++) prev[i]! += data[i]!;
+          summed.add(name);
+        }
         const sum = prev ?? data;
         if (firstUse.get(name) === stageIndex) {
           pending.delete(name);
-          done.set(name, sum);
+          // A whole graph rounds the sum of the uses' gradients: so does the host.
+          done.set(name, summed.has(name) ? roundHostArray(sum, dtype) : sum);
         } else pending.set(name, sum);
       }
       if (done.size) await pass.consume(done);
@@ -509,7 +536,7 @@ export class ModelExecutor {
             headLoss((y) => staged.headFn({ ...r, ...d }, y), x, i, l),
           { argnums: [0, 2] },
         ),
-        { backend },
+        opts,
       ),
     );
     const [hd, hr] = split(staged.head, await this.stageWeights(staged.head, weights, inputs, S - 1));
@@ -517,6 +544,8 @@ export class ModelExecutor {
       HostTensor,
       [Record<string, HostTensor>, HostTensor],
     ];
+    const loss = (lossT.data as Float32Array)[0]!;
+    pass.onLoss?.(loss);
     await collect(S - 1, staged.head, headGrads);
     let dh = dLast;
 
@@ -530,7 +559,7 @@ export class ModelExecutor {
               ops.sum(ops.mul(staged.layerFn(st.key)({ ...r, ...d }, x), g)),
             { argnums: [0, 2] },
           ),
-          { backend },
+          opts,
         ),
       );
       const [d, r] = split(st, await this.stageWeights(st, weights, inputs, l + 1));
@@ -552,14 +581,17 @@ export class ModelExecutor {
           valueAndGrad((d: StageParams, r: StageParams, x: Tensor, g: Tensor) =>
             ops.sum(ops.mul(staged.embedFn({ ...r, ...d }, x), g)),
           ),
-          { backend },
+          opts,
         ),
       );
       const [, grads] = (await embedVjp(ed, er, ids, dh)) as [HostTensor, Record<string, HostTensor>];
       await collect(0, staged.embed, grads);
     }
-    if (pending.size) await pass.consume(new Map(pending));
-    return (lossT.data as Float32Array)[0]!;
+    if (pending.size) {
+      for (const [name, g] of pending) if (summed.has(name)) roundHostArray(g, dtype);
+      await pass.consume(new Map(pending));
+    }
+    return loss;
   }
 }
 

@@ -18,6 +18,7 @@ import { FORWARD_CASES, GRAD_CASES } from './cases.js';
 import { CONTRACT_TESTS, contractChecks } from './contract-checks.js';
 import { LLAMA_TESTS, llamaChecks } from './llama-checks.js';
 import type { Tolerance } from './numerics.js';
+import { PRECISION_TESTS, precisionChecks } from './precision-checks.js';
 import {
   coverageCheck,
   FD_TOL,
@@ -32,12 +33,13 @@ export type { LlamaLikeBlock, LlamaLikeConfig, LlamaLikeLayer, LlamaLikeParams }
 export { llamaLikeBlock } from './llama.js';
 export type { RandomTensorOptions, Tolerance } from './numerics.js';
 export { assertClose, finiteDifferenceGradients, randomTensor, relativeError } from './numerics.js';
+export { precisionProbe, probeTensor, representableIn, roundingMismatches } from './precision.js';
 export interface ConformanceOptions {
   /**
    * Tests to skip, each with the reason (shown in the report). A key is a test title, a primitive
    * name (skips its forward and gradient cases, and any test whose graph uses it; its `lowering:`
    * test then passes only if the backend throws UnsupportedPrimitiveError for it) or a group:
-   * 'primitives', 'gradients', 'lowerings', 'contract', 'llama-like block'. Unknown keys throw, so
+   * 'primitives', 'gradients', 'lowerings', 'contract', 'llama-like block', 'precision'. Unknown keys throw, so
    * a typo cannot silently skip nothing.
    */
   readonly skip?: Readonly<Record<string, string>>;
@@ -59,7 +61,9 @@ export { CONFORMANCE_GROUPS } from './suite.js';
  *  - lowerings: a missing lowering must be an UnsupportedPrimitiveError naming the primitive and
  *    the backend, and is allowed only for primitives listed in `skip`;
  *  - contract: upload / download, device-tensor inputs, memory reports, graph plumbing, jit reuse;
- *  - llama-like block: loss and gradients of a small LLaMA-like decoder block.
+ *  - llama-like block: loss and gradients of a small LLaMA-like decoder block;
+ *  - precision: emulated float16 / bfloat16 (jit's computeDtype) rounds bit for bit like core's host
+ *    conversions, IEEE ops stay exact, and the LLaMA-like block runs in both dtypes.
  */
 export function describeBackendConformance(
   name: string,
@@ -76,6 +80,7 @@ export function describeBackendConformance(
     ...PRIMITIVES.map(lowTitle),
     ...CONTRACT_TESTS,
     ...LLAMA_TESTS,
+    ...PRECISION_TESTS,
   ]);
   const unknown = Object.keys(skip).filter((k) => !known.has(k));
   if (unknown.length) {
@@ -113,5 +118,7 @@ export function describeBackendConformance(
     describe('contract', () => contractChecks(suite));
 
     describe('llama-like block', () => llamaChecks(suite));
+
+    describe('precision (emulated half precision)', () => precisionChecks(suite));
   });
 }

@@ -32,7 +32,7 @@ export const LLAMA_TESTS = [
 ] as const;
 
 /** Leaves of a nested object / array tree with their dotted paths. */
-function leaves(tree: unknown, path = ''): [string, HostTensor][] {
+export function leaves(tree: unknown, path = ''): [string, HostTensor][] {
   if (tree && typeof tree === 'object' && 'dtype' in tree && 'shape' in tree)
     return [[path, tree as HostTensor]];
   if (Array.isArray(tree)) return tree.flatMap((v, i) => leaves(v, path ? `${path}.${i}` : String(i)));

@@ -9,6 +9,7 @@ export const CONFORMANCE_GROUPS = [
   'lowerings',
   'contract',
   'llama-like block',
+  'precision',
 ] as const;
 
 export type ConformanceGroup = (typeof CONFORMANCE_GROUPS)[number];

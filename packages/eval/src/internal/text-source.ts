@@ -15,11 +15,31 @@ export interface TextSourceOptions {
   readonly field?: string;
   /**
    * Plain text only: 'file' (default) makes the whole file one document; 'lines' makes every
-   * non-blank line a document (e.g. to mimic a Hugging Face row-per-line dataset).
+   * non-blank line a document; 'rows' makes every line a row as the Hugging Face wikitext script
+   * yields it — its line break kept, a whitespace-only line an empty row (LLM-Pruner joins those
+   * rows, blank ones included, with "\n\n").
    */
-  readonly documents?: 'file' | 'lines';
+  readonly documents?: 'file' | 'lines' | 'rows';
   /** Keep only the first N documents (over all files). */
   readonly limitDocuments?: number;
+}
+
+/**
+ * How a perplexity text is assembled (`--ppl-join`): 'rows' joins rows with "\n\n" as LLM-Pruner
+ * does with a Hugging Face split (jsonl / parquet rows, or a text file's lines as `documents:
+ * 'rows'`); 'document' reads a text file as one document.
+ */
+export type PplJoin = 'rows' | 'document';
+export const PPL_JOINS: readonly PplJoin[] = ['rows', 'document'];
+
+/** A text file's rows as the Hugging Face wikitext script yields them (see `documents: 'rows'`). */
+export function textRows(text: string): string[] {
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines.map((l, i) => {
+    const row = i < lines.length - 1 || text.endsWith('\n') ? `${l}\n` : l;
+    return row.trim() === '' ? '' : row;
+  });
 }
 
 export function detectFormat(file: string): TextFormat {
@@ -93,6 +113,7 @@ export async function readDocuments(
       const text = normalizeNewlines(await readFile(file, 'utf8'));
       if (format === 'jsonl') docs.push(...jsonlDocuments(file, text, field).map(normalizeNewlines));
       else if (options.documents === 'lines') docs.push(...text.split('\n').filter((l) => l.trim() !== ''));
+      else if (options.documents === 'rows') docs.push(...textRows(text));
       else docs.push(text);
     }
     if (options.limitDocuments !== undefined && docs.length >= options.limitDocuments) break;

@@ -10,6 +10,15 @@
  * but llama2.c-style models are trained with BOS in front of every document). If the
  * continuation would tokenize to nothing (merged into the context), its last token is taken.
  *
+ * Protocol `harness-2023` is the lm-evaluation-harness bundled with LLM-Pruner and MoreauPruner
+ * (the one their papers' tables come from; `lm_eval/base.py` `BaseLM.loglikelihood` with the
+ * `hf-causal-experimental` model): no BOS, context and continuation encoded separately
+ * (`ctx = encode(context)`, `cont = encode(continuation)`, tokens = ctx + cont; no whitespace is
+ * moved), an empty context becomes the EOS token. With a SentencePiece vocabulary that adds a dummy
+ * prefix (LLaMA's), the continuation " Paris" then encodes as "▁" "▁Paris", one token more than in
+ * the joint encoding. Its acc_norm divides by the choice's length in characters (Unicode code
+ * points, Python's len); `current` divides by UTF-8 bytes (the same for ASCII).
+ *
  * Windows are at most `model.maxLength` tokens: longer requests keep their last maxLength tokens
  * (the context is left-truncated). The window's first token is never a target, so at most
  * maxLength - 1 continuation tokens are scored (the harness feeds max_length inputs, i.e. one more
@@ -29,10 +38,20 @@ import type { TextEncoder } from './perplexity.js';
 import type { ScoringModel } from './scoring-model.js';
 import type { MultipleChoiceItem, Request, ZeroShotTask } from './tasks.js';
 
+/**
+ * How requests are tokenized and acc_norm is normalised: `current` (default; the harness's
+ * `_encode_pair`, BOS by default) or `harness-2023` (the papers' bundled harness; see above).
+ */
+export type ZeroShotProtocol = 'current' | 'harness-2023';
+
+export const ZEROSHOT_PROTOCOLS: readonly ZeroShotProtocol[] = ['current', 'harness-2023'];
+
 export interface ZeroShotOptions {
   /** Evaluate only the first N items. */
   readonly limit?: number;
-  /** Prepend BOS to every request (default true when the tokenizer has a BOS id). */
+  /** Tokenization and acc_norm protocol (default 'current'). */
+  readonly protocol?: ZeroShotProtocol;
+  /** Prepend BOS to every request (default true when the tokenizer has a BOS id; never in harness-2023). */
   readonly bos?: boolean;
   /** Smallest row length bucket (default 32; see lengthBucket), bounding the compiled shapes. */
   readonly bucket?: number;
@@ -84,12 +103,43 @@ export interface LoglikelihoodResult {
 
 export type TaskResult = MultipleChoiceResult | LoglikelihoodResult;
 
-/** The harness's `_encode_pair` (see the module comment). */
+/** The 2023 harness: context and continuation encoded separately, no BOS (see the module comment). */
+function encodeRequest2023(
+  tokenizer: TextEncoder,
+  { context, continuation }: Request,
+  maxLength: number,
+): EncodedRequest {
+  let ctx: number[];
+  if (context === '') {
+    if (tokenizer.eosId === undefined)
+      throw new InputError('an empty context needs an EOS id to condition on (harness-2023)');
+    ctx = [tokenizer.eosId];
+  } else ctx = tokenizer.encode(context, { bos: false });
+  const cont = tokenizer.encode(continuation, { bos: false });
+  if (ctx.length === 0 || cont.length === 0)
+    throw new InputError(
+      `harness-2023: a request's context and continuation must each encode to at least one token (context ${JSON.stringify(context.slice(-40))}, continuation ${JSON.stringify(continuation)})`,
+    );
+  let tokens = [...ctx, ...cont];
+  let contLen = cont.length;
+  if (tokens.length > maxLength) {
+    tokens = tokens.slice(tokens.length - maxLength);
+    contLen = Math.min(contLen, maxLength - 1);
+  }
+  return { tokens, continuationLength: contLen };
+}
+
+/**
+ * A request's tokens: the harness's `_encode_pair` (protocol `current`, the default) or the 2023
+ * harness's separate encodings (see the module comment).
+ */
 export function encodeRequest(
   tokenizer: TextEncoder,
   request: Request,
-  options: { bos?: boolean; maxLength?: number; prefixId?: number } = {},
+  options: { bos?: boolean; maxLength?: number; prefixId?: number; protocol?: ZeroShotProtocol } = {},
 ): EncodedRequest {
+  if (options.protocol === 'harness-2023')
+    return encodeRequest2023(tokenizer, request, options.maxLength ?? Number.POSITIVE_INFINITY);
   let { context, continuation } = request;
   const nSpaces = context.length - context.trimEnd().length;
   if (nSpaces > 0) {
@@ -235,6 +285,12 @@ export async function scoreRequests(
 }
 
 const utf8Length = (s: string) => Buffer.byteLength(s, 'utf8');
+/** Python's len(): Unicode code points. */
+const codePointLength = (s: string) => {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+};
 
 function argmax(xs: readonly number[]): number {
   let best = 0;
@@ -246,17 +302,22 @@ function stderr(p: number, n: number): number {
   return n > 1 ? Math.sqrt((p * (1 - p)) / (n - 1)) : Number.NaN;
 }
 
-/** acc / acc_norm of items given every choice's log-likelihood (ties go to the lower index). */
+/**
+ * acc / acc_norm of items given every choice's log-likelihood (ties go to the lower index); acc_norm
+ * divides by UTF-8 bytes (`current`) or code points (`harness-2023`).
+ */
 export function multipleChoiceMetrics(
   items: readonly Pick<MultipleChoiceItem, 'gold' | 'normTexts'>[],
   logprobs: readonly (readonly number[])[],
+  protocol: ZeroShotProtocol = 'current',
 ): { acc: number; acc_norm: number; n: number } {
+  const length = protocol === 'harness-2023' ? codePointLength : utf8Length;
   let acc = 0;
   let accNorm = 0;
   items.forEach((item, k) => {
     const lls = logprobs[k]!;
     if (argmax(lls) === item.gold) acc++;
-    if (argmax(lls.map((v, c) => v / utf8Length(item.normTexts[c]!))) === item.gold) accNorm++;
+    if (argmax(lls.map((v, c) => v / length(item.normTexts[c]!))) === item.gold) accNorm++;
   });
   const n = items.length;
   return { acc: acc / n, acc_norm: accNorm / n, n };
@@ -270,8 +331,15 @@ export async function evaluateTask(
   options: ZeroShotOptions = {},
 ): Promise<TaskResult> {
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  const protocol = options.protocol ?? 'current';
+  if (!ZEROSHOT_PROTOCOLS.includes(protocol))
+    throw new InputError(
+      `unknown zero-shot protocol '${protocol}'; valid: ${ZEROSHOT_PROTOCOLS.join(', ')}`,
+      undefined,
+      'protocol',
+    );
   const bos = (options.bos ?? true) && tokenizer.bosId !== undefined;
-  const enc = (r: Request) => encodeRequest(tokenizer, r, { bos, maxLength: model.maxLength });
+  const enc = (r: Request) => encodeRequest(tokenizer, r, { bos, maxLength: model.maxLength, protocol });
   const progress = (p: Progress) => options.onProgress?.({ ...p, phase: `${task.name}: ${p.phase}` });
   if (task.kind === 'loglikelihood') {
     const items = task.items.slice(0, limit);
@@ -307,7 +375,7 @@ export async function evaluateTask(
   }
   const scores = await scoreRequests(model, encoded, { ...options, groups, onProgress: progress });
   const logprobs = groups.map((g) => g.map((i) => scores[i]!.logprob));
-  const m = multipleChoiceMetrics(items, logprobs);
+  const m = multipleChoiceMetrics(items, logprobs, protocol);
   return {
     task: task.name,
     kind: 'multiple_choice',

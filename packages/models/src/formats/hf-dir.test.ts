@@ -1,6 +1,15 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { castHost, hostTensorsEqual } from '@moreau/core';
+import {
+  formatError,
+  haveShared,
+  STORIES_BIN,
+  STORIES_TOK,
+  sharedPath,
+  TINY_GGUF,
+  useScratchDir,
+} from '@moreau/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HfTokenizer } from '../tokenizers/hf.js';
 import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
@@ -13,22 +22,15 @@ import { writeDirAtomic } from './io.js';
 import { loadLlama2c } from './llama2c.js';
 import { loadCheckpoint } from './load.js';
 import { writeSafetensors } from './safetensors.js';
-import {
-  formatError,
-  haveShared,
-  STORIES_BIN,
-  STORIES_TOK,
-  sharedPath,
-  TINY_GGUF,
-  useScratchDir,
-} from './test-fixtures.js';
 
+const HAVE_STORIES = haveShared('HF directories from stories260K', STORIES_BIN, STORIES_TOK);
+const HAVE_GGUF = haveShared('HF directories from GGUF', TINY_GGUF);
 const dir = useScratchDir();
 
 const leftovers = async () =>
   (await readdir(dir())).filter((f) => f.includes('.tmp-') || f.includes('.old-'));
 
-describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stories260K', () => {
+describe.skipIf(!HAVE_STORIES)('HF directories from stories260K', () => {
   let ckpt: Checkpoint;
   beforeAll(async () => {
     ckpt = await loadLlama2c(sharedPath(STORIES_BIN));
@@ -177,7 +179,7 @@ describe.skipIf(!haveShared(STORIES_BIN, STORIES_TOK))('HF directories from stor
   });
 });
 
-describe.skipIf(!haveShared(TINY_GGUF))('HF directories from GGUF', () => {
+describe.skipIf(!HAVE_GGUF)('HF directories from GGUF', () => {
   it('GGUF -> HF directory with a generated tokenizer.json -> same tensors and tokens', async () => {
     const ckpt = await loadGguf(sharedPath(TINY_GGUF));
     const tok = await SentencePieceTokenizer.fromGguf(sharedPath(TINY_GGUF));

@@ -1,13 +1,13 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HostTensor, hostTensorsEqual } from '@moreau/core';
+import { formatError, haveShared, STORIES_BIN, sharedPath, useScratchDir } from '@moreau/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { permuteRopeRows } from '../llama/rope.js';
 import type { Checkpoint } from './checkpoint.js';
 import { llama2cFileSize, loadLlama2c, readLlama2cHeader, saveLlama2c } from './llama2c.js';
-import { formatError, haveShared, STORIES_BIN, sharedPath, useScratchDir } from './test-fixtures.js';
 
-const HAVE = haveShared(STORIES_BIN);
+const HAVE = haveShared('llama2.c checkpoint tests', STORIES_BIN);
 const BIN = sharedPath(STORIES_BIN);
 
 const dir = useScratchDir();

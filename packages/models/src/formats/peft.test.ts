@@ -1,22 +1,14 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findLoraTargets, initLora, type LoraConfig } from '@moreau/core';
-import { afterAll, describe, expect, it } from 'vitest';
+import { smallConfig, useScratchDir } from '@moreau/test-utils';
+import { describe, expect, it } from 'vitest';
 import { randomInit } from '../llama/presets.js';
-import { smallConfig } from '../llama/test-fixtures.js';
 import { loadLoraAdapter, saveLoraAdapter } from './peft.js';
 import { readSafetensors } from './safetensors.js';
 
-const dirs: string[] = [];
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
-const scratch = async () => {
-  const d = await mkdtemp(join(tmpdir(), 'moreau-peft-'));
-  dirs.push(d);
-  return d;
-};
+const dir = useScratchDir();
+const scratch = () => mkdtemp(join(dir(), 'peft-'));
 
 const config = smallConfig();
 const lora: LoraConfig = { r: 4, alpha: 16, dropout: 0.05, targets: ['q_proj', 'down_proj'] };

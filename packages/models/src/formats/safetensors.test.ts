@@ -1,6 +1,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HostTensor, hostTensorsEqual } from '@moreau/core';
+import { useScratchDir } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { FormatError } from './errors.js';
 import {
@@ -10,7 +11,6 @@ import {
   writeSafetensors,
   writeSafetensorsDir,
 } from './safetensors.js';
-import { useScratchDir } from './test-fixtures.js';
 
 const dir = useScratchDir();
 

@@ -4,6 +4,7 @@ import {
   memberIndices as indicesForUnits,
   tensor,
 } from '@moreau/core';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import type { LlamaConfig } from './config.js';
 import {
@@ -16,22 +17,16 @@ import {
 import { randomInit } from './presets.js';
 import { cutLlamaModel } from './test-fixtures.js';
 
-const cfg = (over: Partial<LlamaConfig> = {}): LlamaConfig => ({
-  vocabSize: 10,
-  hiddenSize: 12,
-  intermediateSize: 5,
-  numHiddenLayers: 2,
-  numAttentionHeads: 6,
-  numKeyValueHeads: 2,
-  headDim: 2,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 32,
-  tieWordEmbeddings: false,
-  bosTokenId: 1,
-  eosTokenId: 2,
-  ...over,
-});
+const cfg = (over: Partial<LlamaConfig> = {}): LlamaConfig =>
+  smallConfig({
+    vocabSize: 10,
+    hiddenSize: 12,
+    intermediateSize: 5,
+    numAttentionHeads: 6,
+    headDim: 2,
+    maxPositionEmbeddings: 32,
+    ...over,
+  });
 
 const byRole = (g: ReturnType<typeof llamaAttentionGroup>, role: string) =>
   g.members.find((m) => m.role === role)!;

@@ -27,10 +27,11 @@ import {
   unmergeLora,
 } from '@moreau/core';
 import { finiteDifferenceGradients, relativeError } from '@moreau/core/testing';
+import { smallConfig } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomInit } from './presets.js';
 import { LlamaModel } from './prunable.js';
-import { cutLlamaModel, smallConfig } from './test-fixtures.js';
+import { cutLlamaModel } from './test-fixtures.js';
 
 const config = smallConfig({ hiddenSize: 16, intermediateSize: 12, headDim: 4, vocabSize: 23 });
 // Uneven layers: layer 0 keeps one KV group (2 heads) and 8 MLP channels.

@@ -8,11 +8,12 @@ import {
   toFloat32Data,
   valueAndGrad,
 } from '@moreau/core';
+import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { type LlamaConfig, layerDims } from './config.js';
 import { llamaLogits, llamaLoss, llamaMaskedLoss, llamaTargetNll, llamaTokenNll } from './model.js';
 import { randomInit } from './presets.js';
-import { cutLlamaModel, smallConfig, smallLlama3Scaling } from './test-fixtures.js';
+import { cutLlamaModel, smallLlama3Scaling } from './test-fixtures.js';
 
 // ---------------------------------------------------------------------------------------------
 // An independent, loop-based float64 LLaMA (HF semantics) used as the oracle.

@@ -9,10 +9,11 @@ import {
   tensor,
   valueAndGrad,
 } from '@moreau/core';
+import { smallConfig } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LlamaParams, llamaLoss } from './model.js';
 import { randomInit } from './presets.js';
-import { cutLlamaModel, smallConfig, smallLlama3Scaling } from './test-fixtures.js';
+import { cutLlamaModel, smallLlama3Scaling } from './test-fixtures.js';
 
 let ort: Backend | undefined;
 let reason = '';

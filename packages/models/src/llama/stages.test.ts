@@ -3,9 +3,6 @@
  * gradients: on stories260K (tied embeddings) and on a pruned GQA model with uneven layer sizes,
  * with float32 and float16 storage.
  */
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   type Backend,
   castHost,
@@ -16,15 +13,13 @@ import {
   Rng,
   tensor,
 } from '@moreau/core';
+import { haveShared, STORIES_BIN, sharedPath, smallConfig } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLlama2c } from '../formats/llama2c.js';
 import { randomInit } from './presets.js';
 import { LlamaModel } from './prunable.js';
-import { smallConfig } from './test-fixtures.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
-const stories = path.join(shared, 'models/stories260K/stories260K.bin');
+const haveStories = haveShared('LLaMA stages on stories260K', STORIES_BIN);
 
 let backend: Backend;
 beforeAll(async () => {
@@ -75,8 +70,8 @@ function randomIds(vocab: number, B: number, T: number, seed = 3): HostTensor {
 }
 
 describe('LLaMA stages: streamed equals whole', () => {
-  it.skipIf(!existsSync(stories))('stories260K (tied embeddings)', async () => {
-    const ckpt = await loadLlama2c(stories);
+  it.skipIf(!haveStories)('stories260K (tied embeddings)', async () => {
+    const ckpt = await loadLlama2c(sharedPath(STORIES_BIN));
     const model = new LlamaModel(ckpt.config, ckpt.tensors);
     await expectSame(model, randomIds(ckpt.config.vocabSize, 2, 33));
   });

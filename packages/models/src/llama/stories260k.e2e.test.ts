@@ -4,31 +4,21 @@
  * validation head matches an independently computed value. Runs on onnxruntime (the reference
  * backend when onnxruntime is unavailable, much slower).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { type Backend, type HostTensor, jit, ReferenceBackend, tensor } from '@moreau/core';
+import {
+  haveStories260k,
+  loadStories260k,
+  STORIES_DOC,
+  sharedPath,
+  TINYSTORIES_HEAD,
+} from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Checkpoint } from '../formats/checkpoint.js';
-import { loadLlama2c } from '../formats/llama2c.js';
-import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
+import type { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import { llamaLogits, llamaTokenNll } from './model.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
-const shared = process.env.MOREAU_SHARED ?? path.resolve(repoRoot, '../shared');
-const dir = path.join(shared, 'models/stories260K');
-const files = {
-  model: path.join(dir, 'stories260K.bin'),
-  tokenizer: path.join(dir, 'tok512.bin'),
-  doc: path.join(dir, 'llama2c_doc_stories260K.md'),
-  text: path.join(shared, 'data/tinystories/tinystories_validation_head.txt'),
-};
-const missing = Object.values(files).filter((f) => !existsSync(f));
-if (missing.length > 0) {
-  console.warn(
-    `stories260K e2e tests skipped: missing ${missing.join(', ')} (set MOREAU_SHARED to the shared folder)`,
-  );
-}
+const HAVE = haveStories260k('stories260K e2e tests', STORIES_DOC, TINYSTORIES_HEAD);
 
 /** Seconds on onnxruntime; on the reference backend about 12 s per 512-token window and 1 s per greedy step. */
 const SLOW = 600_000;
@@ -45,15 +35,14 @@ async function pickBackend(): Promise<Backend> {
   }
 }
 
-describe.skipIf(missing.length > 0)('stories260K (llama2.c) end to end', () => {
+describe.skipIf(!HAVE)('stories260K (llama2.c) end to end', () => {
   let ckpt: Checkpoint;
   let tok: Llama2cTokenizer;
   let backend: Backend;
   let params: Record<string, HostTensor>;
 
   beforeAll(async () => {
-    ckpt = await loadLlama2c(files.model);
-    tok = await Llama2cTokenizer.load(files.tokenizer, ckpt.config.vocabSize);
+    ({ ckpt, tok } = await loadStories260k());
     backend = await pickBackend();
     params = Object.fromEntries(ckpt.tensors) as Record<string, HostTensor>;
   });
@@ -64,7 +53,7 @@ describe.skipIf(missing.length > 0)('stories260K (llama2.c) end to end', () => {
   it(
     'greedy decoding from BOS reproduces llama2.c run.c output (first 200 characters)',
     async () => {
-      const doc = readFileSync(files.doc, 'utf8');
+      const doc = readFileSync(sharedPath(STORIES_DOC), 'utf8');
       const start = doc.indexOf('Once upon a time, there was a little girl named Lily.');
       expect(start).toBeGreaterThan(0);
       const expected = doc.slice(start, start + 200);
@@ -99,7 +88,7 @@ describe.skipIf(missing.length > 0)('stories260K (llama2.c) end to end', () => {
   it(
     'NLL over the first 8 512-token windows of the TinyStories validation head is 1.3266',
     async () => {
-      const ids = tok.encode(readFileSync(files.text, 'utf8'), { bos: true });
+      const ids = tok.encode(readFileSync(sharedPath(TINYSTORIES_HEAD), 'utf8'), { bos: true });
       const W = 512;
       const n = 8;
       expect(ids.length).toBeGreaterThan(W * n);

@@ -3,26 +3,6 @@ import { cutModel, type HostTensor } from '@moreau/core';
 import type { Llama3RopeScaling, LlamaConfig } from './config.js';
 import { LlamaModel } from './prunable.js';
 
-/** A small GQA config (4 query heads / 2 kv heads, untied head) for tests; `over` replaces fields. */
-export function smallConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
-  return {
-    vocabSize: 50,
-    hiddenSize: 32,
-    intermediateSize: 24,
-    numHiddenLayers: 2,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    maxPositionEmbeddings: 64,
-    tieWordEmbeddings: false,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    ...over,
-  };
-}
-
 /** llama3 rope scaling (factor 8, low / high frequency factors 1 / 4) over smallConfig's 64 positions. */
 export const smallLlama3Scaling: Llama3RopeScaling = {
   type: 'llama3',

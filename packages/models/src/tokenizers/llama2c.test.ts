@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { FormatError } from '../formats/errors.js';
 import {
   haveShared,
   STORIES_TOK,
@@ -10,10 +8,12 @@ import {
   TINYSTORIES_HEAD,
   TINYSTORIES_SAMPLE,
   useScratchDir,
-} from '../formats/test-fixtures.js';
+} from '@moreau/test-utils';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FormatError } from '../formats/errors.js';
 import { Llama2cTokenizer } from './llama2c.js';
 
-const HAVE = haveShared(STORIES_TOK, TINYSTORIES_HEAD, TINYSTORIES_SAMPLE);
+const HAVE = haveShared('Llama2cTokenizer tests', STORIES_TOK, TINYSTORIES_HEAD, TINYSTORIES_SAMPLE);
 
 /**
  * A literal transcription of llama2.c's encode() semantics (quadratic; for short texts): byte strings,

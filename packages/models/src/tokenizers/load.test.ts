@@ -1,6 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
 import {
   formatError,
   haveShared,
@@ -8,10 +7,13 @@ import {
   sharedPath,
   TINY_GGUF,
   useScratchDir,
-} from '../formats/test-fixtures.js';
+} from '@moreau/test-utils';
+import { describe, expect, it } from 'vitest';
 import { HfTokenizer } from './hf.js';
 import { loadTokenizer } from './load.js';
 
+const HAVE_TOK = haveShared('loadTokenizer on a llama2.c .bin', STORIES_TOK);
+const HAVE_GGUF = haveShared('loadTokenizer on a .gguf', TINY_GGUF);
 const dir = useScratchDir();
 
 /** A tiny hand-written HF tokenizer.json (word-level BPE with a Metaspace pre-tokenizer). */
@@ -59,13 +61,13 @@ const tinyJson = {
 };
 
 describe('loadTokenizer', () => {
-  it.skipIf(!haveShared(STORIES_TOK))('loads a llama2.c .bin', async () => {
+  it.skipIf(!HAVE_TOK)('loads a llama2.c .bin', async () => {
     const t = await loadTokenizer(sharedPath(STORIES_TOK));
     expect(t.kind).toBe('llama2c');
     expect(t.vocabSize).toBe(512);
   });
 
-  it.skipIf(!haveShared(TINY_GGUF))('loads the vocabulary of a .gguf', async () => {
+  it.skipIf(!HAVE_GGUF)('loads the vocabulary of a .gguf', async () => {
     const t = await loadTokenizer(sharedPath(TINY_GGUF));
     expect(t.kind).toBe('sentencepiece');
     expect(t.encode('Hello')).toEqual([1, 15043]);

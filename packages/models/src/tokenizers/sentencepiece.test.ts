@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { haveShared, sharedPath, TINY_GGUF, TINYSTORIES_SAMPLE } from '@moreau/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { haveShared, sharedPath, TINY_GGUF, TINYSTORIES_SAMPLE } from '../formats/test-fixtures.js';
 import { HfTokenizer } from './hf.js';
 import { SentencePieceTokenizer } from './sentencepiece.js';
 
 const WIKI = 'data/wikitext-2-raw/wiki.test.raw';
-const HAVE = haveShared(TINY_GGUF, TINYSTORIES_SAMPLE, WIKI);
+const HAVE = haveShared('SentencePieceTokenizer tests', TINY_GGUF, TINYSTORIES_SAMPLE, WIKI);
 
 describe.skipIf(!HAVE)('SentencePieceTokenizer (Llama-2 32k vocabulary from GGUF)', () => {
   let tok: SentencePieceTokenizer;

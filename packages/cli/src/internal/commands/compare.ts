@@ -15,8 +15,10 @@ import {
   InputError,
   type LoraConfig,
   mergeLora,
+  type PruneResult,
   planToJSON,
   prune,
+  type ResolvedPreset,
   resolveOptions,
 } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
@@ -35,20 +37,25 @@ import {
 } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import {
+  calibrationChoice,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
   perturbFlag,
   planOptionsFromFlags,
+  presetFlag,
   ratiosFlag,
   requireInputFiles,
+  resolvedPreset,
   taskFlags,
+  textSourceOptions,
   UsageError,
 } from '../flags.js';
 import type { ProgressReporter } from '../progress.js';
-import { textSummary } from '../report/render.js';
+import { named, textSummary } from '../report/render.js';
 import type { CompareReport, CompareRun, TunedRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
+import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
 import { loraConfigFromFlags, runTuning, templateFromFlags, tuningDataFromFlags } from '../tuning.js';
 import { modelSummary } from './info.js';
 import { runRobustness } from './robustness.js';
@@ -57,7 +64,11 @@ import { runRobustness } from './robustness.js';
 interface Comparison {
   readonly source: string;
   readonly loaded: LoadedModel;
-  readonly criteria: readonly { readonly name: string; readonly options: Record<string, string> }[];
+  readonly preset: ResolvedPreset | undefined;
+  readonly criteria: readonly {
+    readonly name: string;
+    readonly options: Record<string, string | number | boolean>;
+  }[];
   readonly ratios: readonly number[];
   readonly texts: readonly [string, string][];
   readonly tasks: readonly [string, string][];
@@ -87,16 +98,23 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     };
     const evaluateModel = (model: LlamaModel) => evaluate(run, model, c.loaded.tokenizer, c.texts, c.tasks);
 
+    const T = macsSeqLen(run.flags);
     label('dense');
     const denseStart = performance.now();
-    const dense = { params, ...(await evaluateModel(c.loaded.model)), seconds: seconds(denseStart) };
+    const dense = {
+      params,
+      ...(await evaluateModel(c.loaded.model)),
+      macs: macsOf(c.loaded.model.config, T),
+      latency: (await latencyOf(run, c.loaded.model, 'dense')) ?? null,
+      seconds: seconds(denseStart),
+    };
     const runs: CompareRun[] = [];
     const plans = new Map<string, string>();
     for (const spec of c.criteria) {
-      const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration);
+      const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration, c.preset);
       for (const ratio of c.ratios) {
         label(`${spec.name} ${ratio}`);
-        const { result, scoreSeconds, cutSeconds } = await pruneAt(ratio);
+        const { result, scoreSeconds, cutSeconds, diagnostics, warnings } = await pruneAt(ratio);
         const model = result.model as LlamaModel;
         const evalStart = performance.now();
         const ev = await evaluateModel(model);
@@ -113,6 +131,12 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           ppl: ev.ppl,
           nll: ev.nll,
           tasks: ev.tasks,
+          paper_average: ev.paper_average,
+          paper_tasks: ev.paper_tasks,
+          macs: macsOf(model.config, T),
+          latency: (await latencyOf(run, model, `${spec.name} ${ratio}`)) ?? null,
+          diagnostics,
+          warnings,
           seconds: scoreSeconds + cutSeconds + evalSeconds,
           score_seconds: scoreSeconds,
           eval_seconds: evalSeconds,
@@ -132,6 +156,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           perturbations: c.perturbations,
           evalText: c.texts[0]![1],
           calibration,
+          ...(c.preset ? { preset: c.preset } : {}),
         });
       }
     }
@@ -162,12 +187,14 @@ async function comparison(
   progress: ProgressReporter,
 ): Promise<Comparison> {
   await loadPlugins(flags.plugin);
+  const preset = presetFlag(flags);
   const names = criteriaFlag(flags.criteria, { unique: true });
   const ratios = ratiosFlag(flags.ratios);
-  const criteria = criteriaOptions(names, flags.opt);
+  const criteria = criteriaOptions(names, flags.opt, preset);
   const tasks = taskFlags(flags.task);
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
   let texts = namedFiles('--ppl', flags.ppl);
+  for (const [, file] of texts) textSourceOptions(flags, file);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
   const lora = flags.tuneData ? loraConfigFromFlags(flags) : undefined;
   if (flags.tuneData && !existsSync(flags.tuneData))
@@ -176,6 +203,7 @@ async function comparison(
   await checkReportDir(flags.report);
 
   const loaded = await openModel(source, flags);
+  const resolved = resolvedPreset(preset, loaded.model.config);
   if (texts.length === 0 && loaded.defaultText) texts = [['heldout', loaded.defaultText]];
   if (texts.length === 0 && tasks.length === 0) {
     throw new UsageError(
@@ -198,7 +226,7 @@ async function comparison(
           ),
         }
       : null;
-  return { source, loaded, criteria, ratios, texts, tasks, perturbations, tuning };
+  return { source, loaded, preset: resolved, criteria, ratios, texts, tasks, perturbations, tuning };
 }
 
 /** LoRA-tunes one pruned model (compare --tune-data), merges the adapters and evaluates it. */
@@ -229,6 +257,7 @@ async function tuneAndEvaluate(
     ppl: ev.ppl,
     nll: ev.nll,
     tasks: ev.tasks,
+    paper_average: ev.paper_average,
     steps: result.steps,
     train_loss: result.history.at(-1)?.loss ?? null,
     val_loss: result.evals.at(-1)?.loss ?? null,
@@ -245,6 +274,8 @@ function reportHead(
 ): Pick<CompareReport, 'format' | 'version' | 'created' | 'moreau' | 'model' | 'backend' | 'settings'> {
   const { format, params, layers, heads, kv_heads, intermediate_size, vocab_size } = modelSummary(c.loaded);
   const replayed = flags.calibTokens ? calibration?.iterations[0] : undefined;
+  const choice = calibrationChoice(flags, c.preset);
+  const selection = planOptionsFromFlags(flags, c.preset);
   return {
     format: 'moreau-compare-report',
     version: 1,
@@ -253,6 +284,8 @@ function reportHead(
     model: { source: c.source, format, params, layers, heads, kv_heads, intermediate_size, vocab_size },
     backend: backendInfo(backend),
     settings: {
+      preset: c.preset?.name ?? null,
+      preset_source: c.preset ? { ...c.preset.source, files: [...c.preset.source.files] } : null,
       criteria: c.criteria.map((s) => s.name),
       ratios: c.ratios,
       options: Object.fromEntries(
@@ -265,16 +298,23 @@ function reportHead(
       calibration: calibration
         ? {
             source: flags.calibTokens || flags.calib || c.loaded.defaultText || null,
-            samples: flags.calibTokens ? (replayed?.length ?? null) : flags.calibSamples,
-            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : flags.calibSeqLen,
+            sampling: flags.calibTokens ? 'replayed' : choice.sampling,
+            samples: flags.calibTokens ? (replayed?.length ?? null) : choice.samples,
+            seq_len: flags.calibTokens ? (replayed?.[0]?.length ?? null) : choice.seqLen,
             iterations: calibration.iterations.length,
           }
         : null,
       seed: flags.seed,
       scope: flags.global ? 'global' : 'local',
-      attn_layers: flags.attnLayers ?? null,
-      mlp_layers: flags.mlpLayers ?? null,
+      attn_layers: selection.attnLayers ?? null,
+      mlp_layers: selection.mlpLayers ?? null,
       perturbations: c.perturbations,
+      zeroshot_protocol: flags.zeroshotProtocol,
+      ppl_join: flags.pplJoin ?? null,
+      field: flags.field ?? null,
+      macs_seq_len: macsSeqLen(flags),
+      macs_counted: MACS_COUNTED,
+      latency: latencySettings(flags),
       tuning: c.tuning
         ? {
             data: flags.tuneData!,
@@ -313,7 +353,7 @@ async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<Ca
       return criterion.calibrationIterations?.(resolveOptions(criterion, s.options)) ?? 1;
     }),
   );
-  return calibrationFromFlags(c.loaded, flags, iterations);
+  return calibrationFromFlags(c.loaded, flags, iterations, calibrationChoice(flags, c.preset));
 }
 
 /**
@@ -325,10 +365,11 @@ function scoredOnce(
   model: LlamaModel,
   spec: Comparison['criteria'][number],
   calibration: CalibrationSet | undefined,
+  preset: ResolvedPreset | undefined,
 ) {
   const criterion = getCriterion(spec.name);
   const base = {
-    ...planOptionsFromFlags(run.flags),
+    ...planOptionsFromFlags(run.flags, preset),
     options: spec.options,
     calibration: criterion.requires.calibration ? calibration : undefined,
     backend: run.backend,
@@ -337,13 +378,16 @@ function scoredOnce(
   };
   let cached: Criterion | undefined;
   let scoreSeconds = 0;
+  let report: Pick<PruneResult, 'diagnostics' | 'warnings'> = { diagnostics: [], warnings: [] };
   return async (ratio: number) => {
     const t0 = performance.now();
     const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
-    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0) };
+    if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0), ...report };
     scoreSeconds = seconds(t0);
     cached = fromScores(criterion, result.scores);
-    return { result, scoreSeconds, cutSeconds: 0 };
+    report = { diagnostics: result.diagnostics, warnings: result.warnings };
+    for (const w of result.warnings) run.progress.warn(named(spec.name, w));
+    return { result, scoreSeconds, cutSeconds: 0, ...report };
   };
 }
 

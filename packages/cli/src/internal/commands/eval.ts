@@ -1,13 +1,14 @@
 import type { EvalCommandFlags } from '../../program.js';
 import { backendInfo, type CommandContext, openModel, withBackend } from '../context.js';
 import { evaluate } from '../evaluate.js';
-import { namedFiles, requireInputFiles, taskFlags, UsageError } from '../flags.js';
+import { namedFiles, requireInputFiles, taskFlags, textSourceOptions, UsageError } from '../flags.js';
 import { writeJsonAtomic } from '../output.js';
 import { modelSummary } from './info.js';
 
 export async function evalCommand(source: string, ctx: CommandContext<EvalCommandFlags>) {
   const { flags } = ctx;
   const texts = namedFiles('--ppl', flags.ppl);
+  for (const [, file] of texts) textSourceOptions(flags, file);
   const tasks = taskFlags(flags.task);
   if (texts.length === 0 && tasks.length === 0)
     throw new UsageError('eval needs at least one --ppl NAME=FILE or --task NAME=FILE');
@@ -19,22 +20,34 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       nll,
       tokens,
       tasks: scores,
+      paper_average,
+      paper_tasks,
     } = await evaluate(run, loaded.model, loaded.tokenizer, texts, tasks);
     for (const [k, v] of Object.entries(ppl)) {
       ctx.out(`ppl ${k.padEnd(16)} ${v.toFixed(4)}  (nll ${nll[k]!.toFixed(5)}, ${tokens[k]} tokens)\n`);
     }
     for (const [k, v] of Object.entries(scores)) {
+      const paper = v.paper === null || v.paper === undefined ? '' : `  paper ${v.paper.toFixed(4)}`;
       ctx.out(
-        `task ${k.padEnd(15)} acc ${v.acc.toFixed(4)}  acc_norm ${v.acc_norm === null ? '   -  ' : v.acc_norm.toFixed(4)}  n ${v.n}\n`,
+        `task ${k.padEnd(15)} acc ${v.acc.toFixed(4)}  acc_norm ${v.acc_norm === null ? '   -  ' : v.acc_norm.toFixed(4)}  n ${v.n}${paper}\n`,
       );
     }
+    if (paper_average !== null)
+      ctx.out(
+        `task ${'paper average'.padEnd(15)} ${paper_average.toFixed(4)} over ${paper_tasks} of 7 tasks\n`,
+      );
     const result = {
       model: modelSummary(loaded),
       backend: backendInfo(run.backend),
+      zeroshot_protocol: flags.zeroshotProtocol,
+      ppl_join: flags.pplJoin ?? null,
+      field: flags.field ?? null,
       ppl,
       nll,
       tokens,
       tasks: scores,
+      paper_average,
+      paper_tasks,
     };
     if (flags.json) await writeJsonAtomic(flags.json, result);
   });

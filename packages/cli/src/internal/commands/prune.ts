@@ -1,10 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import {
   applyPlan,
+  type CriterionDiagnostics,
   countParams,
+  type DiagnosticValue,
   type FloatDType,
   InputError,
+  type OptionValues,
   type PrunableModel,
+  type PruneResult,
   type PruningPlan,
   parsePlan,
   planToJSON,
@@ -22,14 +26,21 @@ import {
 } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import {
+  calibrationChoice,
   checkPlanFlags,
   criterionFromFlags,
   dtypeFlag,
   namedFiles,
   planOptionsFromFlags,
+  presetFlag,
   requireInputFiles,
+  resolvedPreset,
+  scoringSettings,
+  textSourceOptions,
+  UsageError,
 } from '../flags.js';
 import { dirState, guardDir, writeFileAtomic, writeJsonAtomic } from '../output.js';
+import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
 
 /** --out must be new, empty, or replaced on purpose (--overwrite); checked before any work. */
 async function checkOutDir(out: string, overwrite: boolean): Promise<void> {
@@ -49,40 +60,72 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
   const { flags, progress } = ctx;
   dtypeFlag(flags.dtype);
   const texts = namedFiles('--eval-ppl', flags.evalPpl);
+  for (const [, file] of texts) textSourceOptions(flags, file);
   await loadPlugins(flags.plugin);
   checkPlanFlags(flags);
-  const scoring = flags.plan ? undefined : criterionFromFlags(flags.criterion!, flags.opt);
+  const preset = presetFlag(flags);
+  const scoring = flags.plan ? undefined : criterionFromFlags(flags.criterion, flags.opt, preset);
   requireInputFiles(flags, { '--eval-ppl': texts });
   await checkOutDir(flags.out, flags.overwrite);
 
   const loaded = await openModel(source, flags);
+  const resolved = resolvedPreset(preset, loaded.model.config);
   await withBackend(ctx, async (run) => {
     const paramsBefore = countParams(loaded.model.params);
     progress.note(
       `model ${source}: ${paramsBefore.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device})`,
     );
+    if (resolved)
+      progress.note(
+        `preset ${resolved.name} (${resolved.source.repository}@${resolved.source.commit}): ${resolved.criterion}, ratio ${resolved.ratio}, ${resolved.calibration.samples} ${resolved.calibration.sampling} x ${resolved.calibration.seqLen} tokens, layers ${resolved.attnLayers.join(':')} (explicit flags win)`,
+      );
 
     let plan: PruningPlan;
     let pruned: PrunableModel;
+    let settings: Record<string, DiagnosticValue> | null = null;
+    let diagnostics: readonly CriterionDiagnostics[] = [];
+    let warnings: readonly string[] = [];
     if (!scoring) {
       plan = parsePlan(await readFile(flags.plan!, 'utf8'), flags.plan);
       pruned = applyPlan(loaded.model, plan);
     } else {
-      const { criterion, options, resolved } = scoring;
+      const { criterion, options, resolved: values } = scoring;
+      const choice = calibrationChoice(flags, resolved);
+      const iterations = criterion.calibrationIterations?.(values) ?? 1;
       const calibration = criterion.requires.calibration
-        ? await calibrationFromFlags(loaded, flags, criterion.calibrationIterations?.(resolved) ?? 1)
+        ? await calibrationFromFlags(loaded, flags, iterations, choice)
         : undefined;
-      ({ plan, model: pruned } = await prune(loaded.model, {
-        ...planOptionsFromFlags(flags),
+      const ratio = flags.ratio ?? resolved?.ratio;
+      if (ratio === undefined) throw new UsageError("required option '--ratio <r>' not specified");
+      const selection = planOptionsFromFlags(flags, resolved);
+      const result: PruneResult = await prune(loaded.model, {
+        ...selection,
         criterion,
         options,
-        ratio: flags.ratio!,
+        ratio,
         calibration,
         backend: run.backend,
         steps: flags.steps,
         signal: run.signal,
         onProgress: progress.update,
-      }));
+      });
+      ({ plan, model: pruned, diagnostics, warnings } = result);
+      for (const w of warnings) progress.warn(w);
+      settings = scoringSettings(flags, resolved, {
+        criterion: plan.criterion.name,
+        options: plan.criterion.options as OptionValues,
+        ratio: plan.ratio,
+        reduction: plan.reduction,
+        attnLayers: plan.attnLayers,
+        mlpLayers: plan.mlpLayers,
+        calibration: calibration
+          ? {
+              ...choice,
+              source: flags.calibTokens || flags.calib || loaded.defaultText || null,
+              iterations: calibration.iterations.length,
+            }
+          : null,
+      });
     }
     const model = pruned as LlamaModel;
     progress.note(`saving ${flags.out}`);
@@ -108,6 +151,11 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     if (flags.planOut) await writeFileAtomic(flags.planOut, planToJSON(plan));
     const evals = await evaluate(run, model, loaded.tokenizer, texts);
     const paramsAfter = countParams(model.params);
+    const T = macsSeqLen(flags);
+    const macsDense = macsOf(loaded.model.config, T);
+    const macsPruned = macsOf(model.config, T);
+    const latencyDense = await latencyOf(run, loaded.model, 'dense');
+    const latencyPruned = await latencyOf(run, model, 'pruned');
     const result = {
       model: source,
       backend: backendInfo(run.backend),
@@ -117,14 +165,38 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       params_after: paramsAfter,
       params_left: paramsAfter / paramsBefore,
       out: flags.out,
+      settings,
       plan: JSON.parse(planToJSON(plan)),
+      diagnostics,
+      warnings,
+      macs: {
+        seq_len: T,
+        counted: MACS_COUNTED,
+        dense: macsDense,
+        pruned: macsPruned,
+        left: macsPruned.total / macsDense.total,
+      },
+      latency:
+        latencyDense && latencyPruned
+          ? {
+              ...latencySettings(flags),
+              dense: latencyDense,
+              pruned: latencyPruned,
+              speedup: latencyDense.seconds / latencyPruned.seconds,
+            }
+          : null,
       ppl: evals.ppl,
       nll: evals.nll,
       tokens: evals.tokens,
       seconds: (performance.now() - started) / 1000,
     };
+    const g = (x: number) => `${(x / 1e9).toFixed(x < 1e8 ? 4 : 2)} G`;
     ctx.out(
       `pruned ${source} with ${plan.criterion.name} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${paramsAfter.toLocaleString('en-US')} parameters (${(100 * result.params_left).toFixed(2)}%)\nsaved to ${flags.out}\n` +
+        `MACs per ${T} tokens: ${g(macsDense.total)} -> ${g(macsPruned.total)} (${(100 * result.macs.left).toFixed(2)}%)\n` +
+        (result.latency
+          ? `latency ${result.latency.batch}x${result.latency.seq_len}: ${(1000 * result.latency.dense.seconds).toFixed(2)} ms -> ${(1000 * result.latency.pruned.seconds).toFixed(2)} ms (x${result.latency.speedup.toFixed(2)})\n`
+          : '') +
         Object.entries(evals.ppl)
           .map(([k, v]) => `ppl ${k}: ${v.toFixed(4)}\n`)
           .join(''),

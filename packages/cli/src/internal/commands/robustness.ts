@@ -1,8 +1,15 @@
-import { type CalibrationSet, getCriterion, type PrunableModel } from '@moreau/core';
+import {
+  type CalibrationSet,
+  getCriterion,
+  type PrunableModel,
+  type ResolvedPreset,
+  sampleCalibrationPatches,
+} from '@moreau/core';
 import {
   formatRobustnessTable,
   lossPerplexity,
   perplexityWindows,
+  type RobustnessOptions,
   type RobustnessReport,
   robustness,
 } from '@moreau/eval';
@@ -11,6 +18,7 @@ import type { CalibFlags, EvalFlags, RobustnessFlags } from '../../program.js';
 import {
   type BackendContext,
   type CommandContext,
+  calibrationText,
   calibrationTokens,
   loadPlugins,
   openModel,
@@ -19,12 +27,16 @@ import {
   withBackend,
 } from '../context.js';
 import {
+  calibrationChoice,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
   perturbFlag,
   planOptionsFromFlags,
+  presetFlag,
   requireInputFiles,
+  resolvedPreset,
+  textSourceOptions,
   UsageError,
 } from '../flags.js';
 import { writeJsonAtomic } from '../output.js';
@@ -34,13 +46,15 @@ const ROBUSTNESS_WINDOWS = 32;
 
 export interface RobustnessRun {
   readonly ratio: number;
-  /** Each criterion with its --opt options. */
-  readonly criteria: readonly { name: string; options: Record<string, string> }[];
+  /** Each criterion with its --opt options (over the preset's). */
+  readonly criteria: readonly { name: string; options: Record<string, string | number | boolean> }[];
   readonly perturbations: readonly string[];
   /** Evaluation text (default: --calib, else the model's shipped held-out text). */
   readonly evalText?: string;
   /** Windows shared by every criterion (default: replayed from --calib-tokens, else drawn per criterion). */
   readonly calibration?: CalibrationSet;
+  /** --preset, resolved for the model: its layer ranges, reduction and calibration draw. */
+  readonly preset?: ResolvedPreset;
 }
 
 /**
@@ -55,19 +69,34 @@ export async function runRobustness(
   const { flags, backend } = ctx;
   const file = run.evalText ?? (flags.calib || loaded.defaultText);
   if (!file) throw new UsageError('robustness needs an evaluation text: pass --ppl NAME=FILE');
-  const stream = loaded.tokenizer.encode(await readTextSource(file), { bos: true });
+  const stream = loaded.tokenizer.encode(await readTextSource(file, textSourceOptions(flags, file)), {
+    bos: true,
+  });
   const windows = perplexityWindows(stream, flags.seqLen, { limit: flags.limit ?? ROBUSTNESS_WINDOWS });
   const evaluate = (model: PrunableModel, signal?: AbortSignal) =>
     lossPerplexity(model, windows, { backend, batchSize: flags.batchSize, signal }).then((r) => r.ppl);
   const needsCalibration = run.criteria.some((c) => getCriterion(c.name).requires.calibration);
-  const calibration = needsCalibration
-    ? (run.calibration ??
-      (await replayedCalibration(loaded, flags)) ?? {
+  const choice = calibrationChoice(flags, run.preset);
+  const drawn = async (): Promise<RobustnessOptions['calibration']> => {
+    if (choice.sampling === 'windows')
+      return {
         tokens: await calibrationTokens(loaded, flags),
-        samples: flags.calibSamples,
-        seqLen: flags.calibSeqLen,
+        samples: choice.samples,
+        seqLen: choice.seqLen,
         seed: flags.seed,
-      })
+      };
+    // Patches: one draw per criterion, as many iterations as it uses (the text is read once).
+    const text = await calibrationText(loaded, flags);
+    return (criterion, options) =>
+      sampleCalibrationPatches(text, (patch) => loaded.tokenizer.encode(patch, { bos: true }), {
+        samples: choice.samples,
+        seqLen: choice.seqLen,
+        iterations: criterion.calibrationIterations?.(options) ?? 1,
+        seed: flags.seed,
+      });
+  };
+  const calibration = needsCalibration
+    ? (run.calibration ?? (await replayedCalibration(loaded, flags)) ?? (await drawn()))
     : undefined;
   return robustness(loaded.model, {
     ratio: run.ratio,
@@ -75,7 +104,7 @@ export async function runRobustness(
     perturbations: run.perturbations,
     calibration,
     evaluate,
-    prune: { ...planOptionsFromFlags(flags), backend },
+    prune: { ...planOptionsFromFlags(flags, run.preset), backend },
     signal: ctx.signal,
     onProgress: ctx.progress.update,
   });
@@ -84,17 +113,20 @@ export async function runRobustness(
 export async function robustnessCommand(source: string, ctx: CommandContext<RobustnessFlags>) {
   const { flags } = ctx;
   await loadPlugins(flags.plugin);
-  const criteria = criteriaOptions(criteriaFlag(flags.criteria), flags.opt);
+  const preset = presetFlag(flags);
+  const criteria = criteriaOptions(criteriaFlag(flags.criteria), flags.opt, preset);
   const perturbations = perturbFlag(flags.perturb);
   const texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts });
   const loaded = await openModel(source, flags);
+  const resolved = resolvedPreset(preset, loaded.model.config);
   await withBackend(ctx, async (run) => {
     const report = await runRobustness(run, loaded, {
       ratio: flags.ratio,
       criteria,
       perturbations,
       evalText: texts[0]?.[1],
+      ...(resolved ? { preset: resolved } : {}),
     });
     ctx.out(`${formatRobustnessTable(report)}\n`);
     if (flags.json) await writeJsonAtomic(flags.json, report);

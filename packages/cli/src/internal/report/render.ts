@@ -1,6 +1,6 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
 import type { RenderedChart } from './charts.js';
-import type { CompareReport } from './types.js';
+import type { CompareReport, CompareRun } from './types.js';
 
 export interface Table {
   readonly header: readonly string[];
@@ -21,13 +21,19 @@ export function comparisonTable(report: CompareReport): Table {
   const texts = Object.keys(report.dense.ppl);
   const tasks = Object.keys(report.dense.tasks);
   const withNorm = tasks.filter((t) => report.dense.tasks[t]!.acc_norm !== null);
+  const paper = (report.dense.paper_tasks ?? 0) > 0;
+  const s = report.settings;
+  const latency = s.latency ? `ms ${s.latency.batch}x${s.latency.seq_len}` : undefined;
   const header = [
     'criterion',
     'ratio',
     'params',
     'left',
+    `GMACs ${s.macs_seq_len} tok`,
+    ...(latency ? [latency] : []),
     ...texts.map((t) => `PPL ${t}`),
     ...tasks.flatMap((t) => (withNorm.includes(t) ? [`${t} acc`, `${t} acc_norm`] : [`${t} acc`])),
+    ...(paper ? [PAPER_AVG] : []),
     'seconds',
   ];
   const row = (
@@ -35,18 +41,22 @@ export function comparisonTable(report: CompareReport): Table {
     ratio: string,
     params: number,
     left: number,
-    ppl: Record<string, number>,
-    tk: Record<string, { acc: number; acc_norm: number | null }>,
+    r: Pick<CompareRun, 'ppl' | 'tasks' | 'paper_average' | 'macs' | 'latency'>,
     seconds: number,
   ) => [
     name,
     ratio,
     int(params),
     pct(left),
-    ...texts.map((t) => fix(ppl[t], 3)),
+    fix(r.macs ? r.macs.total / 1e9 : undefined, r.macs && r.macs.total < 1e8 ? 4 : 2),
+    ...(latency ? [fix(r.latency ? 1000 * r.latency.seconds : undefined, 2)] : []),
+    ...texts.map((t) => fix(r.ppl[t], 3)),
     ...tasks.flatMap((t) =>
-      withNorm.includes(t) ? [fix(tk[t]?.acc, 4), fix(tk[t]?.acc_norm, 4)] : [fix(tk[t]?.acc, 4)],
+      withNorm.includes(t)
+        ? [fix(r.tasks[t]?.acc, 4), fix(r.tasks[t]?.acc_norm, 4)]
+        : [fix(r.tasks[t]?.acc, 4)],
     ),
+    ...(paper ? [fix(r.paper_average, 4)] : []),
     seconds.toFixed(1),
   ];
   const d = report.dense;
@@ -56,7 +66,7 @@ export function comparisonTable(report: CompareReport): Table {
       report.settings.criteria.indexOf(a.criterion) - report.settings.criteria.indexOf(b.criterion),
   );
   // Each pruned model's row, then (with --tune-data) the same model after LoRA tuning.
-  const rows = [row('dense', '0', d.params, 1, d.ppl, d.tasks, d.seconds)];
+  const rows = [row('dense', '0', d.params, 1, d, d.seconds)];
   const groups = new Map<string, number[]>(); // rows competing for "best": same ratio, tuned or not
   const member = (key: string) => {
     const list = groups.get(key) ?? [];
@@ -64,20 +74,13 @@ export function comparisonTable(report: CompareReport): Table {
     groups.set(key, list);
   };
   for (const r of runs) {
-    rows.push(row(r.criterion, String(r.ratio), r.params_after, r.params_left, r.ppl, r.tasks, r.seconds));
+    rows.push(row(r.criterion, String(r.ratio), r.params_after, r.params_left, r, r.seconds));
     member(`${r.ratio}:pruned`);
     if (r.tuned) {
       const t = r.tuned;
+      const tuned = { ...r, ppl: t.ppl, tasks: t.tasks, paper_average: t.paper_average };
       rows.push(
-        row(
-          `${r.criterion} +LoRA`,
-          String(r.ratio),
-          r.params_after,
-          r.params_left,
-          t.ppl,
-          t.tasks,
-          t.seconds,
-        ),
+        row(`${r.criterion} +LoRA`, String(r.ratio), r.params_after, r.params_left, tuned, t.seconds),
       );
       member(`${r.ratio}:tuned`);
     }
@@ -88,7 +91,7 @@ export function comparisonTable(report: CompareReport): Table {
     if (idx.length < 2) continue;
     header.forEach((h, col) => {
       const lower = h.startsWith('PPL ');
-      const higher = / acc(_norm)?$/.test(h);
+      const higher = / acc(_norm)?$/.test(h) || h === PAPER_AVG;
       if (!lower && !higher) return;
       const values = idx.map((i) => Number(rows[i]![col]));
       if (values.some((v) => !Number.isFinite(v))) return;
@@ -100,6 +103,70 @@ export function comparisonTable(report: CompareReport): Table {
   }
   return { header, rows, right: header.map((_, i) => i > 0), best };
 }
+
+const PAPER_AVG = 'paper avg';
+
+interface ShrinkIteration {
+  readonly iteration: number;
+  readonly all: {
+    readonly rows: number;
+    readonly zeroed: number;
+    readonly shrunk: number;
+    readonly flipped: number;
+  };
+}
+
+/**
+ * Moreau-GS's soft-threshold regime (its diagnostics): per criterion that reports it, per
+ * iteration, the fraction of delta's rows zeroed / shrunk / flipped (the criterion scores once for
+ * every ratio, so one table per criterion).
+ */
+export function shrinkTable(report: CompareReport): Table | undefined {
+  const rows: string[][] = [];
+  const seen = new Set<string>();
+  for (const r of report.runs) {
+    if (seen.has(r.criterion)) continue;
+    seen.add(r.criterion);
+    (r.diagnostics ?? []).forEach((d, step) => {
+      const shrink = d.moreau_gs_shrink as { iterations?: readonly ShrinkIteration[] } | undefined;
+      for (const it of shrink?.iterations ?? []) {
+        rows.push([
+          r.criterion,
+          (r.diagnostics.length > 1 ? `${step + 1}.` : '') + String(it.iteration),
+          int(it.all.rows),
+          pct(it.all.zeroed),
+          pct(it.all.shrunk),
+          pct(it.all.flipped),
+        ]);
+      }
+    });
+  }
+  if (!rows.length) return undefined;
+  return {
+    header: ['criterion', 'iteration', 'rows', 'zeroed', 'shrunk', 'flipped'],
+    rows,
+    right: [false, true, true, true, true, true],
+  };
+}
+
+/** A criterion's warning, prefixed with its name unless it already starts with it. */
+export const named = (criterion: string, warning: string) =>
+  warning.startsWith(`${criterion}:`) ? warning : `${criterion}: ${warning}`;
+
+/** Every criterion's warnings, once per criterion. */
+function warningLines(report: CompareReport): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const r of report.runs) {
+    if (seen.has(r.criterion)) continue;
+    seen.add(r.criterion);
+    for (const w of r.warnings ?? []) out.push(named(r.criterion, w));
+  }
+  return out;
+}
+
+const SHRINK_NOTE =
+  "Moreau-GS soft-thresholds each row of delta with the released code's rule: with r the row's RMS after its step, r <= soft*lr zeroes it, r > soft shrinks it, and soft*lr < r < soft gives a negative coefficient that flips its sign. Most rows flipping means delta alternates instead of converging.";
 
 /** One table per ratio: IoU / Spearman / perplexity of each criterion under each perturbation. */
 export function robustnessTables(report: CompareReport): { ratio: string; dense?: number; table: Table }[] {
@@ -157,11 +224,16 @@ function settingsLines(report: CompareReport): string[] {
   return [
     `model: ${report.model.source} (${report.model.format}, ${int(report.model.params)} parameters, ${report.model.layers} layers, ${report.model.heads} heads / ${report.model.kv_heads} KV heads, MLP ${report.model.intermediate_size})`,
     `backend: ${report.backend.name} (${report.backend.device})`,
+    ...(s.preset
+      ? [
+          `preset: ${s.preset} (${s.preset_source?.repository}@${s.preset_source?.commit}: ${s.preset_source?.files.join(', ')}); explicit flags override it`,
+        ]
+      : []),
     `criteria: ${s.criteria.join(', ')}; ratios: ${s.ratios.join(', ')}; ${s.scope} ranking; seed ${s.seed}` +
       `${s.attn_layers ? `; attention layers ${s.attn_layers.join(':')}` : ''}${s.mlp_layers ? `; MLP layers ${s.mlp_layers.join(':')}` : ''}`,
     ...(s.calibration
       ? [
-          `calibration: ${s.calibration.source ?? 'replayed windows'}${s.calibration.samples ? `, ${s.calibration.samples} windows x ${s.calibration.seq_len} tokens` : ''}, ${s.calibration.iterations} iteration(s)`,
+          `calibration: ${s.calibration.source ?? 'replayed windows'}${s.calibration.samples ? `, ${s.calibration.samples} ${s.calibration.sampling === 'patches' ? 'patches' : 'windows'} x ${s.calibration.seq_len} tokens` : ''}, ${s.calibration.iterations} iteration(s)`,
         ]
       : []),
     `perplexity: ${
@@ -178,6 +250,17 @@ function settingsLines(report: CompareReport): string[] {
       : []),
     ...(opts.length ? [`options: ${opts.join('; ')}`] : []),
     ...(s.perturbations ? [`robustness perturbations: ${s.perturbations.join(', ')}`] : []),
+    `MACs: one forward pass of ${s.macs_seq_len} tokens, counted as ${s.macs_counted}`,
+    ...(s.latency
+      ? [
+          `latency: median of ${s.latency.repeats} forward passes of ${s.latency.batch} x ${s.latency.seq_len} tokens after ${s.latency.warmup} warm-up, on the backend above`,
+        ]
+      : []),
+    ...((report.dense.paper_tasks ?? 0) > 0
+      ? [
+          `paper avg: the mean over the evaluated tasks of the metric the papers' tables use (acc for boolq, winogrande, arc_easy; acc_norm for piqa, hellaswag, arc_challenge, openbookqa); zero-shot protocol ${s.zeroshot_protocol}`,
+        ]
+      : []),
     ...(s.tuning
       ? [
           `LoRA recovery (+LoRA rows): ${s.tuning.data} (${s.tuning.kind}, ${s.tuning.train_examples} training examples), r ${s.tuning.lora_r}, alpha ${s.tuning.lora_alpha}, dropout ${s.tuning.lora_dropout} on ${s.tuning.lora_targets.join(',')}; ${s.tuning.max_steps !== null ? `${s.tuning.max_steps} steps` : `${s.tuning.epochs} epochs`}, lr ${s.tuning.lr}, batch ${s.tuning.batch_size} (micro ${s.tuning.micro_batch_size}), cutoff ${s.tuning.cutoff_len}, warmup ${s.tuning.warmup_steps}, loss on ${s.tuning.train_on_inputs ? 'prompt and response' : 'the response'}`,
@@ -189,6 +272,9 @@ function settingsLines(report: CompareReport): string[] {
 /** The plain-text summary printed on stdout. */
 export function textSummary(report: CompareReport): string {
   const parts = [markdownTable(comparisonTable(report))];
+  const shrink = shrinkTable(report);
+  if (shrink)
+    parts.push(`moreau-gs soft-threshold regime (fraction of delta rows)\n${markdownTable(shrink)}`);
   for (const r of robustnessTables(report)) {
     parts.push(
       `robustness at ratio ${r.ratio}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}\n${markdownTable(r.table)}`,
@@ -211,6 +297,14 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
     markdownTable(comparisonTable(report), true),
     '',
   ];
+  const shrink = shrinkTable(report);
+  const warnings = warningLines(report);
+  if (shrink || warnings.length) {
+    out.push('## Criterion diagnostics', '');
+    if (shrink) out.push(SHRINK_NOTE, '', markdownTable(shrink), '');
+    for (const w of warnings) out.push(`- warning: ${w}`);
+    if (warnings.length) out.push('');
+  }
   const rob = robustnessTables(report);
   if (rob.length) {
     out.push(
@@ -260,6 +354,8 @@ function htmlTable(t: Table): string {
 /** One self-contained page: tables plus every chart inlined as an SVG data URI (no external assets). */
 export function renderHtml(report: CompareReport, charts: readonly RenderedChart[]): string {
   const rob = robustnessTables(report);
+  const shrink = shrinkTable(report);
+  const warnings = warningLines(report);
   const figure = (c: RenderedChart) =>
     `<figure id="${esc(c.name)}"><img alt="${esc(c.title)}" src="data:image/svg+xml;base64,${Buffer.from(c.svg).toString('base64')}"><figcaption>${esc(c.title)} — <code>${esc(c.name)}.svg</code>, <code>${esc(c.name)}.png</code></figcaption></figure>`;
   const robustnessChart = charts.filter((c) => c.name === 'robustness_iou');
@@ -302,6 +398,13 @@ ${settingsLines(report)
 <p class="note">Perplexity: lower is better; accuracy: higher is better; the best value at each ratio is highlighted. <em>left</em> is the fraction of parameters kept.</p>
 ${htmlTable(comparisonTable(report))}
 ${otherCharts.map(figure).join('\n')}
+${
+  shrink || warnings.length
+    ? `<h2>Criterion diagnostics</h2>
+${shrink ? `<p class="note">${esc(SHRINK_NOTE)}</p>\n${htmlTable(shrink)}` : ''}
+${warnings.map((w) => `<p class="note"><strong>warning:</strong> ${esc(w)}</p>`).join('\n')}`
+    : ''
+}
 ${
   rob.length
     ? `<h2>Robustness</h2>

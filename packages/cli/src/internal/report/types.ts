@@ -1,5 +1,7 @@
 /** The comparison report: what `moreau compare` writes to DIR/report.json. */
+import type { CriterionDiagnostics } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
+import type { LatencyRecord, MacsRecord } from '../speed.js';
 
 /** acc_norm is null for LAMBADA (the harness reports accuracy and perplexity there). */
 export interface TaskScores {
@@ -7,6 +9,8 @@ export interface TaskScores {
   acc_norm: number | null;
   n: number;
   ppl?: number;
+  /** The metric the papers' tables use for this task (acc or acc_norm); null for other tasks. */
+  paper?: number | null;
 }
 
 export interface CompareRun {
@@ -18,6 +22,16 @@ export interface CompareRun {
   readonly ppl: Record<string, number>;
   readonly nll: Record<string, number>;
   readonly tasks: Record<string, TaskScores>;
+  /** Mean of the tasks' paper numbers (null when no paper task ran) over paper_tasks tasks. */
+  readonly paper_average: number | null;
+  readonly paper_tasks: number;
+  /** MACs of one forward pass of settings.macs_seq_len tokens. */
+  readonly macs: MacsRecord;
+  /** Forward latency at settings.latency (null without --latency). */
+  readonly latency: LatencyRecord | null;
+  /** The criterion's diagnostics per scoring step (from the one scoring that serves every ratio). */
+  readonly diagnostics: readonly CriterionDiagnostics[];
+  readonly warnings: readonly string[];
   /** Wall time to produce and evaluate this model: scoring + cut + evaluation. */
   readonly seconds: number;
   /** Scoring time (scores do not depend on the ratio: one scoring serves every ratio of a criterion). */
@@ -34,6 +48,8 @@ export interface TunedRun {
   readonly ppl: Record<string, number>;
   readonly nll: Record<string, number>;
   readonly tasks: Record<string, TaskScores>;
+  /** The papers' average over the evaluated tasks (null without them). */
+  readonly paper_average: number | null;
   readonly steps: number;
   /** Mean training loss of the last step. */
   readonly train_loss: number | null;
@@ -61,6 +77,13 @@ export interface CompareReport {
   };
   readonly backend: { readonly name: string; readonly device: string };
   readonly settings: {
+    /** --preset and the repository / commit it follows (null without one). */
+    readonly preset: string | null;
+    readonly preset_source: {
+      readonly repository: string;
+      readonly commit: string;
+      readonly files: readonly string[];
+    } | null;
     readonly criteria: readonly string[];
     readonly ratios: readonly number[];
     /** Criterion options after defaults, by criterion. */
@@ -71,6 +94,8 @@ export interface CompareReport {
     readonly limit: number | null;
     readonly calibration: {
       readonly source: string | null;
+      /** windows | patches | replayed (--calib-tokens). */
+      readonly sampling: string;
       readonly samples: number | null;
       readonly seq_len: number | null;
       readonly iterations: number;
@@ -80,6 +105,19 @@ export interface CompareReport {
     readonly attn_layers: readonly [number, number] | null;
     readonly mlp_layers: readonly [number, number] | null;
     readonly perturbations: readonly string[] | null;
+    readonly zeroshot_protocol: string;
+    readonly ppl_join: string | null;
+    readonly field: string | null;
+    /** Tokens the MACs are counted for (--latency's T, else 64) and what is counted. */
+    readonly macs_seq_len: number;
+    readonly macs_counted: string;
+    /** --latency: batch x seq_len, repeats (null without it). */
+    readonly latency: {
+      readonly batch: number;
+      readonly seq_len: number;
+      readonly repeats: number;
+      readonly warmup: number;
+    } | null;
     /** LoRA recovery of every pruned model (compare --tune-data), or null. */
     readonly tuning?: {
       readonly data: string;
@@ -106,6 +144,10 @@ export interface CompareReport {
     readonly nll: Record<string, number>;
     readonly tokens: Record<string, number>;
     readonly tasks: Record<string, TaskScores>;
+    readonly paper_average: number | null;
+    readonly paper_tasks: number;
+    readonly macs: MacsRecord;
+    readonly latency: LatencyRecord | null;
     readonly seconds: number;
   };
   readonly runs: readonly CompareRun[];

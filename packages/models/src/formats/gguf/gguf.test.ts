@@ -1,9 +1,6 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type HostTensor, hostTensorsEqual } from '@moreau/core';
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { Checkpoint } from '../checkpoint.js';
-import { loadLlama2c } from '../llama2c.js';
 import {
   formatError,
   haveShared,
@@ -11,13 +8,17 @@ import {
   sharedPath,
   TINY_GGUF,
   useScratchDir,
-} from '../test-fixtures.js';
+} from '@moreau/test-utils';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Checkpoint } from '../checkpoint.js';
+import { loadLlama2c } from '../llama2c.js';
 import { ggufToHfName, hfToGgufName, loadGguf, saveGguf } from './llama.js';
 import { openGguf, readGgufInfo } from './read.js';
 import { ggufTokenizerData } from './tokenizer.js';
 import { writeGguf } from './write.js';
 
-const HAVE = haveShared(TINY_GGUF);
+const HAVE = haveShared('GGUF reader tests', TINY_GGUF);
+const HAVE_STORIES = haveShared('GGUF export of stories260K', STORIES_BIN);
 const GGUF = sharedPath(TINY_GGUF);
 
 const dir = useScratchDir();
@@ -326,7 +327,7 @@ describe('GGUF writer / reader on constructed files', () => {
   });
 });
 
-describe.skipIf(!haveShared(STORIES_BIN))('GGUF export of stories260K (GQA, tied embeddings)', () => {
+describe.skipIf(!HAVE_STORIES)('GGUF export of stories260K (GQA, tied embeddings)', () => {
   it('saveGguf -> loadGguf gives identical tensors and config, also for pruned per-layer sizes', async () => {
     const ckpt = await loadLlama2c(sharedPath(STORIES_BIN));
     const out = join(dir(), 'stories.gguf');
