@@ -236,4 +236,49 @@ describe.skipIf(!hasDist)('moreau tune (built binary, tiny model)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/other settings: lr 0\.002 \(now 0\.001\)/);
   });
+
+  it('compare --tune-data adds a tuned row per pruned model and dashed lines to the chart', async () => {
+    const r = await moreau([
+      'compare',
+      'tiny',
+      '--criteria',
+      'taylor,magnitude',
+      '--ratios',
+      '0.3',
+      '--ppl',
+      'heldout=eval.txt',
+      '--limit',
+      '8',
+      '--tune-data',
+      'train.txt',
+      '--max-steps',
+      '3',
+      '--tune-batch-size',
+      '8',
+      '--cutoff-len',
+      '64',
+      '--lr',
+      '5e-3',
+      '--warmup-steps',
+      '1',
+      '--report',
+      'R',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(tmp('R/report.json'), 'utf8'));
+    expect(report.settings.tuning).toMatchObject({
+      data: 'train.txt',
+      kind: 'text',
+      lora_r: 8,
+      max_steps: 3,
+    });
+    for (const run of report.runs) {
+      expect(run.tuned.steps).toBe(3);
+      expect(run.tuned.ppl.heldout).toBeGreaterThan(0);
+      expect(run.tuned.ppl.heldout).not.toBe(run.ppl.heldout);
+    }
+    expect(r.stdout).toMatch(/\| taylor \+LoRA +\| +0\.3 \|/);
+    expect(readFileSync(tmp('R/report.md'), 'utf8')).toMatch(/magnitude \+LoRA/);
+    expect(readFileSync(tmp('R/perplexity_vs_ratio.svg'), 'utf8')).toMatch(/stroke-dasharray="6,4"/);
+  });
 });
