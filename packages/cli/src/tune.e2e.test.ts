@@ -235,6 +235,12 @@ describe.skipIf(!hasDist)('moreau tune (built binary, tiny model)', () => {
     ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/other settings: lr 0\.002 \(now 0\.001\)/);
+    // A new run does not mix its checkpoints with an earlier run's.
+    const mixed = await moreau(['tune', 'P', ...TUNE, '--out', 'T5', '--checkpoint-dir', 'T-checkpoints']);
+    expect(mixed.code).toBe(1);
+    expect(mixed.stderr).toMatch(
+      /holds checkpoints of an earlier run: continue it with --resume T-checkpoints[\\/]checkpoint-6/,
+    );
   });
 
   it('compare --tune-data adds a tuned row per pruned model and dashed lines to the chart', async () => {

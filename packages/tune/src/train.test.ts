@@ -158,3 +158,20 @@ describe('tuneLora', () => {
     );
   });
 });
+
+describe('steps and epochs', () => {
+  it('an epoch has floor(examples / batch) steps of a full batch; fewer examples than a batch make one step', async () => {
+    const { stepsOf } = await import('./internal/train.js');
+    expect(stepsOf(100, { epochs: 2, batchSize: 64 })).toEqual({ perEpoch: 1, total: 2 });
+    expect(stepsOf(130, { epochs: 2, batchSize: 64 })).toEqual({ perEpoch: 2, total: 4 });
+    expect(stepsOf(10, { epochs: 2, batchSize: 64, maxSteps: 7 })).toEqual({ perEpoch: 1, total: 7 });
+    const seen: number[] = [];
+    const r = await tuneLora(model, { train: train.slice(0, 13) }, base({ batchSize: 8, maxSteps: 2 }));
+    for (const h of r.history) seen.push(h.tokens);
+    // 13 examples, batch 8: each step takes 8 of them (not all 13).
+    const per = train.slice(0, 13).map((e) => e.ids.length);
+    expect(Math.max(...seen)).toBeLessThan(per.reduce((a, b) => a + b, 0));
+    const few = await tuneLora(model, { train: train.slice(0, 5) }, base({ batchSize: 8, maxSteps: 1 }));
+    expect(few.history[0]!.tokens).toBe(train.slice(0, 5).reduce((a, e) => a + e.ids.length, 0));
+  });
+});

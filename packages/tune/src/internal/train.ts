@@ -285,7 +285,8 @@ export async function tuneLora(
       permutations.set(epoch, perm);
     }
     const i = step % perEpoch;
-    const end = perEpoch === 1 ? train.length : (i + 1) * o.batchSize;
+    // Fewer examples than a batch: each step takes all of them.
+    const end = train.length < o.batchSize ? train.length : (i + 1) * o.batchSize;
     return perm.slice(i * o.batchSize, end).map((j) => train[j]!);
   };
   const batchOpts = { padId: o.padId, maxLength };

@@ -4,6 +4,8 @@
  * model as an HF directory, the adapter as a PEFT folder, perplexity after.
  */
 import { existsSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { InputError, mergeLora } from '@moreau/core';
 import { LlamaModel, saveHfDirectory, saveLoraAdapter } from '@moreau/models';
 import type { TuneFlags } from '../../program.js';
@@ -26,6 +28,24 @@ async function checkOutDir(dir: string, overwrite: boolean, flag: string): Promi
     );
 }
 
+/**
+ * Checkpoints of an earlier run are continued with --resume or replaced with --overwrite, never
+ * mixed with a new run's.
+ */
+async function checkCheckpointDir(dir: string, flags: TuneFlags): Promise<void> {
+  const old = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^checkpoint-\d+$/.test(n));
+  if (old.length === 0 || flags.resume) return;
+  if (!flags.overwrite) {
+    const last = Math.max(...old.map((n) => Number(n.slice('checkpoint-'.length))));
+    throw new InputError(
+      `--checkpoint-dir '${dir}' holds checkpoints of an earlier run: continue it with --resume ${join(dir, `checkpoint-${last}`)}, replace them with --overwrite, or choose another --checkpoint-dir`,
+      dir,
+      '--checkpoint-dir',
+    );
+  }
+  for (const n of old) await rm(join(dir, n), { recursive: true, force: true });
+}
+
 export async function tuneCommand(source: string, ctx: CommandContext<TuneFlags>) {
   const started = performance.now();
   const { flags, progress } = ctx;
@@ -44,6 +64,7 @@ export async function tuneCommand(source: string, ctx: CommandContext<TuneFlags>
   if (flags.adapterOut) await checkOutDir(flags.adapterOut, flags.overwrite, '--adapter-out');
   const template = await templateFromFlags(flags);
   const checkpointDir = flags.checkpointDir ?? `${flags.out.replace(/[\\/]+$/, '')}-checkpoints`;
+  await checkCheckpointDir(checkpointDir, flags);
 
   const loaded = await openModel(source, flags);
   const base = loaded.model;
