@@ -119,10 +119,9 @@ describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
     const noop = async () => {};
     const program = buildProgram(
       Object.fromEntries(
-        ['info', 'eval', 'prune', 'compare', 'robustness', 'export', 'generate', 'criteria'].map((k) => [
-          k,
-          noop,
-        ]),
+        ['info', 'eval', 'prune', 'compare', 'robustness', 'export', 'generate', 'criteria', 'init'].map(
+          (k) => [k, noop],
+        ),
       ) as unknown as Handlers,
       '0.0.0',
     );
@@ -144,6 +143,57 @@ describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
     }
     const v = await moreau(['--version']);
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  }, 60_000);
+
+  it('init writes a random preset-shaped model that info loads; refuses an existing --out; usage errors', async () => {
+    const out = tmp('init-60m');
+    const r = await moreau([
+      'init',
+      '--preset',
+      'synthetic-60m',
+      '--layers',
+      '1',
+      '--dtype',
+      'bfloat16',
+      '--out',
+      out,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /^wrote .*init-60m: synthetic-60m, 1 layers, 0\.04B parameters, bfloat16, 0\.07 GB in 1 shard\n$/,
+    );
+    expect(r.stderr).toMatch(/writing synthetic-60m \(bfloat16\) to .*init-60m, MB: (\d+)\/\1\n/);
+    const info = await moreau(['info', out]);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toMatch(/model +.*init-60m \(hf, BF16\)/);
+    expect(info.stdout).toMatch(/vocabulary +32000 \(hf tokenizer\)/);
+    const again = await moreau(['init', '--preset', 'synthetic-60m', '--layers', '1', '--out', out, '-q']);
+    expectRuntime(again, /init-60m: already exists and is not empty/);
+    const over = await moreau([
+      'init',
+      '--preset',
+      'synthetic-60m',
+      '--layers',
+      '1',
+      '--out',
+      out,
+      '-q',
+      '--overwrite',
+    ]);
+    expect(over.code, over.stderr).toBe(0);
+    expect(over.stderr).toBe('');
+    expectUsage(
+      await moreau(['init', '--preset', 'gpt-2', '--out', tmp('x')]),
+      'init',
+      /--preset must be one of llama-7b/,
+    );
+    expectUsage(
+      await moreau(['init', '--preset', 'synthetic-60m', '--layers', '9', '--out', tmp('x')]),
+      'init',
+      /--layers must be at most 8/,
+    );
+    expectUsage(await moreau(['init', '--preset', 'synthetic-60m']), 'init', /required option '--out <dir>'/);
+    expect(readdirSync(TMP).filter((f) => f.includes('.tmp-'))).toEqual([]);
   }, 60_000);
 
   it('commander usage errors exit 2 with the command help', async () => {

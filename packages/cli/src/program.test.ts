@@ -19,7 +19,17 @@ describe('the command-line contract', () => {
     const handler = (name: string) => async (_m: unknown, o?: unknown) => {
       seen[name] = (o ?? _m) as Record<string, unknown>;
     };
-    const names = ['info', 'eval', 'prune', 'compare', 'robustness', 'export', 'generate', 'criteria'];
+    const names = [
+      'info',
+      'eval',
+      'prune',
+      'compare',
+      'robustness',
+      'export',
+      'generate',
+      'criteria',
+      'init',
+    ];
     const program = buildProgram(
       Object.fromEntries(names.map((n) => [n, handler(n)])) as unknown as Handlers,
       '0.0.0',
@@ -41,6 +51,15 @@ describe('the command-line contract', () => {
       opt: [],
       ppl: [],
       task: [],
+    });
+    await program.parseAsync(['init', '--preset', 'llama-2-7b', '--out', 'm'], { from: 'user' });
+    expect(seen.init).toEqual({
+      preset: 'llama-2-7b',
+      out: 'm',
+      dtype: 'float16',
+      seed: 1,
+      overwrite: false,
+      quiet: false,
     });
     await program.parseAsync(['generate', 'tiny'], { from: 'user' });
     expect(seen.generate).toMatchObject({ prompt: '', maxTokens: 64, temperature: 0, topP: 1, seed: 1 });

@@ -8,7 +8,7 @@
 export type { Checkpoint, CheckpointFormat, LoadCheckpointOptions } from './formats/checkpoint.js';
 export { FormatError } from './formats/errors.js';
 export { loadGguf, type SaveGgufOptions, saveGguf } from './formats/gguf/llama.js';
-export { loadHfDirectory, type SaveHfOptions, saveHfDirectory } from './formats/hf-dir.js';
+export { loadHfDirectory, type SaveHfOptions, type SaveProgress, saveHfDirectory } from './formats/hf-dir.js';
 export { loadLlama2c, saveLlama2c } from './formats/llama2c.js';
 export { loadCheckpoint } from './formats/load.js';
 export {
@@ -19,6 +19,9 @@ export {
   saveLoraAdapter,
 } from './formats/peft.js';
 export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
+export type { LazyOption } from './formats/stored.js';
+// Loading a model with its tokenizer; writing a random one.
+export { type InitModelOptions, type InitModelResult, initModel } from './init.js';
 // The model: its description, core's PrunableModel, its functions in core ops, presets.
 export { type LayerDims, type Llama3RopeScaling, type LlamaConfig, layerDims } from './llama/config.js';
 export { type LlamaMacs, llamaMacs } from './llama/macs.js';
@@ -39,7 +42,6 @@ export {
   randomInit,
 } from './llama/presets.js';
 export { LlamaModel } from './llama/prunable.js';
-// Loading a model with its tokenizer.
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 
 // Tokenizers.

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { type FloatDType, InputError } from '@moreau/core';
 import type { CheckpointFormat } from './formats/checkpoint.js';
 import { loadCheckpoint } from './formats/load.js';
+import type { LazyOption } from './formats/stored.js';
 import { LlamaModel } from './llama/prunable.js';
 import { loadTokenizer } from './tokenizers/load.js';
 import type { Tokenizer } from './tokenizers/types.js';
@@ -51,6 +52,12 @@ export interface LoadModelOptions {
   readonly tokenizer?: string;
   /** Convert weights while loading (default: keep the stored dtype). */
   readonly dtype?: FloatDType;
+  /**
+   * Read the weights from their files when a layer needs them instead of at load (see
+   * `LoadCheckpointOptions.lazy`). Default 'auto': lazy when the weights exceed a quarter of the
+   * memory available now.
+   */
+  readonly lazy?: LazyOption;
 }
 
 export async function loadModel(source: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
@@ -66,7 +73,10 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
       source,
     );
   }
-  const checkpoint = await loadCheckpoint(path, options.dtype ? { dtype: options.dtype } : {});
+  const checkpoint = await loadCheckpoint(path, {
+    ...(options.dtype ? { dtype: options.dtype } : {}),
+    ...(options.lazy !== undefined ? { lazy: options.lazy } : {}),
+  });
   let tokenizerPath = options.tokenizer;
   if (!tokenizerPath) {
     if (checkpoint.format === 'llama2c') {

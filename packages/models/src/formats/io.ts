@@ -4,10 +4,10 @@
  * writes (write next to the target, then rename; nothing half-written is left behind on failure).
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { existsSync, constants as fsConstants, renameSync, rmSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { describeError, FormatError } from './errors.js';
 
 /** Largest single read / write handed to the OS (Node limits one call to < 2 GiB). */
@@ -213,6 +213,37 @@ export function randomSuffix(): string {
   return randomBytes(6).toString('hex');
 }
 
+/** What to undo if the process exits in the middle of an atomic write (run synchronously). */
+const pendingCleanups = new Set<() => void>();
+let exitHookInstalled = false;
+
+/**
+ * Register a synchronous cleanup until `release()`: should the process exit in between (a forced
+ * exit on a second Ctrl-C, process.exit from a signal handler), it runs on the way out, so an
+ * interrupted write never leaves a half-written file or directory behind.
+ */
+function onExitUntilDone(cleanup: () => void): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on('exit', () => {
+      for (const c of pendingCleanups) {
+        try {
+          c();
+        } catch {}
+      }
+    });
+  }
+  pendingCleanups.add(cleanup);
+  return () => {
+    pendingCleanups.delete(cleanup);
+  };
+}
+
+/** Remove `path` (file or directory) if the process exits before `release()`. */
+function trackTemp(path: string): () => void {
+  return onExitUntilDone(() => rmSync(path, { recursive: true, force: true }));
+}
+
 /**
  * Write a file atomically: `fill` writes into a temporary file in the same directory, which is
  * fsync'ed and renamed over `file`. On any failure the temporary file is removed and `file` is
@@ -221,6 +252,7 @@ export function randomSuffix(): string {
 export async function writeFileAtomic(file: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
   const tmp = join(dirname(file), `.${basename(file)}.tmp-${randomSuffix()}`);
   let fh: FileHandle | undefined;
+  const release = trackTemp(tmp);
   try {
     fh = await open(tmp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
     await fill(fh);
@@ -232,6 +264,8 @@ export async function writeFileAtomic(file: string, fill: (fh: FileHandle) => Pr
     if (fh) await fh.close().catch(() => {});
     await rm(tmp, { force: true }).catch(() => {});
     throw e;
+  } finally {
+    release();
   }
 }
 
@@ -257,21 +291,24 @@ export async function writeDirAtomic(
   fill: (tmpDir: string) => Promise<void>,
   options: { overwrite?: boolean } = {},
 ): Promise<void> {
-  const state = await isNonEmptyDir(dir);
+  // Temporary names are built from the resolved path: 'out/' (a trailing slash) must give 'out.tmp-*'.
+  const target = resolve(dir);
+  const state = await isNonEmptyDir(target);
   if (state === true && !options.overwrite) {
     throw new FormatError(dir, 'already exists and is not empty (pass { overwrite: true } to replace it)');
   }
-  await mkdir(dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${randomSuffix()}`;
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = `${target}.tmp-${randomSuffix()}`;
+  const release = trackTemp(tmp);
   await mkdir(tmp);
   try {
     await fill(tmp);
-    const now = await isNonEmptyDir(dir);
+    const now = await isNonEmptyDir(target);
     if (now === undefined) {
-      await rename(tmp, dir);
+      await rename(tmp, target);
     } else if (now === false) {
-      await rm(dir, { recursive: true, force: true });
-      await rename(tmp, dir);
+      await rm(target, { recursive: true, force: true });
+      await rename(tmp, target);
     } else {
       if (!options.overwrite) {
         throw new FormatError(
@@ -279,18 +316,31 @@ export async function writeDirAtomic(
           'appeared while writing and is not empty (pass { overwrite: true } to replace it)',
         );
       }
-      const old = `${dir}.old-${randomSuffix()}`;
-      await rename(dir, old);
+      const old = `${target}.old-${randomSuffix()}`;
+      // An exit between the two renames puts the old directory back; one after them removes it.
+      let swapped = false;
+      const undo = onExitUntilDone(() => {
+        if (swapped) rmSync(old, { recursive: true, force: true });
+        else if (existsSync(old) && !existsSync(target)) renameSync(old, target);
+      });
       try {
-        await rename(tmp, dir);
-      } catch (e) {
-        await rename(old, dir).catch(() => {});
-        throw e;
+        await rename(target, old);
+        try {
+          await rename(tmp, target);
+          swapped = true;
+        } catch (e) {
+          await rename(old, target).catch(() => {});
+          throw e;
+        }
+        await rm(old, { recursive: true, force: true });
+      } finally {
+        undo();
       }
-      await rm(old, { recursive: true, force: true });
     }
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
     throw e;
+  } finally {
+    release();
   }
 }

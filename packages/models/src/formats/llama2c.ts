@@ -16,13 +16,19 @@
  * save, so the loaded checkpoint computes the same function in the HF convention.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { type HostTensor, toFloat32Data } from '@moreau/core';
+import { toFloat32Data } from '@moreau/core';
 import { isPruned, type LlamaConfig, validateLlamaConfig } from '../llama/config.js';
 import { permuteRopeRows } from '../llama/rope.js';
-import { type Checkpoint, type LoadCheckpointOptions, validateCheckpointTensors } from './checkpoint.js';
+import {
+  type Checkpoint,
+  type LoadCheckpointOptions,
+  validateCheckpointTensors,
+  validateSources,
+} from './checkpoint.js';
 import { FormatError } from './errors.js';
 import { assertLittleEndianHost, openForRead, readExactly, writeAll, writeFileAtomic } from './io.js';
-import { castFloatTensor, dataBytes } from './tensor.js';
+import { type FileStamp, materializeTensors, stampOf, type TensorSource } from './stored.js';
+import { dataBytes } from './tensor.js';
 
 /** The seven header integers (vocabSize already made positive). */
 export interface Llama2cHeader {
@@ -41,26 +47,37 @@ const V1_MAGIC = 0x616b3432; // "ak42"
 const V1_HEADER_BYTES = 256;
 
 function checkHeader(file: string, h: Llama2cHeader): void {
-  const fields: [keyof Llama2cHeader, number][] = [
+  const fields: [string, number][] = [
     ['dim', h.dim],
-    ['hiddenDim', h.hiddenDim],
-    ['nLayers', h.nLayers],
-    ['nHeads', h.nHeads],
-    ['nKvHeads', h.nKvHeads],
-    ['vocabSize', h.vocabSize],
-    ['seqLen', h.seqLen],
+    ['hidden_dim', h.hiddenDim],
+    ['n_layers', h.nLayers],
+    ['n_heads', h.nHeads],
+    ['n_kv_heads', h.nKvHeads],
+    ['vocab_size', h.vocabSize],
+    ['seq_len', h.seqLen],
   ];
+  // A header whose fields cannot describe a model means the file is something else (text, another
+  // format): say so first, then why.
+  const notOne = (why: string): never => {
+    throw new FormatError(file, `not a llama2.c checkpoint: ${why}`);
+  };
   for (const [k, v] of fields) {
-    if (!(v > 0))
-      throw new FormatError(file, `header ${k} must be positive, got ${v} (not a llama2.c checkpoint?)`);
+    if (!(v > 0)) notOne(`header ${k} must be positive, got ${v}`);
   }
-  if (h.dim % h.nHeads !== 0)
-    throw new FormatError(file, `header dim ${h.dim} is not divisible by n_heads ${h.nHeads}`);
-  if (h.nHeads % h.nKvHeads !== 0) {
-    throw new FormatError(file, `header n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}`);
+  if (h.dim % h.nHeads !== 0) notOne(`header dim ${h.dim} is not divisible by n_heads ${h.nHeads}`);
+  if (h.nHeads % h.nKvHeads !== 0)
+    notOne(`header n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}`);
+  if ((h.dim / h.nHeads) % 2 !== 0) notOne(`head size ${h.dim / h.nHeads} (dim / n_heads) is odd`);
+  const floats = llama2cFileSize(h) / 4;
+  if (!Number.isSafeInteger(floats) || floats > MAX_FILE_FLOATS) {
+    notOne(
+      `the header (dim ${h.dim}, n_layers ${h.nLayers}, vocab_size ${h.vocabSize}) describes ${floats.toExponential(2)} weights`,
+    );
   }
-  if ((h.dim / h.nHeads) % 2 !== 0) throw new FormatError(file, `head size ${h.dim / h.nHeads} is odd`);
 }
+
+/** More weights than any file could hold (2^50 floats: 4 PiB). */
+const MAX_FILE_FLOATS = 2 ** 50;
 
 interface Block {
   name: string; // HF name pattern with {i} for the layer
@@ -214,10 +231,17 @@ function checkSize(file: string, h: Llama2cHeader, size: number): void {
   const desc =
     `dim ${h.dim}, hidden_dim ${h.hiddenDim}, n_layers ${h.nLayers}, n_heads ${h.nHeads}, n_kv_heads ${h.nKvHeads}, ` +
     `vocab_size ${h.sharedClassifier ? '' : '-'}${h.vocabSize}, seq_len ${h.seqLen}`;
-  if (size < expected) {
+  // A file far from the size its header implies is not a truncated checkpoint but something else.
+  if (size < expected && expected <= 16 * size) {
     throw new FormatError(
       file,
       `truncated: the header (${desc}) implies ${expected} bytes but the file has ${size} bytes`,
+    );
+  }
+  if (size < expected || size > 16 * expected) {
+    throw new FormatError(
+      file,
+      `not a llama2.c checkpoint: its header (${desc}) implies ${expected} bytes but the file has ${size} bytes`,
     );
   }
   throw new FormatError(
@@ -226,39 +250,58 @@ function checkSize(file: string, h: Llama2cHeader, size: number): void {
   );
 }
 
-/** Load a llama2.c checkpoint as HF-named tensors (wq / wk permuted to rotate_half). */
+/**
+ * Load a llama2.c checkpoint as HF-named tensors (wq / wk permuted to rotate_half). Only the header
+ * is read at load; each tensor's data (permuted, converted by `options.dtype`) is read now or
+ * lazily by `options.lazy`.
+ */
 export async function loadLlama2c(file: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
   assertLittleEndianHost(file);
   const { fh, size } = await openForRead(file);
+  let h: Llama2cHeader;
+  let stamp: FileStamp;
   try {
-    const h = await readHeader(fh, file, size);
-    checkHeader(file, h);
-    checkSize(file, h, size);
-    const config = llama2cConfig(h);
-    const hd = config.headDim;
-    const { blocks } = layout(h);
-    const tensors = new Map<string, HostTensor>();
-    let pos = h.version === 0 ? 28 : V1_HEADER_BYTES;
-    for (const b of blocks) {
-      if (h.version === 0 && b.name === 'lm_head.weight') pos += 4 * 2 * h.seqLen * (hd / 2); // skip freq_cis
-      const layers = b.perLayer ? h.nLayers : 1;
-      for (let l = 0; l < layers; l++) {
-        const n = b.rows * b.cols;
-        const buf = new ArrayBuffer(4 * n);
-        const name = b.name.replace('{i}', String(l));
-        await readExactly(fh, file, new Uint8Array(buf), pos, `tensor ${name}`);
-        pos += 4 * n;
-        let data = new Float32Array(buf);
-        if (b.rope !== undefined) data = permuteRopeRows(data, b.rope, hd, b.cols, true);
-        const t: HostTensor = { dtype: 'float32', shape: b.rows === 1 ? [b.cols] : [b.rows, b.cols], data };
-        tensors.set(name, castFloatTensor(t, options.dtype));
-      }
-    }
-    const ordered = validateCheckpointTensors(file, config, tensors);
-    return { config, tensors: ordered, format: 'llama2c', sourceDtype: 'F32' };
+    stamp = await stampOf(fh);
+    h = await readHeader(fh, file, size);
   } finally {
     await fh.close();
   }
+  checkHeader(file, h);
+  checkSize(file, h, size);
+  const config = llama2cConfig(h);
+  const hd = config.headDim;
+  const { blocks } = layout(h);
+  const sources = new Map<string, TensorSource>();
+  let pos = h.version === 0 ? 28 : V1_HEADER_BYTES;
+  for (const b of blocks) {
+    if (h.version === 0 && b.name === 'lm_head.weight') pos += 4 * 2 * h.seqLen * (hd / 2); // skip freq_cis
+    const layers = b.perLayer ? h.nLayers : 1;
+    for (let l = 0; l < layers; l++) {
+      const n = b.rows * b.cols;
+      const name = b.name.replace('{i}', String(l));
+      const heads = b.rope;
+      const transform =
+        heads === undefined
+          ? undefined
+          : (data: Float32Array | Uint16Array) => permuteRopeRows(data, heads, hd, b.cols, true);
+      sources.set(name, {
+        stored: {
+          file,
+          name,
+          dtype: 'float32',
+          shape: b.rows === 1 ? [b.cols] : [b.rows, b.cols],
+          offset: pos,
+          byteLength: 4 * n,
+          stamp,
+        },
+        recipe: { ...(transform ? { transform } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) },
+      });
+      pos += 4 * n;
+    }
+  }
+  const ordered = validateSources(file, config, sources);
+  const { tensors } = await materializeTensors(ordered, options.lazy);
+  return { config, tensors, format: 'llama2c', sourceDtype: 'F32' };
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   type HostData,
   type HostTensor,
   isFloat,
+  isLazyTensor,
   sizeOf,
 } from '@moreau/core';
 import { FormatError } from './errors.js';
@@ -30,14 +31,17 @@ function dataClass(dtype: DType): DataClass {
 /**
  * Check a tensor is self-consistent (a known dtype, dims are non-negative integers, the data is the
  * typed array of its dtype, length equals the product of the shape). Returns a description of the
- * problem, or undefined when fine.
+ * problem, or undefined when fine. A lazy tensor's data is not read (core checks its length when it
+ * loads).
  */
 export function hostTensorProblem(t: HostTensor): string | undefined {
   if (!DTYPES.includes(t.dtype)) return `unknown dtype ${JSON.stringify(t.dtype)}`;
+  if (!Array.isArray(t.shape) || t.shape.length > 8) return 'shape must be a list of at most 8 dimensions';
   for (const d of t.shape) {
     if (!Number.isSafeInteger(d) || d < 0)
       return `shape [${t.shape.join(', ')}] has a dimension that is not a non-negative integer`;
   }
+  if (isLazyTensor(t)) return undefined;
   if (!(t.data instanceof dataClass(t.dtype)))
     return `dtype ${t.dtype} but data is a ${t.data.constructor.name}`;
   const n = sizeOf(t.shape);

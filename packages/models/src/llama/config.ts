@@ -3,7 +3,7 @@
  * sizes of pruned models), the per-layer dimensions, and the tensors (HF names, [out, in] row-major)
  * a model with that config has.
  */
-import { FormatError } from '../formats/errors.js';
+import { brief, FormatError } from '../formats/errors.js';
 
 /** Llama-3 style RoPE frequency scaling (HF rope_scaling with rope_type "llama3"). */
 export interface Llama3RopeScaling {
@@ -124,23 +124,24 @@ export function validateLlamaConfig(
     'maxPositionEmbeddings',
   ];
   for (const k of ints) {
-    if (!isPositiveInt(config[k]))
-      fail(`${names(k)} must be a positive integer, got ${JSON.stringify(config[k])}`);
+    if (!isPositiveInt(config[k])) fail(`${names(k)} must be a positive integer, got ${brief(config[k])}`);
   }
   for (const k of ['bosTokenId', 'eosTokenId'] as const) {
     const v = config[k];
     if (!Number.isSafeInteger(v) || v < 0)
-      fail(`${names(k)} must be a non-negative integer, got ${JSON.stringify(v)}`);
+      fail(`${names(k)} must be a non-negative integer, got ${brief(v)}`);
+    if (v >= config.vocabSize)
+      fail(`${names(k)} ${v} is not a token id: ${names('vocabSize')} is ${config.vocabSize}`);
   }
   if (config.eosTokenIds !== undefined) {
     if (
       !Array.isArray(config.eosTokenIds) ||
       config.eosTokenIds.length === 0 ||
-      !config.eosTokenIds.every((v) => Number.isSafeInteger(v) && v >= 0) ||
+      !config.eosTokenIds.every((v) => Number.isSafeInteger(v) && v >= 0 && v < config.vocabSize) ||
       config.eosTokenIds[0] !== config.eosTokenId
     ) {
       fail(
-        `${names('eosTokenIds')} must be a non-empty list of token ids starting with ${names('eosTokenId')}`,
+        `${names('eosTokenIds')} must be a non-empty list of token ids (below ${names('vocabSize')} ${config.vocabSize}) starting with ${names('eosTokenId')}`,
       );
     }
   }
@@ -187,16 +188,23 @@ export function validateLlamaConfig(
     if (a === undefined) continue;
     if (!Array.isArray(a)) fail(`${names(arr)} must be a list of ${L} integers`);
     if (a.length !== L) fail(`${names(arr)} has ${a.length} entries but ${names('numHiddenLayers')} is ${L}`);
-    a.forEach((v, i) => {
-      if (!isPositiveInt(v)) fail(`${names(arr)}[${i}] must be a positive integer, got ${JSON.stringify(v)}`);
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i];
+      if (!isPositiveInt(v)) {
+        fail(`${names(arr)}[${i}] must be a positive integer, got ${brief(v)}`);
+        continue;
+      }
       if (v > config[max]) {
         fail(
           `${names(arr)}[${i}] = ${v} is larger than ${names(max)} = ${config[max]} (which must be the maximum)`,
         );
       }
-    });
+    }
   }
-  for (let i = 0; i < L; i++) {
+  // Per-layer sizes can differ only where per-layer arrays exist (whose lengths were checked
+  // above): without them the loop is skipped, so a hostile layer count never drives it.
+  const perLayer = config.layerHeadNum !== undefined || config.layerKvHeadNum !== undefined;
+  for (let i = 0; perLayer && i < L; i++) {
     const d = layerDims(config, i);
     if (d.heads % d.kvHeads !== 0) {
       fail(

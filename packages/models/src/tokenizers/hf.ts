@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { describeError, FormatError } from '../formats/errors.js';
+import { brief, describeError, FormatError } from '../formats/errors.js';
 import { isJsonObject, type JsonObject, readJsonFile } from '../formats/io.js';
 import { checkTokenId, type EncodeOptions, type Tokenizer } from './types.js';
 import { utf8Encode } from './utf8.js';
@@ -20,6 +20,92 @@ async function readJson(file: string): Promise<{ json: JsonObject; bytes: Uint8A
   const { json, bytes } = await readJsonFile(file);
   if (!isJsonObject(json)) throw new FormatError(file, 'expected a JSON object');
   return { json, bytes };
+}
+
+/** Tokenizer model types @huggingface/tokenizers implements. */
+const MODEL_TYPES = ['BPE', 'Unigram', 'WordPiece', 'WordLevel'];
+
+/** Most vocabulary entries accepted (real vocabularies have up to ~256k). */
+const MAX_VOCAB = 1 << 22;
+
+const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * Check what the tokenizer library would otherwise accept silently: the model type, every id in the
+ * vocabulary and in added_tokens (non-negative integers, none shared by two tokens), the merges.
+ */
+function checkTokenizerJson(json: JsonObject, source: string): void {
+  const fail = (detail: string, field: string): FormatError => new FormatError(source, detail, { field });
+  const model = json.model;
+  if (!isJsonObject(model)) throw fail('has no "model" object (not a tokenizer.json?)', 'model');
+  const type = model.type;
+  if (typeof type !== 'string' || !MODEL_TYPES.includes(type)) {
+    throw fail(`model.type is ${brief(type)}; expected one of ${MODEL_TYPES.join(', ')}`, 'model.type');
+  }
+  const owner = new Map<number, string>();
+  const claim = (id: number, token: string, where: string) => {
+    const other = owner.get(id);
+    if (other !== undefined && other !== token) {
+      throw fail(`${where}: id ${id} is used by both ${brief(other)} and ${brief(token)}`, where);
+    }
+    owner.set(id, token);
+  };
+  const vocab = model.vocab;
+  if (type === 'Unigram') {
+    if (!Array.isArray(vocab))
+      throw fail('model.vocab must be a list of [piece, score] pairs', 'model.vocab');
+    if (vocab.length > MAX_VOCAB)
+      throw fail(`model.vocab has ${vocab.length} entries, more than ${MAX_VOCAB}`, 'model.vocab');
+    for (let i = 0; i < vocab.length; i++) {
+      const e = vocab[i];
+      if (
+        !Array.isArray(e) ||
+        typeof e[0] !== 'string' ||
+        typeof e[1] !== 'number' ||
+        !Number.isFinite(e[1])
+      ) {
+        throw fail(`model.vocab[${i}] must be [piece, finite score], got ${brief(e)}`, 'model.vocab');
+      }
+      claim(i, (e as [string])[0], 'model.vocab');
+    }
+  } else {
+    if (!isJsonObject(vocab)) throw fail('model.vocab must be an object of token -> id', 'model.vocab');
+    let count = 0;
+    for (const token in vocab) {
+      if (++count > MAX_VOCAB) throw fail(`model.vocab has more than ${MAX_VOCAB} entries`, 'model.vocab');
+      const id = vocab[token];
+      if (!isId(id))
+        throw fail(
+          `model.vocab[${brief(token)}] is ${brief(id)}, not a non-negative integer id`,
+          'model.vocab',
+        );
+      claim(id as number, token, 'model.vocab');
+    }
+  }
+  if (type === 'BPE' && model.merges !== undefined) {
+    const merges = model.merges;
+    if (!Array.isArray(merges)) throw fail('model.merges must be a list', 'model.merges');
+    for (let i = 0; i < merges.length; i++) {
+      const m = merges[i];
+      const ok =
+        (typeof m === 'string' && m.includes(' ')) ||
+        (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string');
+      if (!ok) throw fail(`model.merges[${i}] must be "a b" or ["a", "b"], got ${brief(m)}`, 'model.merges');
+    }
+  }
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) throw fail('added_tokens must be a list', 'added_tokens');
+  if (added.length > MAX_VOCAB) throw fail(`added_tokens has ${added.length} entries`, 'added_tokens');
+  for (let i = 0; i < added.length; i++) {
+    const a = added[i];
+    if (!isJsonObject(a) || !isId(a.id) || typeof a.content !== 'string') {
+      throw fail(
+        `added_tokens[${i}] must have a non-negative integer id and a string content, got ${brief(a)}`,
+        'added_tokens',
+      );
+    }
+    claim((a as JsonObject).id as number, (a as JsonObject).content as string, 'added_tokens');
+  }
 }
 
 export class HfTokenizer implements Tokenizer {
@@ -40,8 +126,7 @@ export class HfTokenizer implements Tokenizer {
     source = 'tokenizer.json',
     files?: Record<string, Uint8Array>,
   ) {
-    if (!isJsonObject(tokenizerJson.model))
-      throw new FormatError(source, 'has no "model" object (not a tokenizer.json?)');
+    checkTokenizerJson(tokenizerJson, source);
     try {
       this.tok = new HfLibTokenizer(tokenizerJson, tokenizerConfig);
     } catch (e) {

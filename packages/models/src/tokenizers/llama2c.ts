@@ -55,7 +55,9 @@ export class Llama2cTokenizer implements Tokenizer {
     if (this.vocabSize * this.vocabSize <= 1 << 22) {
       this.densePairs = new Int32Array(this.vocabSize * this.vocabSize).fill(-2);
     }
-    this.maxTokenLength = maxTokenLength ?? Math.max(0, ...this.pieces.map((p) => p.length));
+    let longest = 0;
+    for (const p of this.pieces) if (p.length > longest) longest = p.length;
+    this.maxTokenLength = maxTokenLength ?? longest;
   }
 
   /** Parse tokenizer.bin bytes. `vocabSize`, when given, must match the number of tokens in the file. */
@@ -78,6 +80,11 @@ export class Llama2cTokenizer implements Tokenizer {
       }
       const score = dv.getFloat32(o, true);
       const len = dv.getInt32(o + 4, true);
+      if (!Number.isFinite(score)) {
+        throw new FormatError(file, `token ${k} has score ${score} (at byte ${o}); scores must be finite`, {
+          field: 'score',
+        });
+      }
       o += 8;
       if (len < 0 || o + len > bytes.length) {
         throw new FormatError(

@@ -105,7 +105,9 @@ describe('loadTokenizer', () => {
     const spm = join(dir(), 'spm');
     await mkdir(spm);
     await writeFile(join(spm, 'tokenizer.model'), 'x');
-    expect((await formatError(loadTokenizer(spm))).detail).toMatch(/tokenizer.model .* not supported/);
+    const bad = await formatError(loadTokenizer(spm));
+    expect(bad.file).toBe(join(spm, 'tokenizer.model'));
+    expect(bad.detail).toMatch(/is not a SentencePiece model protobuf/);
     const txt = join(dir(), 'vocab.txt');
     await writeFile(txt, 'x');
     expect((await formatError(loadTokenizer(txt))).detail).toMatch(/is not a known tokenizer/);

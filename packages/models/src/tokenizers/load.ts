@@ -1,17 +1,19 @@
 /**
  * loadTokenizer(path): pick the reader from what the path is.
  *  - a directory: tokenizer.bin (llama2.c vocabulary, as saveHfDirectory writes for llama2.c models),
- *    else tokenizer.json (+ tokenizer_config.json);
+ *    else tokenizer.json (+ tokenizer_config.json), else tokenizer.model (a SentencePiece protobuf);
  *  - a .gguf file (or any file starting with the GGUF magic): its embedded sentencepiece vocabulary;
  *  - a .json file: an HF tokenizer.json;
- *  - a .bin file: a llama2.c tokenizer.
+ *  - a .bin file: a llama2.c tokenizer;
+ *  - a .model file: a SentencePiece model protobuf.
  */
 import { open, readdir, stat } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { extname, join } from 'node:path';
 import { describeError, FormatError } from '../formats/errors.js';
 import { HfTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
 import { SentencePieceTokenizer } from './sentencepiece.js';
+import { loadSentencePieceModel } from './sentencepiece-model.js';
 import type { Tokenizer } from './types.js';
 
 async function firstBytes(file: string, n: number): Promise<Uint8Array> {
@@ -42,15 +44,10 @@ export async function loadTokenizer(path: string, options: LoadTokenizerOptions 
     if (files.has('tokenizer.bin'))
       return Llama2cTokenizer.load(join(path, 'tokenizer.bin'), options.vocabSize);
     if (files.has('tokenizer.json')) return HfTokenizer.fromDirectory(path);
-    if (files.has('tokenizer.model')) {
-      throw new FormatError(
-        path,
-        'has only tokenizer.model (a SentencePiece protobuf), which is not supported; provide tokenizer.json',
-      );
-    }
+    if (files.has('tokenizer.model')) return loadSentencePieceModel(join(path, 'tokenizer.model'));
     throw new FormatError(
       path,
-      'has no tokenizer: expected tokenizer.bin (llama2.c) or tokenizer.json (Hugging Face)',
+      'has no tokenizer: expected tokenizer.bin (llama2.c), tokenizer.json (Hugging Face) or tokenizer.model (SentencePiece)',
     );
   }
   const head = await firstBytes(path, 4);
@@ -61,11 +58,9 @@ export async function loadTokenizer(path: string, options: LoadTokenizerOptions 
   if (ext === '.gguf') throw new FormatError(path, 'has a .gguf name but does not start with the GGUF magic');
   if (ext === '.json') return HfTokenizer.fromFile(path);
   if (ext === '.bin') return Llama2cTokenizer.load(path, options.vocabSize);
-  if (basename(path) === 'tokenizer.model') {
-    throw new FormatError(path, 'SentencePiece .model protobufs are not supported; provide tokenizer.json');
-  }
+  if (ext === '.model') return loadSentencePieceModel(path);
   throw new FormatError(
     path,
-    'is not a known tokenizer: expected a directory, a .gguf file, a tokenizer.json or a llama2.c tokenizer .bin',
+    'is not a known tokenizer: expected a directory, a .gguf file, a tokenizer.json, a SentencePiece .model or a llama2.c tokenizer .bin',
   );
 }

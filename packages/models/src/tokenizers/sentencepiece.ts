@@ -247,14 +247,17 @@ export class SentencePieceTokenizer implements Tokenizer {
     for (let i = 0; i < n; i++) {
       const piece = this.tokens[i]!;
       if (full.get(piece) !== i) continue;
-      const cps = Array.from(piece);
       const local: { l: string; r: string; li: number; ri: number }[] = [];
-      for (let k = 1; k < cps.length; k++) {
-        const l = cps.slice(0, k).join('');
-        const r = cps.slice(k).join('');
+      // Every split between two code points (k steps over a surrogate pair's second half).
+      for (let k = 1; k < piece.length; k++) {
+        const c = piece.charCodeAt(k);
+        if (c >= 0xdc00 && c <= 0xdfff) continue;
+        const l = piece.slice(0, k);
         const li = full.get(l);
+        if (li === undefined) continue;
+        const r = piece.slice(k);
         const ri = full.get(r);
-        if (li !== undefined && ri !== undefined) local.push({ l, r, li, ri });
+        if (ri !== undefined) local.push({ l, r, li, ri });
       }
       local.sort((a, b) => a.li - b.li || a.ri - b.ri);
       for (const m of local) merges.push({ l: m.l, r: m.r, score: this.scores[i]!, order: order++ });

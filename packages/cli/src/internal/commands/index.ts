@@ -32,5 +32,6 @@ export function createHandlers(signal: AbortSignal): Handlers {
     export: (m, f) => run(f, async (c) => (await import('./export.js')).exportCommand(m, c)),
     generate: (m, f) => run(f, async (c) => (await import('./generate.js')).generateCommand(m, c)),
     criteria: (f) => run(f, async (c) => (await import('./criteria.js')).criteriaCommand(c)),
+    init: (f) => run(f, async (c) => (await import('./init.js')).initCommand(c)),
   };
 }

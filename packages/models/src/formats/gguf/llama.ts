@@ -3,16 +3,19 @@
  * reversed (GGUF [in, out] <-> HF [out, in]), and llama.cpp's q/k row permutation undone on load and
  * redone on save (its convert script applies the same adjacent-pair permutation as llama2.c).
  */
-import type { FloatDType, HostTensor } from '@moreau/core';
+import { type FloatDType, isFloat, lazyTensor } from '@moreau/core';
 import { type LlamaConfig, layerDims, validateLlamaConfig } from '../../llama/config.js';
 import { permuteRopeRows } from '../../llama/rope.js';
 import {
   type Checkpoint,
+  checkLayerCount,
   describeSourceDtypes,
   type LoadCheckpointOptions,
   validateCheckpointTensors,
+  validateSources,
 } from '../checkpoint.js';
 import { FormatError } from '../errors.js';
+import { materializeTensors, type TensorSource } from '../stored.js';
 import { castFloatTensor } from '../tensor.js';
 import { describeValue, type GgufFile, metaNumber, openGguf, READABLE } from './read.js';
 import { type GgufTokenizerData, ggufTokenizerMetadata } from './tokenizer.js';
@@ -27,6 +30,11 @@ function metaNumberOrArray(
   const v = g.metadata.get(key);
   if (v === undefined) return undefined;
   if (Array.isArray(v)) {
+    if (v.length !== layers) {
+      throw new FormatError(g.file, `metadata ${key} has ${v.length} entries but block_count is ${layers}`, {
+        field: key,
+      });
+    }
     const nums = v.map((x) => (typeof x === 'bigint' ? Number(x) : x));
     if (!nums.every((x): x is number => typeof x === 'number')) {
       throw new FormatError(g.file, `metadata ${key} must be a number or an array of numbers`);
@@ -35,10 +43,15 @@ function metaNumberOrArray(
       throw new FormatError(
         g.file,
         `metadata ${key} has ${nums.length} entries but block_count is ${layers}`,
+        {
+          field: key,
+        },
       );
     }
+    let max = 0;
+    for (const x of nums) if (x > max) max = x;
     const allSame = nums.every((x) => x === nums[0]);
-    return allSame ? { value: nums[0]! } : { value: Math.max(...nums), perLayer: nums };
+    return allSame ? { value: nums[0]! } : { value: max, perLayer: nums };
   }
   return { value: metaNumber(g, key)! };
 }
@@ -136,8 +149,31 @@ export function ggufLlamaConfig(g: Pick<GgufFile, 'file' | 'metadata' | 'tensors
     config.layerKvHeadNum = kv.perLayer ?? new Array(layers).fill(kv.value);
   }
   if (ff.perLayer) config.layerInterSize = ff.perLayer;
-  validateLlamaConfig(config, file);
+  validateLlamaConfig(config, file, ggufFieldName);
   return config;
+}
+
+const GGUF_FIELDS: Partial<Record<keyof LlamaConfig, string>> = {
+  vocabSize: 'llama.vocab_size',
+  hiddenSize: 'llama.embedding_length',
+  intermediateSize: 'llama.feed_forward_length',
+  numHiddenLayers: 'llama.block_count',
+  numAttentionHeads: 'llama.attention.head_count',
+  numKeyValueHeads: 'llama.attention.head_count_kv',
+  headDim: 'llama.attention.key_length',
+  rmsNormEps: 'llama.attention.layer_norm_rms_epsilon',
+  ropeTheta: 'llama.rope.freq_base',
+  maxPositionEmbeddings: 'llama.context_length',
+  bosTokenId: 'tokenizer.ggml.bos_token_id',
+  eosTokenId: 'tokenizer.ggml.eos_token_id',
+  layerHeadNum: 'llama.attention.head_count',
+  layerKvHeadNum: 'llama.attention.head_count_kv',
+  layerInterSize: 'llama.feed_forward_length',
+};
+
+/** The GGUF metadata key a LlamaConfig field comes from (for messages). */
+function ggufFieldName(field: keyof LlamaConfig): string {
+  return GGUF_FIELDS[field] ?? field;
 }
 
 const LAYER_NAMES: Record<string, string> = {
@@ -176,55 +212,70 @@ export function hfToGgufName(name: string): string | undefined {
 }
 
 /**
- * A q_proj / k_proj weight with its rows permuted from llama.cpp's RoPE layout to HF's (`toHf`) or
- * back; any other tensor, or one of the wrong shape (left to the validation), unchanged.
+ * For a q_proj / k_proj weight: the row permutation between llama.cpp's RoPE layout and HF's
+ * (`toHf`), or undefined for any other tensor or one of the wrong shape (left to the validation).
  */
-function qkRows(hfName: string, t: HostTensor, config: LlamaConfig, toHf: boolean): HostTensor {
+function qkPermutation(
+  hfName: string,
+  shape: readonly number[],
+  config: LlamaConfig,
+  toHf: boolean,
+): ((data: Float32Array | Uint16Array) => Float32Array | Uint16Array) | undefined {
   const m = /^model\.layers\.(\d+)\.self_attn\.([qk])_proj\.weight$/.exec(hfName);
-  if (!m || t.shape.length !== 2) return t;
+  if (!m || shape.length !== 2) return undefined;
   const d = layerDims(config, Number(m[1]));
   const heads = m[2] === 'q' ? d.heads : d.kvHeads;
-  if (t.shape[0] !== heads * config.headDim) return t;
-  const data = permuteRopeRows(
-    t.data as Float32Array | Uint16Array,
-    heads,
-    config.headDim,
-    t.shape[1]!,
-    toHf,
-  );
-  return { ...t, data };
+  if (shape[0] !== heads * config.headDim) return undefined;
+  const cols = shape[1]!;
+  return (data) => permuteRopeRows(data, heads, config.headDim, cols, toHf);
 }
 
-/** Load a LLaMA GGUF file as a Checkpoint with HF names, HF shapes and HF (rotate_half) q/k rows. */
+/**
+ * Load a LLaMA GGUF file as a Checkpoint with HF names, HF shapes and HF (rotate_half) q/k rows.
+ * Only the header is read at load; the tensors' data (with the q/k permutation and any dtype
+ * conversion) is read now or lazily by `options.lazy`.
+ */
 export async function loadGguf(file: string, options: LoadCheckpointOptions = {}): Promise<Checkpoint> {
   const g = await openGguf(file);
-  try {
-    const names = new Map<string, string>();
-    for (const info of g.tensors.values()) {
-      const hf = ggufToHfName(info.name);
-      if (!hf) throw new FormatError(file, `tensor ${info.name} is not a LLaMA tensor this reader knows`);
-      if (!(info.type in READABLE) || info.type === 26) {
-        throw new FormatError(
-          file,
-          `tensor ${info.name} has ggml type ${info.typeName}; only F32, F16 and BF16 weights are supported ` +
-            '(quantized GGUF files cannot be loaded: use an F16/BF16/F32 export)',
-        );
-      }
-      names.set(info.name, hf);
+  await g.close();
+  const stamp = g.stamp;
+  const names = new Map<string, string>();
+  for (const info of g.tensors.values()) {
+    const hf = ggufToHfName(info.name);
+    if (!hf) throw new FormatError(file, `tensor ${info.name} is not a LLaMA tensor this reader knows`);
+    if (!(info.type in READABLE) || info.type === 26) {
+      throw new FormatError(
+        file,
+        `tensor ${info.name} has ggml type ${info.typeName}; only F32, F16 and BF16 weights are supported ` +
+          '(quantized GGUF files cannot be loaded: use an F16/BF16/F32 export)',
+      );
     }
-    const config = ggufLlamaConfig(g);
-    const tensors = new Map<string, HostTensor>();
-    const dtypes: string[] = [];
-    for (const [gname, hf] of names) {
-      const t = qkRows(hf, await g.read(gname), config, true);
-      dtypes.push(g.tensors.get(gname)!.typeName);
-      tensors.set(hf, castFloatTensor(t, options.dtype));
-    }
-    const ordered = validateCheckpointTensors(file, config, tensors);
-    return { config, tensors: ordered, format: 'gguf', sourceDtype: describeSourceDtypes(dtypes) };
-  } finally {
-    await g.close();
+    names.set(info.name, hf);
   }
+  const config = ggufLlamaConfig(g);
+  checkLayerCount(file, config, names.values(), file, ggufFieldName);
+  const sources = new Map<string, TensorSource>();
+  const dtypes: string[] = [];
+  for (const [gname, hf] of names) {
+    const info = g.tensors.get(gname)!;
+    const transform = qkPermutation(hf, info.shape, config, true);
+    sources.set(hf, {
+      stored: {
+        file,
+        name: gname,
+        dtype: READABLE[info.type]!,
+        shape: info.shape,
+        offset: info.offset,
+        byteLength: info.byteSize,
+        stamp,
+      },
+      recipe: { ...(transform ? { transform } : {}), ...(options.dtype ? { dtype: options.dtype } : {}) },
+    });
+    dtypes.push(info.typeName);
+  }
+  const ordered = validateSources(file, config, sources, ggufFieldName);
+  const { tensors } = await materializeTensors(ordered, options.lazy);
+  return { config, tensors, format: 'gguf', sourceDtype: describeSourceDtypes(dtypes) };
 }
 
 export interface SaveGgufOptions {
@@ -234,6 +285,8 @@ export interface SaveGgufOptions {
   tokenizer?: GgufTokenizerData;
   /** general.name. */
   name?: string;
+  /** Checked between tensors: an abort stops the write, leaving nothing behind. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -285,9 +338,18 @@ export async function saveGguf(file: string, ckpt: Checkpoint, options: SaveGguf
     }
     meta.push(...ggufTokenizerMetadata(tok));
   }
-  const out: GgufWriteTensor[] = [...ckpt.tensors].map(([name, t]) => ({
-    name: hfToGgufName(name)!,
-    tensor: qkRows(name, castFloatTensor(t, t.shape.length === 1 ? 'float32' : matDtype), c, false),
-  }));
-  await writeGguf(file, meta, out);
+  // Each tensor converted and permuted when it is written (one at a time; lazy tensors stay unread).
+  const out: GgufWriteTensor[] = [...ckpt.tensors].map(([name, t]) => {
+    const to = t.shape.length === 1 ? 'float32' : matDtype;
+    const dtype = to && isFloat(t.dtype) ? to : t.dtype;
+    const permute = qkPermutation(name, t.shape, c, false);
+    return {
+      name: hfToGgufName(name)!,
+      tensor: lazyTensor(t.shape, dtype, () => {
+        const data = castFloatTensor(t, to).data;
+        return permute ? permute(data as Float32Array | Uint16Array) : data;
+      }),
+    };
+  });
+  await writeGguf(file, meta, out, options.signal ? { signal: options.signal } : {});
 }

@@ -10,6 +10,7 @@
 import { type DType, type FloatDType, type HostTensor, sizeOf } from '@moreau/core';
 import { FormatError } from '../errors.js';
 import { assertLittleEndianHost, ChunkedReader, decodeUtf8, openForRead } from '../io.js';
+import { type FileStamp, stampOf } from '../stored.js';
 import { tensorFileReader } from '../tensor.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
@@ -90,9 +91,9 @@ export interface GgufTensorInfo {
   dims: number[];
   /** Row-major shape (dims reversed). */
   shape: number[];
-  /** Absolute byte offset in the file, and byte size (undefined for unknown types). */
+  /** Absolute byte offset in the file, and byte size. */
   offset: number;
-  byteSize: number | undefined;
+  byteSize: number;
 }
 
 export interface GgufFile {
@@ -105,10 +106,17 @@ export interface GgufFile {
   /** Value type of each metadata key (arrays: "ARRAY<ITEM>"). */
   readonly metadataTypes: ReadonlyMap<string, string>;
   readonly tensors: ReadonlyMap<string, GgufTensorInfo>;
+  /** Size and modification time of the file when it was opened. */
+  readonly stamp: FileStamp;
   /** Read one tensor (row-major shape). Quantized types are an error naming the type and tensor. */
   read(name: string, options?: { dtype?: FloatDType }): Promise<HostTensor>;
   close(): Promise<void>;
 }
+
+/** Longest metadata string accepted (chat templates are kilobytes; 64 MiB is no real file's). */
+export const GGUF_MAX_STRING = 1 << 26;
+/** Most entries of one metadata array (vocabularies are ~10^5; 16 Mi is no real file's). */
+export const GGUF_MAX_ARRAY = 1 << 24;
 
 async function readString(r: ChunkedReader, what: string): Promise<string> {
   const len = await r.u64Number(`${what} length`);
@@ -116,6 +124,12 @@ async function readString(r: ChunkedReader, what: string): Promise<string> {
     throw new FormatError(
       r.file,
       `truncated: ${what} at byte ${r.pos} has length ${len} but the file has ${r.fileSize} bytes`,
+    );
+  }
+  if (len > GGUF_MAX_STRING) {
+    throw new FormatError(
+      r.file,
+      `${what} at byte ${r.pos - 8} has length ${len}, more than the ${GGUF_MAX_STRING}-byte limit`,
     );
   }
   return decodeUtf8(await r.bytes(len, what), r.file, what);
@@ -135,6 +149,21 @@ const MIN_SIZE: Record<number, number> = {
   10: 8,
   11: 8,
   12: 8,
+};
+
+/** Element size and little-endian reader of the fixed-size value types (arrays are read in bulk). */
+const FIXED_READ: Record<number, readonly [number, (dv: DataView, o: number) => number | bigint]> = {
+  0: [1, (dv, o) => dv.getUint8(o)],
+  1: [1, (dv, o) => dv.getInt8(o)],
+  2: [2, (dv, o) => dv.getUint16(o, true)],
+  3: [2, (dv, o) => dv.getInt16(o, true)],
+  4: [4, (dv, o) => dv.getUint32(o, true)],
+  5: [4, (dv, o) => dv.getInt32(o, true)],
+  6: [4, (dv, o) => dv.getFloat32(o, true)],
+  7: [1, (dv, o) => dv.getUint8(o)],
+  10: [8, (dv, o) => dv.getBigUint64(o, true)],
+  11: [8, (dv, o) => dv.getBigInt64(o, true)],
+  12: [8, (dv, o) => dv.getFloat64(o, true)],
 };
 
 async function readValue(
@@ -170,11 +199,33 @@ async function readValue(
         throw new FormatError(r.file, `${what}: unknown array item type ${itemType} at byte ${r.pos - 4}`);
       }
       const count = await r.u64Number(`${what} array length`);
+      if (count > GGUF_MAX_ARRAY) {
+        throw new FormatError(
+          r.file,
+          `${what} is an array of ${count} entries, more than the ${GGUF_MAX_ARRAY}-entry limit (corrupt length at byte ${r.pos - 8}?)`,
+        );
+      }
       if (count * MIN_SIZE[itemType]! > r.fileSize - r.pos) {
         throw new FormatError(
           r.file,
           `truncated: ${what} is an array of ${count} ${VALUE_TYPE_NAMES[itemType]} but only ${r.fileSize - r.pos} bytes remain`,
         );
+      }
+      const fixed = FIXED_READ[itemType];
+      if (fixed) {
+        // Fixed-size numbers: one read of the whole array, decoded in a plain loop.
+        const [size, get] = fixed;
+        const bytes = await r.bytes(count * size, what);
+        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const values: GgufValue[] = new Array(count);
+        for (let k = 0; k < count; k++) values[k] = get(dv, k * size);
+        if (itemType === 7 && values.some((b) => b !== 0 && b !== 1)) {
+          throw new FormatError(r.file, `${what}: a BOOL array holds a value that is not 0 or 1`);
+        }
+        return {
+          value: itemType === 7 ? values.map((b) => b === 1) : values,
+          typeName: `ARRAY<${VALUE_TYPE_NAMES[itemType]}>`,
+        };
       }
       const values: GgufValue[] = new Array(count);
       let inner = VALUE_TYPE_NAMES[itemType]!;
@@ -217,6 +268,16 @@ export async function openGguf(file: string): Promise<GgufFile> {
     }
     const tensorCount = await r.u64Number('tensor_count');
     const kvCount = await r.u64Number('metadata_kv_count');
+    // Every KV takes at least 13 bytes (key length, type, a 1-byte value), every tensor info 24
+    // (name length, n_dims, type, offset): counts the file cannot hold fail before any loop.
+    if (kvCount * 13 + tensorCount * 24 > size - r.pos) {
+      throw new FormatError(
+        file,
+        `truncated or corrupt: tensor_count ${tensorCount} and metadata_kv_count ${kvCount} need at least ` +
+          `${kvCount * 13 + tensorCount * 24} bytes of header but the file has ${size - r.pos} bytes after the counts`,
+        { field: tensorCount * 24 > size - r.pos ? 'tensor_count' : 'metadata_kv_count' },
+      );
+    }
     const metadata = new Map<string, GgufValue>();
     const metadataTypes = new Map<string, string>();
     for (let k = 0; k < kvCount; k++) {
@@ -251,16 +312,20 @@ export async function openGguf(file: string): Promise<GgufFile> {
         );
       }
       const t = GGML_TYPES[type];
+      if (!t) throw new FormatError(file, `tensor ${name} has unknown ggml type ${type}`);
       const n = sizeOf(dims);
-      let byteSize: number | undefined;
-      if (t) {
-        if (dims.length > 0 && dims[0]! % t[1] !== 0) {
-          throw new FormatError(
-            file,
-            `tensor ${name}: ${t[0]} needs ne0 (${dims[0]}) to be a multiple of its block size ${t[1]}`,
-          );
-        }
-        byteSize = (n / t[1]) * t[2];
+      if (dims.length > 0 && dims[0]! % t[1] !== 0) {
+        throw new FormatError(
+          file,
+          `tensor ${name}: ${t[0]} needs ne0 (${dims[0]}) to be a multiple of its block size ${t[1]}`,
+        );
+      }
+      const byteSize = (n / t[1]) * t[2];
+      if (!Number.isSafeInteger(byteSize) || byteSize > size) {
+        throw new FormatError(
+          file,
+          `tensor ${name} (${t[0]} [${dims.join(', ')}]) would need ${byteSize} bytes; the file has ${size}`,
+        );
       }
       infos.push({
         name,
@@ -273,25 +338,50 @@ export async function openGguf(file: string): Promise<GgufFile> {
       });
     }
     const dataOffset = tensorCount === 0 ? r.pos : Math.ceil(r.pos / alignment) * alignment;
-    const tensors = new Map<string, GgufTensorInfo>();
-    for (const t of infos) {
-      if (tensors.has(t.name)) throw new FormatError(file, `tensor ${t.name} is listed twice`);
-      t.offset += dataOffset;
-      if (t.byteSize !== undefined && t.offset + t.byteSize > size) {
+    // The bytes between the last tensor info and the data section are padding, written as zeros: a
+    // tensor_count that is too low leaves the rest of the infos here.
+    if (dataOffset > r.pos) {
+      const pad = await r.bytes(dataOffset - r.pos, 'padding before the data section');
+      if (pad.some((b) => b !== 0)) {
         throw new FormatError(
           file,
-          `truncated: tensor ${t.name} (${t.typeName} [${t.dims.join(', ')}]) needs bytes ${t.offset}..${t.offset + t.byteSize} ` +
+          `the ${pad.length} bytes of padding after the tensor infos (at byte ${dataOffset - pad.length}) are not zero: ` +
+            `tensor_count ${tensorCount} or metadata_kv_count ${kvCount} is wrong, or the header is corrupt`,
+          { field: 'tensor_count' },
+        );
+      }
+    }
+    // The data section is tiled as llama.cpp requires: tensors in info order, each starting at the
+    // previous one's end rounded up to the alignment.
+    const tensors = new Map<string, GgufTensorInfo>();
+    let expected = 0;
+    for (const t of infos) {
+      if (tensors.has(t.name)) throw new FormatError(file, `tensor ${t.name} is listed twice`);
+      if (t.offset !== expected) {
+        throw new FormatError(
+          file,
+          `tensor ${t.name} has data offset ${t.offset}, expected ${expected} (tensors are laid out in order, ` +
+            `each aligned to ${alignment}): overlapping or misplaced tensor data`,
+        );
+      }
+      expected += Math.ceil(t.byteSize! / alignment) * alignment;
+      t.offset += dataOffset;
+      if (t.offset + t.byteSize! > size) {
+        throw new FormatError(
+          file,
+          `truncated: tensor ${t.name} (${t.typeName} [${t.dims.join(', ')}]) needs bytes ${t.offset}..${t.offset + t.byteSize!} ` +
             `but the file has ${size} bytes`,
         );
       }
       tensors.set(t.name, t);
     }
-    const sorted = infos.filter((t) => t.byteSize !== undefined).sort((a, b) => a.offset - b.offset);
-    for (let k = 1; k < sorted.length; k++) {
-      const a = sorted[k - 1]!;
-      const b = sorted[k]!;
-      if (a.offset + a.byteSize! > b.offset)
-        throw new FormatError(file, `tensors ${a.name} and ${b.name} overlap`);
+    if (infos.length > 0 && size > dataOffset + expected) {
+      throw new FormatError(
+        file,
+        `has ${size - dataOffset - expected} bytes after the last tensor's data (the ${tensorCount} tensors end at byte ` +
+          `${dataOffset + expected}): tensor_count is too low or the file is corrupt`,
+        { field: 'tensor_count' },
+      );
     }
     return {
       file,
@@ -301,6 +391,7 @@ export async function openGguf(file: string): Promise<GgufFile> {
       metadata,
       metadataTypes,
       tensors,
+      stamp: await stampOf(fh),
       ...tensorFileReader(fh, file, tensors, (name, info) => {
         const dtype = READABLE[info.type];
         if (dtype === undefined) {
@@ -310,7 +401,7 @@ export async function openGguf(file: string): Promise<GgufFile> {
               '(quantized GGUF files are not supported: use an F16/BF16/F32 export)',
           );
         }
-        return { dtype, shape: info.shape, offset: info.offset, byteLength: info.byteSize! };
+        return { dtype, shape: info.shape, offset: info.offset, byteLength: info.byteSize };
       }),
     };
   } catch (e) {

@@ -39,17 +39,24 @@ export function ggufTokenizerData(g: Pick<GgufFile, 'file' | 'metadata'>): GgufT
     const out = make(n);
     if (v === undefined) return out.fill(dflt);
     if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === 'number')) {
-      throw new FormatError(file, `${key} must be an array of ${n} numbers (one per token)`);
+      throw new FormatError(file, `${key} must be an array of ${n} numbers (one per token)`, { field: key });
     }
     out.set(v as number[]);
     return out;
   };
   const scores = numArray('tokenizer.ggml.scores', (k) => new Float32Array(k), 0) as Float32Array;
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(scores[i]!)) {
+      throw new FormatError(file, `tokenizer.ggml.scores[${i}] is ${scores[i]}; scores must be finite`, {
+        field: 'tokenizer.ggml.scores',
+      });
+    }
+  }
   const tokenTypes = numArray('tokenizer.ggml.token_type', (k) => new Int32Array(k), 1) as Int32Array;
   const id = (key: string): number | undefined => {
     const v = metaNumber(g, key);
     if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v < n)) {
-      throw new FormatError(file, `${key} = ${v} is not a token id (vocabulary has ${n})`);
+      throw new FormatError(file, `${key} = ${v} is not a token id (vocabulary has ${n})`, { field: key });
     }
     return v;
   };

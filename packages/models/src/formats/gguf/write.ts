@@ -2,7 +2,7 @@
  * GGUF writer (unquantized tensors), used for exports and to build test files: metadata in the given
  * order with explicit value types, tensors laid out in order, each aligned.
  */
-import type { DType, HostTensor } from '@moreau/core';
+import { type DType, type HostTensor, tensorBytes, throwIfAborted } from '@moreau/core';
 import { FormatError } from '../errors.js';
 import { assertLittleEndianHost, writeAll, writeFileAtomic } from '../io.js';
 import { dataBytes } from '../tensor.js';
@@ -41,6 +41,8 @@ export interface GgufWriteTensor {
 
 export interface GgufWriteOptions {
   version?: 2 | 3;
+  /** Checked between tensors: an abort stops the write, leaving nothing behind. */
+  signal?: AbortSignal;
   /** general.alignment is written when it differs from 32. */
   alignment?: number;
 }
@@ -137,7 +139,8 @@ function writeScalar(
 
 /**
  * Write a GGUF file atomically. Metadata is written in the given order; tensors are laid out in
- * order, each aligned. Host tensors are written as F32 / F16 / BF16 / I32 with dims reversed.
+ * order, each aligned (the last one padded too), and their data is read one tensor at a time as it
+ * is written. Host tensors are written as F32 / F16 / BF16 / I32 with dims reversed.
  */
 export async function writeGguf(
   file: string,
@@ -151,13 +154,24 @@ export async function writeGguf(
   if (alignment !== GGUF_DEFAULT_ALIGNMENT && !kvs.some(([k]) => k === 'general.alignment')) {
     kvs.push(['general.alignment', { type: 'UINT32', value: alignment }]);
   }
+  // Tensors' data is read when it is written, one tensor at a time (lazy tensors stay unread until then).
   const parts = tensors.map((t) => {
-    if (t.raw) return { name: t.name, ...t.raw };
-    if (!t.tensor) throw new FormatError(file, `tensor ${t.name} has neither tensor nor raw data`);
-    const type = WRITABLE[t.tensor.dtype];
+    if (t.raw) {
+      const raw = t.raw;
+      return { name: t.name, type: raw.type, dims: raw.dims, length: raw.data.length, data: () => raw.data };
+    }
+    const tensor = t.tensor;
+    if (!tensor) throw new FormatError(file, `tensor ${t.name} has neither tensor nor raw data`);
+    const type = WRITABLE[tensor.dtype];
     if (type === undefined)
-      throw new FormatError(file, `tensor ${t.name}: dtype ${t.tensor.dtype} cannot be written to GGUF`);
-    return { name: t.name, type, dims: [...t.tensor.shape].reverse(), data: dataBytes(t.tensor.data) };
+      throw new FormatError(file, `tensor ${t.name}: dtype ${tensor.dtype} cannot be written to GGUF`);
+    return {
+      name: t.name,
+      type,
+      dims: [...tensor.shape].reverse(),
+      length: tensorBytes(tensor),
+      data: () => dataBytes(tensor.data),
+    };
   });
   const h = new ByteSink();
   h.num('u32', GGUF_MAGIC);
@@ -184,7 +198,7 @@ export async function writeGguf(
     h.num('u32', p.type);
     h.num('u64', off);
     offsets.push(off);
-    off = Math.ceil((off + p.data.length) / alignment) * alignment;
+    off = Math.ceil((off + p.length) / alignment) * alignment;
   }
   const headerLen = parts.length ? Math.ceil(h.length / alignment) * alignment : h.length;
   h.bytes(new Uint8Array(headerLen - h.length));
@@ -193,10 +207,20 @@ export async function writeGguf(
     await writeAll(fh, header);
     let pos = 0;
     for (let k = 0; k < parts.length; k++) {
+      throwIfAborted(options.signal);
       const p = parts[k]!;
       if (offsets[k]! > pos) await writeAll(fh, new Uint8Array(offsets[k]! - pos));
-      await writeAll(fh, p.data);
-      pos = offsets[k]! + p.data.length;
+      const data = p.data();
+      if (data.length !== p.length) {
+        throw new FormatError(
+          file,
+          `tensor ${p.name}: its data has ${data.length} bytes, its shape needs ${p.length}`,
+        );
+      }
+      await writeAll(fh, data);
+      pos = offsets[k]! + p.length;
     }
+    // The last tensor is padded too: llama.cpp reads the data section as whole aligned tensors.
+    if (off > pos) await writeAll(fh, new Uint8Array(off - pos));
   });
 }
