@@ -177,13 +177,14 @@ if (values.task === 'fb') {
   out.phaseSeconds = phases;
   // A digest of every kept index: equal digests = the same pruning decisions.
   let h = 0x811c9dc5;
-  for (const l of result.plan.layers) {
-    for (const k of [...(l.attention?.kept ?? []), -1, ...(l.mlp?.kept ?? []), -2])
+  for (const d of result.plan.groups) {
+    for (const k of [...d.kept, d.group.kind === 'attention' ? -1 : -2])
       h = Math.imul(h ^ (k & 0xffff), 0x01000193) >>> 0;
   }
   out.planDigest = h.toString(16);
-  const first = result.plan.layers[0];
-  out.planLayer0 = { attention: first?.attention?.kept.length, mlp: first?.mlp?.kept.length };
+  const first = (kind: string) =>
+    result.plan.groups.find((d) => d.group.layer === 0 && d.group.kind === kind);
+  out.planLayer0 = { attention: first('attention')?.kept.length, mlp: first('mlp')?.kept.length };
 } else if (values.task === 'matmul') {
   // Bare MatMul [M, K] x [K, N] on ORT at each distinct forward linear shape of the model.
   const backend = await makeBackend();

@@ -54,7 +54,7 @@ async function byHand(windows: readonly (readonly number[])[]): Promise<Map<stri
     perWindow.push(g);
   }
   const out = new Map<string, number[]>();
-  for (const group of model.groups()) {
+  for (const group of model.groups(['attention', 'mlp'])) {
     out.set(
       group.id,
       Array.from({ length: group.units }, (_, u) => {

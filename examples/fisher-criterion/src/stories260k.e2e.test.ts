@@ -43,9 +43,9 @@ describe.skipIf(!HAVE)('fisher plugin on stories260K', () => {
       const back = parsePlan(json, 'fisher.plan.json');
       expect(planToJSON(back)).toBe(json);
       expect(back.criterion).toEqual({ name: 'fisher', options: { windows: 0 } });
-      for (const l of back.layers) {
-        expect(l.attention!.kept).toHaveLength(3); // floor(4 * 0.8)
-        expect(l.mlp!.kept).toHaveLength(137); // floor(172 * 0.8)
+      for (const d of back.groups) {
+        // floor(4 * 0.8) KV groups, floor(172 * 0.8) MLP channels
+        expect(d.kept).toHaveLength(d.group.kind === 'attention' ? 3 : 137);
       }
       expect(countParams(pruned.params)).toBe(211_072);
       const again = applyPlan(model, back);

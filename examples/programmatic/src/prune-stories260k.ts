@@ -105,10 +105,11 @@ const after = await heldoutLoss(prunedModel.config, prunedModel.params);
 const n0 = countParams(model.params);
 const n1 = countParams(prunedModel.params);
 console.log(`${criterion.name} at ratio ${ratio}: ${seconds.toFixed(1)} s`);
-for (const l of plan.layers) {
+for (const d of plan.groups) {
   console.log(
-    `  layer ${l.layer}: KV groups kept ${JSON.stringify(l.attention?.kept)} of ${l.attention?.total}, ` +
-      `MLP channels ${l.mlp?.kept.length} of ${l.mlp?.total}`,
+    d.group.kind === 'attention'
+      ? `  layer ${d.group.layer}: KV groups kept ${JSON.stringify(d.kept)} of ${d.total}`
+      : `  layer ${d.group.layer}: MLP channels kept ${d.kept.length} of ${d.total}`,
   );
 }
 console.log(`parameters: ${n0} -> ${n1} (${((100 * n1) / n0).toFixed(2)} % left)`);

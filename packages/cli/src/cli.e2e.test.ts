@@ -5,6 +5,7 @@
  * (--limit, few short calibration windows, moreau iterations=2 where defaults are not the point).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -18,6 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readSafetensors } from '@moreau/models';
 import {
   haveShared,
   STORIES_BIN,
@@ -91,9 +93,8 @@ const model = [F.model, '--tokenizer', F.tok];
 /** Small calibration for speed where the defaults are not under test. */
 const smallCalib = ['--calib', F.ts, '--calib-samples', '2', '--calib-seq-len', '32'];
 const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
-const keptOf = (plan: {
-  layers: { layer: number; attention?: { kept: number[] }; mlp?: { kept: number[] } }[];
-}) => plan.layers.map((l) => ({ layer: l.layer, attention: l.attention?.kept, mlp: l.mlp?.kept }));
+const keptOf = (plan: { groups: { group: { kind: string; layer?: number }; kept: number[] }[] }) =>
+  plan.groups.map((d) => [d.group.kind, d.group.layer, d.kept]);
 
 /** A usage error: exit 2, the message, the relevant command's help on stderr, nothing on stdout. */
 function expectUsage(r: Run, command: string, message: RegExp) {
@@ -228,7 +229,7 @@ describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
     expectUsage(
       await moreau(['prune', nothing, '--criterion', 'nosuch', '--ratio', '0.2', '--out', tmp('x')]),
       'prune',
-      /unknown criterion 'nosuch'; available: magnitude, moreau, moreau-gs, random, taylor/,
+      /unknown criterion 'nosuch'; available: block-influence, magnitude, moreau, moreau-gs, random, taylor/,
     );
     expectUsage(
       await moreau([
@@ -324,6 +325,124 @@ describe.skipIf(!hasDist)('moreau help and usage errors (built binary)', () => {
       ]),
       'robustness',
       /--perturb: unknown perturbation 'salt'/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--criterion',
+        'magnitude',
+        '--ratio',
+        '0.2',
+        '--scope',
+        'rows',
+        '--out',
+        tmp('x'),
+      ]),
+      'prune',
+      /option '--scope <s>' argument 'rows' is invalid\. unknown scope 'rows'; valid: block, channel, layer, unstructured, N:M/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--criterion',
+        'magnitude',
+        '--ratio',
+        '0.2',
+        '--ranking',
+        'pool',
+        '--out',
+        tmp('x'),
+      ]),
+      'prune',
+      /unknown ranking 'pool'; valid: local, global-per-kind, global-pool/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--criterion',
+        'magnitude',
+        '--ratio',
+        '0.2',
+        '--global',
+        '--ranking',
+        'global-pool',
+        '--out',
+        tmp('x'),
+      ]),
+      'prune',
+      /--global means --ranking global-per-kind: drop one of --global and --ranking global-pool/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--scope',
+        'layer',
+        '--keep-first',
+        '2',
+        '--criterion',
+        'magnitude',
+        '--out',
+        tmp('x'),
+      ]),
+      'prune',
+      /--keep-first keeps the first N layers unscored: drop --criterion, --ratio and --preset/,
+    );
+    expectUsage(
+      await moreau([
+        'prune',
+        nothing,
+        '--scope',
+        'unstructured',
+        '--criterion',
+        'random',
+        '--ratio',
+        '0.5',
+        '--out',
+        tmp('x'),
+      ]),
+      'prune',
+      /criterion 'random' cannot prune at scope 'unstructured': it scores block, channel, layer only/,
+    );
+    expectUsage(
+      await moreau([
+        'compare',
+        nothing,
+        '--criteria',
+        'magnitude,block-influence',
+        '--scopes',
+        'block,layer',
+        '--ratios',
+        '0.2',
+        '--report',
+        tmp('r'),
+      ]),
+      'compare',
+      /criterion 'block-influence' cannot prune at scope 'block': it scores layer only/,
+    );
+    expectUsage(
+      await moreau([
+        'compare',
+        nothing,
+        '--criteria',
+        'magnitude',
+        '--scopes',
+        'block,2:4,block',
+        '--ratios',
+        '0.2',
+        '--report',
+        tmp('r'),
+      ]),
+      'compare',
+      /--scopes: a scope is listed twice in 'block,2:4,block'/,
+    );
+    expectUsage(
+      await moreau(['robustness', nothing, '--criteria', 'magnitude', '--scope', '2:4', '--ratio', '0.2']),
+      'robustness',
+      /--scope 2:4 zeroes 2 of every 4 weights: drop --ratio/,
     );
     expectUsage(
       await moreau(['eval', nothing, '--task', `mmlu=${F.arc}`]),
@@ -738,7 +857,14 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       lambda: 0.2,
       lr: 0.0002,
     });
-    expect(j.plan).toMatchObject({ seed: 1, scope: 'local', attnLayers: [0, 5], mlpLayers: [0, 5] });
+    expect(j.plan).toMatchObject({
+      version: 2,
+      scope: 'block',
+      ranking: 'local',
+      seed: 1,
+      attnLayers: [0, 5],
+      mlpLayers: [0, 5],
+    });
     const calib = json(tmp('calib-default.json'));
     expect(calib.iterations).toHaveLength(10);
     expect(
@@ -765,7 +891,12 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     ]);
     expect(m.code, m.stderr).toBe(0);
     const plan = json(tmp('plan-ranges.json'));
-    expect(plan).toMatchObject({ scope: 'global', attnLayers: [1, 3], mlpLayers: [2, 5] });
+    expect(plan).toMatchObject({
+      scope: 'block',
+      ranking: 'global-per-kind',
+      attnLayers: [1, 3],
+      mlpLayers: [2, 5],
+    });
     const i = await moreau(['info', tmp('pruned-ranges'), '--json', tmp('info-ranges.json')]);
     const per = json(tmp('info-ranges.json')).model.per_layer;
     expect(per[0]).toMatchObject({ heads: 8, intermediate_size: 172 });
@@ -775,6 +906,201 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(per[2].intermediate_size + per[3].intermediate_size + per[4].intermediate_size).toBe(258);
     expect(i.code).toBe(0);
   }, 180_000);
+
+  it('prune at every scope: info shows the new shape or the sparsity, eval runs, the plan re-applies', async () => {
+    const cases: {
+      name: string;
+      args: string[];
+      params: number;
+      nonzero: number;
+      check: (info: any) => void;
+    }[] = [
+      {
+        name: 'channel',
+        args: ['--scope', 'channel', '--criterion', 'magnitude', '--ratio', '0.25'],
+        params: 195_024,
+        nonzero: 195_024,
+        check: (i) => expect(i.model).toMatchObject({ hidden_size: 48, head_dim: 8, heads: 8, layers: 5 }),
+      },
+      {
+        name: 'layer',
+        args: ['--scope', 'layer', '--criterion', 'block-influence', '--ratio', '0.4', ...smallCalib],
+        params: 169_152,
+        nonzero: 169_152,
+        check: (i) => expect(i.model.layers).toBe(3),
+      },
+      {
+        name: 'keep-first',
+        args: ['--scope', 'layer', '--keep-first', '3'],
+        params: 169_152,
+        nonzero: 169_152,
+        check: (i) => expect(i.model.layers).toBe(3),
+      },
+      {
+        // Half of every row of every layer matrix, then 1 % of those weights kept back at random.
+        name: 'unstructured',
+        args: [
+          '--scope',
+          'unstructured',
+          '--criterion',
+          'magnitude',
+          '--ratio',
+          '0.5',
+          '--keep-low-ratio',
+          '0.01',
+        ],
+        params: 260_032,
+        nonzero: 146_752 + 5 * (20 + 10 + 10 + 20 + 3 * 55),
+        check: (i) => expect(i.sparsity.sparse_matrices).toBe(35),
+      },
+      {
+        name: '2-4',
+        args: ['--scope', '2:4', '--criterion', 'taylor', ...smallCalib],
+        params: 260_032,
+        nonzero: 146_752,
+        check: (i) => {
+          // 4:8 holds too where a row's width is a multiple of 8, but MLP rows are 172 wide.
+          expect(i.sparsity.nm_patterns).toEqual(['2:4']);
+          expect(i.sparsity.sparse_matrix_zero_fraction).toBe(0.5);
+        },
+      },
+    ];
+    for (const c of cases) {
+      const out = tmp(`scope-${c.name}`);
+      const r = await moreau([
+        'prune',
+        ...model,
+        ...c.args,
+        '--out',
+        out,
+        '--plan-out',
+        tmp(`scope-${c.name}.plan.json`),
+        '--json',
+        tmp(`scope-${c.name}.json`),
+        '-q',
+      ]);
+      expect(r.code, `${c.name}: ${r.stderr}`).toBe(0);
+      const j = json(tmp(`scope-${c.name}.json`));
+      expect(j, c.name).toMatchObject({
+        params_before: 260032,
+        params_after: c.params,
+        nonzero_after: c.nonzero,
+      });
+      expect(j.plan.version).toBe(2);
+      expect(r.stdout).toContain(
+        `-> ${c.nonzero.toLocaleString('en-US')} ${c.params === c.nonzero ? '' : 'non-zero '}parameters`,
+      );
+      const sparse = c.params !== c.nonzero;
+      expect(existsSync(path.join(out, 'sparsity.json')), c.name).toBe(sparse);
+      if (sparse) {
+        const sp = json(path.join(out, 'sparsity.json'));
+        expect(sp).toMatchObject({ format: 'moreau-sparsity', nonzero: c.nonzero, params: 260032 });
+        expect(sp.matrices).toHaveLength(35);
+        if (c.name === '2-4') expect(sp.nm).toEqual({ n: 2, m: 4, valid: true });
+        else expect(sp.keep_low_ratio).toBe(0.01);
+      }
+      const info = await moreau(['info', out, '--json', tmp(`scope-${c.name}.info.json`)]);
+      expect(info.code, info.stderr).toBe(0);
+      const i = json(tmp(`scope-${c.name}.info.json`));
+      expect(i.model.params).toBe(c.params);
+      expect(i.sparsity.nonzero).toBe(c.nonzero);
+      c.check(i);
+      if (sparse) expect(info.stdout).toMatch(/sparsity\s+35 matrices with zeros/);
+      const ev = await moreau(['eval', out, '--ppl', `ts=${F.ts}`, '--limit', '2', '-q']);
+      expect(ev.code, ev.stderr).toBe(0);
+      expect(ev.stdout).toMatch(/^ppl ts\s+\d+\.\d{4}/m);
+      const again = await moreau([
+        'prune',
+        ...model,
+        '--plan',
+        tmp(`scope-${c.name}.plan.json`),
+        '--out',
+        tmp(`scope-${c.name}-again`),
+        '-q',
+      ]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(
+        readFileSync(path.join(tmp(`scope-${c.name}-again`), 'model.safetensors')).equals(
+          readFileSync(path.join(out, 'model.safetensors')),
+        ),
+        c.name,
+      ).toBe(true);
+    }
+  }, 300_000);
+
+  it('a plan-v1 file written before plan version 2 applies unchanged', async () => {
+    const fixtures = path.join(repoRoot, 'packages/criteria/src/fixtures');
+    for (const name of ['plan-v1-magnitude', 'plan-v1-taylor-global']) {
+      const out = tmp(name);
+      const r = await moreau([
+        'prune',
+        ...model,
+        '--plan',
+        path.join(fixtures, `${name}.json`),
+        '--out',
+        out,
+        '-q',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const want = json(path.join(fixtures, `${name}.hashes.json`));
+      const { tensors } = await readSafetensors(path.join(out, 'model.safetensors'));
+      expect([...tensors.keys()].sort()).toEqual(Object.keys(want).sort());
+      for (const [k, t] of tensors) {
+        const sha = createHash('sha256')
+          .update(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))
+          .digest('hex')
+          .slice(0, 16);
+        expect(sha, `${name} ${k}`).toBe(want[k].sha256);
+      }
+    }
+  }, 60_000);
+
+  it('compare tiny at the block, channel and unstructured scopes: one report, a chart per scope', async () => {
+    const dir = tmp('report-scopes');
+    const r = await moreau([
+      'compare',
+      'tiny',
+      '--criteria',
+      'magnitude,taylor,moreau-gs',
+      '--scopes',
+      'block,channel,unstructured',
+      '--ratios',
+      '0.2',
+      '--limit',
+      '4',
+      '--report',
+      dir,
+      '-q',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^\| scope\s+\| criterion \| ratio \|/m);
+    expect(r.stdout).toMatch(/^\| unstructured \| moreau-gs \|\s+0\.2 \|/m);
+    const rep = json(path.join(dir, 'report.json'));
+    expect(rep.version).toBe(2);
+    expect(rep.settings).toMatchObject({ scopes: ['block', 'channel', 'unstructured'], ranking: 'local' });
+    expect(rep.runs.map((x: { scope: string; criterion: string }) => `${x.scope}/${x.criterion}`)).toEqual([
+      'block/magnitude',
+      'block/taylor',
+      'block/moreau-gs',
+      'channel/magnitude',
+      'channel/taylor',
+      'channel/moreau-gs',
+      'unstructured/magnitude',
+      'unstructured/taylor',
+      'unstructured/moreau-gs',
+    ]);
+    const un = rep.runs.find((x: { scope: string }) => x.scope === 'unstructured');
+    expect(un.params_after).toBe(rep.dense.params);
+    expect(un.nonzero_after).toBeLessThan(un.params_after);
+    const files = readdirSync(dir);
+    for (const scope of ['block', 'channel', 'unstructured']) {
+      expect(files).toContain(`perplexity_vs_ratio_${scope}.svg`);
+      expect(files).toContain(`perplexity_vs_ratio_${scope}.png`);
+    }
+    expect(readdirSync(path.join(dir, 'plans'))).toContain('unstructured-taylor-0.2.json');
+    const html = readFileSync(path.join(dir, 'report.html'), 'utf8');
+    expect((html.match(/<img [^>]*src="data:image\/svg\+xml;base64,/g) ?? []).length).toBe(3);
+  }, 300_000);
 
   it('prune --preset: the published setups resolved for 5 layers, explicit flags over them, recorded; GS counters, MACs, latency', async () => {
     // moreaupruner (HEAD): patches drawn fresh every iteration, moreau-gs at the reference values.
@@ -1017,6 +1343,30 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(j.results.taylor.fp16.iou).toBeGreaterThan(0.5);
     expect(j.results.taylor['gauss:0.01x2']).toHaveProperty('iou_sd');
     expect(j.dense.ppl).toBeGreaterThan(1);
+    // At the channel scope: the same analysis over hidden channels.
+    const c = await moreau([
+      'robustness',
+      ...model,
+      '--scope',
+      'channel',
+      '--criteria',
+      'magnitude',
+      '--ratio',
+      '0.25',
+      '--perturb',
+      'bf16',
+      '--ppl',
+      `ts=${F.ts}`,
+      '--limit',
+      '2',
+      '--json',
+      tmp('rob-channel.json'),
+      '-q',
+    ]);
+    expect(c.code, c.stderr).toBe(0);
+    const jc = json(tmp('rob-channel.json'));
+    expect(jc.results.magnitude.bf16.iou).toBeGreaterThan(0.5);
+    expect(jc.results.magnitude.bf16.spearman).toBeGreaterThan(0.5);
   }, 120_000);
 
   it('export --onnx writes a standalone model that onnxruntime runs', async () => {

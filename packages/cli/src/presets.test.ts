@@ -43,7 +43,7 @@ async function resolve(args: readonly string[], numHiddenLayers: number, maxPosi
     criterion: criterion.name,
     options,
     ratio: flags.ratio ?? resolved?.ratio,
-    ...planOptionsFromFlags(flags, resolved),
+    ...planOptionsFromFlags(flags, 'block', { preset: resolved }),
     calibration: calibrationChoice(flags, resolved),
     flags,
     resolved,
@@ -66,7 +66,7 @@ describe('--preset resolved for 5, 22 and 32 layers', () => {
       options: { ...REFERENCE_GS, perturb: 'all', proximal: 'reference', freshCalibration: true },
       ratio: 0.2,
       reduction: 'sum',
-      scope: 'local',
+      scope: 'block',
       attnLayers: range,
       mlpLayers: range,
       calibration: { sampling: 'patches', samples: 4, seqLen: len },
@@ -128,6 +128,8 @@ describe('--preset resolved for 5, 22 and 32 layers', () => {
       reduction: 'sum',
       attnLayers: r.attnLayers!,
       mlpLayers: r.mlpLayers!,
+      scope: 'block',
+      ranking: 'local',
       calibration: { ...r.calibration, source: 'c.txt', iterations: 1 },
     });
     expect(settings).toMatchObject({

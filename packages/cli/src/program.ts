@@ -11,7 +11,9 @@ import {
   parseIntArg,
   parseLayerRange,
   parseNumberArg,
+  parseRanking,
   parseRatio,
+  parseScopeArg,
 } from './internal/flags.js';
 
 /** The flags given on the command line (the rest carry their declared defaults). */
@@ -122,6 +124,8 @@ export interface CalibFlags extends Explicit {
   readonly attnLayers?: [number, number];
   readonly mlpLayers?: [number, number];
   readonly global: boolean;
+  readonly ranking?: string;
+  readonly keepLowRatio?: number;
   readonly reduction?: string;
   readonly opt: string[];
   readonly plugin: string[];
@@ -160,7 +164,17 @@ function calibOptions(cmd: Command): Command {
       parseLayerRange,
     )
     .option('--mlp-layers <A:B>', 'half-open layer range for MLP pruning (default: all)', parseLayerRange)
-    .option('--global', 'rank units globally across layers instead of per layer', false)
+    .option('--global', 'the same as --ranking global-per-kind (kept from before --ranking)', false)
+    .option(
+      '--ranking <r>',
+      'block scope: which units compete: local (per layer) | global-per-kind (heads with heads, channels with channels) | global-pool (heads and channels in one pool, as the released MoreauPruner code) (default: local)',
+      parseRanking,
+    )
+    .option(
+      '--keep-low-ratio <r>',
+      "unstructured and N:M scopes: keep this fraction of the would-be-zeroed weights at random, seeded (the reference's keep_low_ratio; default 0)",
+      parseRatio,
+    )
     .option(
       '--reduction <r>',
       'reduction across group members: sum | mean | max | prod | first (default: per criterion)',
@@ -262,6 +276,9 @@ export interface LatencyFlags {
 export interface PruneFlags extends ModelFlags, CalibFlags, TextFlags, LatencyFlags {
   readonly criterion?: string;
   readonly ratio?: number;
+  readonly scope: string;
+  readonly keepFirst?: number;
+  readonly planScores: boolean;
   readonly out: string;
   readonly overwrite: boolean;
   readonly steps: number;
@@ -284,13 +301,15 @@ export interface CompareFlags
   readonly tuneBatchSize: number;
   readonly criteria: string;
   readonly ratios: string;
+  readonly scopes: string;
   readonly report: string;
   readonly robustness: boolean;
   readonly perturb: string;
 }
 export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags {
   readonly criteria: string;
-  readonly ratio: number;
+  readonly ratio?: number;
+  readonly scope: string;
   readonly perturb: string;
   readonly json?: string;
 }
@@ -347,6 +366,9 @@ export interface Handlers {
   init(flags: InitFlags): Promise<void>;
 }
 
+const SCOPE_LIST = 'block | channel | layer | unstructured | N:M (e.g. 2:4)';
+const SCOPE_HELP = `what a pruned unit is: ${SCOPE_LIST}. block: attention KV groups and MLP channels per layer; channel: hidden channels of the whole model; layer: whole decoder layers; unstructured: single weights, per row; N:M: N of every M consecutive weights`;
+
 /**
  * The program. Each command's flags are declared here once, with their defaults; the interface of
  * the same name above is their parsed type (commander yields exactly these keys).
@@ -376,12 +398,18 @@ export function buildProgram(handlers: Handlers, version: string): Command {
   )
     .option(
       '--criterion <name>',
-      'magnitude | random | taylor | moreau | moreau-gs | a plugin criterion (required unless --plan or --preset)',
+      'magnitude | random | taylor | moreau | moreau-gs | block-influence | a plugin criterion (required unless --plan, --preset or --keep-first)',
     )
     .option(
       '--ratio <r>',
-      'fraction of units to prune in each pruned layer, in [0, 1) (required unless --plan or --preset)',
+      "fraction to prune, in [0, 1): of each group's units (block, channel), of the layers (layer), of each weight row (unstructured) (required unless --plan, --preset, --keep-first or N:M)",
       parseRatio,
+    )
+    .option('--scope <s>', SCOPE_HELP, parseScopeArg, 'block')
+    .option(
+      '--keep-first <n>',
+      "layer scope, LLM-Pruner's rule: keep layers 0..N-1 and remove the rest (no criterion, no ratio)",
+      parseIntArg('--keep-first'),
     )
     .requiredOption('--out <dir>', 'output HF directory (written atomically)')
     .option('--overwrite', 'replace --out if it already exists', false)
@@ -392,6 +420,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       1,
     )
     .option('--plan-out <file>', 'write the pruning plan JSON')
+    .option(
+      '--plan-scores',
+      "write scores into the plan: unit scores, or (unstructured, N:M) each matrix's float32 salience instead of its mask bitset",
+      false,
+    )
     .option('--plan <file>', 'apply this saved plan instead of scoring')
     .option(
       '--dtype <dtype>',
@@ -416,7 +449,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     ),
   )
     .requiredOption('--criteria <list>', 'comma-separated criteria, e.g. magnitude,taylor,moreau,moreau-gs')
-    .requiredOption('--ratios <list>', 'comma-separated ratios, e.g. 0.1,0.2,0.3')
+    .requiredOption(
+      '--ratios <list>',
+      'comma-separated ratios, e.g. 0.1,0.2,0.3 (N:M scopes run once, at N/M)',
+    )
+    .option('--scopes <list>', `comma-separated scopes, one chart each: ${SCOPE_LIST}`, 'block')
     .requiredOption('--report <dir>', 'report directory: report.json, report.md, report.html, charts')
     .option(
       '--latency <BxT>',
@@ -492,7 +529,8 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     ),
   )
     .requiredOption('--criteria <list>', 'comma-separated criteria')
-    .requiredOption('--ratio <r>', 'pruning ratio', parseRatio)
+    .option('--ratio <r>', 'pruning ratio (required unless the scope is N:M)', parseRatio)
+    .option('--scope <s>', SCOPE_HELP, parseScopeArg, 'block')
     .option('--perturb <list>', 'perturbations: fp16, bf16, gauss:EPSxK', 'fp16,bf16,gauss:0.01x3')
     .option('--json <file>', 'write the result as JSON')
     .action((m, o: RobustnessFlags, cmd: Command) => handlers.robustness(m, withExplicit(o, cmd)));

@@ -1,3 +1,4 @@
+import type { PruneScope } from '@moreau/core';
 import { describe, expect, it } from 'vitest';
 import { renderChart, reportCharts } from './internal/report/charts.js';
 import {
@@ -22,10 +23,12 @@ const shrinkDiagnostics = {
   },
 };
 
-const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
+const run = (criterion: string, ratio: number, ppl: number, acc: number, scope: PruneScope = 'block') => ({
+  scope,
   criterion,
   ratio,
   params_after: ratio === 0.1 ? 900 : 800,
+  nonzero_after: ratio === 0.1 ? 900 : 800,
   params_left: ratio === 0.1 ? 0.9 : 0.8,
   ppl: { wiki: ppl },
   nll: { wiki: Math.log(ppl) },
@@ -44,7 +47,7 @@ const run = (criterion: string, ratio: number, ppl: number, acc: number) => ({
 
 const report: CompareReport = {
   format: 'moreau-compare-report',
-  version: 1,
+  version: 2,
   created: '2026-01-01T00:00:00.000Z',
   moreau: '0.0.0',
   model: {
@@ -63,6 +66,7 @@ const report: CompareReport = {
     preset_source: { repository: 'ShiningSord/MoreauPruner', commit: 'ce5453f', files: ['start.sh'] },
     criteria: ['taylor', 'moreau'],
     ratios: [0.1, 0.2],
+    scopes: ['block'],
     options: { taylor: { variant: 'param_first' }, moreau: { iterations: 2 } },
     ppl_texts: { wiki: 'wiki.txt' },
     tasks: { arc_easy: 'arc.jsonl' },
@@ -70,7 +74,8 @@ const report: CompareReport = {
     limit: 4,
     calibration: { source: 'calib.txt', sampling: 'patches', samples: 2, seq_len: 32, iterations: 2 },
     seed: 1,
-    scope: 'local',
+    ranking: 'local',
+    keep_low_ratio: 0,
     attn_layers: null,
     mlp_layers: null,
     perturbations: ['fp16', 'gauss:0.01x2'],
@@ -174,6 +179,40 @@ describe('comparison report rendering', () => {
     expect(md).toContain('## Criterion diagnostics');
     expect(md).toContain('- warning: moreau: most rows flipped');
     expect(renderHtml(report, [])).toContain('<strong>warning:</strong> moreau: most rows flipped');
+  });
+
+  it('several scopes: a scope column, best per scope and ratio, one perplexity chart per scope', () => {
+    const scoped: CompareReport = {
+      ...report,
+      settings: { ...report.settings, scopes: ['block', 'unstructured'] },
+      runs: [
+        run('taylor', 0.1, 12, 0.4),
+        run('moreau', 0.1, 11, 0.45),
+        { ...run('taylor', 0.1, 14, 0.4, 'unstructured'), nonzero_after: 901, params_left: 0.901 },
+        run('moreau', 0.1, 15, 0.45, 'unstructured'),
+      ],
+      robustness: { 'unstructured 0.1': report.robustness!['0.2']! },
+    };
+    const t = comparisonTable(scoped);
+    expect(t.header.slice(0, 4)).toEqual(['scope', 'criterion', 'ratio', 'params']);
+    expect(t.rows.map((r) => r.slice(0, 4).join('@'))).toEqual([
+      '@dense@0@1,000',
+      'block@taylor@0.1@900',
+      'block@moreau@0.1@900',
+      'unstructured@taylor@0.1@901',
+      'unstructured@moreau@0.1@900',
+    ]);
+    const ppl = t.header.indexOf('PPL wiki');
+    expect(t.best?.has(`2,${ppl}`)).toBe(true); // block: moreau's perplexity 11
+    expect(t.best?.has(`3,${ppl}`)).toBe(true); // unstructured: taylor's 14
+    expect(reportCharts({ ...scoped, robustness: undefined }).map((c) => c.name)).toEqual([
+      'perplexity_vs_ratio_block',
+      'accuracy_vs_ratio_block',
+      'perplexity_vs_ratio_unstructured',
+      'accuracy_vs_ratio_unstructured',
+    ]);
+    expect(textSummary(scoped)).toMatch(/robustness at unstructured, ratio 0\.1 /);
+    expect(renderMarkdown(scoped, [])).toContain('scopes block, unstructured; local ranking (block)');
   });
 
   it('markdown and a self-contained, escaped HTML page', () => {

@@ -25,7 +25,7 @@ import {
 import { LlamaModel, llamaLoss, randomInit } from '@moreau/models';
 import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
-import { builtinCriteria, magnitude, moreau, moreauGs, random, taylor } from './index.js';
+import { blockInfluence, builtinCriteria, magnitude, moreau, moreauGs, random, taylor } from './index.js';
 import { paramKind, type ShrinkCounts, shrinkRows } from './moreau.js';
 
 const config = smallConfig({
@@ -73,7 +73,7 @@ function handScores(
   reduction: 'sum' | 'mean' = 'sum',
 ): Map<string, number[]> {
   const out = new Map<string, number[]>();
-  for (const g of model.groups()) {
+  for (const g of model.groups(['attention', 'mlp'])) {
     out.set(
       g.id,
       Array.from({ length: g.units }, (_, u) => {
@@ -119,9 +119,9 @@ async function grads(
 }
 
 describe('registration', () => {
-  it('importing @moreau/criteria registers the five built-in criteria', () => {
+  it('importing @moreau/criteria registers the six built-in criteria', () => {
     expect(listCriteria()).toEqual(
-      expect.arrayContaining(['magnitude', 'random', 'taylor', 'moreau', 'moreau-gs']),
+      expect.arrayContaining(['magnitude', 'random', 'taylor', 'moreau', 'moreau-gs', 'block-influence']),
     );
     for (const c of builtinCriteria) expect(getCriterion(c.name)).toBe(c);
   });
@@ -182,12 +182,99 @@ describe('random', () => {
   it('draws one uniform per unit from the run RNG, group after group', async () => {
     const { scores, plan } = await prune(model, { criterion: 'random', ratio: 0.25, seed: 17 });
     const rng = new Rng(17).fork(); // prune forks the run's RNG for each scoring step
-    for (const g of model.groups()) {
+    for (const g of model.groups(['attention', 'mlp'])) {
       const want = Array.from({ length: g.units }, () => rng.uniform());
       expect([...scores.get(g.id)!]).toEqual(want);
     }
     const again = await prune(model, { criterion: 'random', ratio: 0.25, seed: 17 });
     expect(again.plan).toEqual(plan);
+  });
+
+  it('scores units only: block, channel and layer scopes, not single weights', async () => {
+    expect(random.scopes).toEqual(['block', 'channel', 'layer']);
+    const layer = await prune(model, { criterion: 'random', ratio: 0.5, seed: 17, scope: 'layer' });
+    expect(layer.model.numLayers).toBe(1);
+    await expect(prune(model, { criterion: 'random', ratio: 0.5, scope: 'unstructured' })).rejects.toThrow(
+      "criterion 'random' cannot prune at scope 'unstructured': it scores block, channel, layer only",
+    );
+  });
+});
+
+describe('every salience criterion works at every scope', () => {
+  it.each(['magnitude', 'taylor', 'moreau-gs'])('%s', async (name) => {
+    const cal = calibration(10);
+    const run = (scope: string) =>
+      prune(model, {
+        criterion: name,
+        ...(scope === '2:4' ? {} : { ratio: 0.25 }), // N:M fixes its own ratio
+        scope: scope as never,
+        calibration: cal,
+        backend,
+        options: name === 'moreau-gs' ? { iterations: 2, averageLast: 1 } : {},
+      });
+    const channel = await run('channel');
+    expect(channel.plan.groups[0]!.kept).toHaveLength(12); // floor(16 * 0.75)
+    const layer = await run('layer');
+    expect(layer.model.numLayers).toBe(1); // floor(2 * 0.75)
+    const unstructured = await run('unstructured');
+    expect(unstructured.plan.masks).toHaveLength(2 * 7);
+    const nm = await run('2:4');
+    const q = nm.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data;
+    for (let b = 0; b < q.length; b += 4) expect(q.subarray(b, b + 4).filter((x) => x === 0).length).toBe(2);
+  });
+});
+
+describe('block-influence', () => {
+  it('scores each layer 1 - mean cos(h_in, h_out) over the calibration tokens and removes the lowest', async () => {
+    const cal = calibration();
+    const windows = cal.iterations[0]!;
+    // The hidden states around each layer, from the model's own stage functions.
+    const st = model.stages();
+    const local = (names: Readonly<Record<string, string>>) =>
+      Object.fromEntries(Object.entries(names).map(([k, n]) => [k, model.params.get(n)!]));
+    const ids = tensor(Int32Array.from(windows.flat()), [windows.length, windows[0]!.length], 'int32');
+    const embed = jit((p: never, x: never) => st.embedFn(p, x), { backend });
+    let h = (await embed(local(st.embed.params) as never, ids as never)) as HostTensor;
+    const want: number[] = [];
+    for (const layer of st.layers) {
+      const f = jit((p: never, x: never) => st.layerFn(layer.key)(p, x), { backend });
+      const out = (await f(local(layer.params) as never, h as never)) as HostTensor;
+      const a = h.data as Float32Array;
+      const b = out.data as Float32Array;
+      let s = 0;
+      for (let t = 0; t < a.length; t += 16) {
+        let dot = 0;
+        let na = 0;
+        let nb = 0;
+        for (let i = t; i < t + 16; i++) {
+          dot += a[i]! * b[i]!;
+          na += a[i]! ** 2;
+          nb += b[i]! ** 2;
+        }
+        s += 1 - dot / Math.sqrt(na * nb);
+      }
+      want.push(s / (a.length / 16));
+      h = out;
+    }
+    const {
+      scores,
+      plan,
+      model: pruned,
+    } = await prune(model, {
+      criterion: blockInfluence,
+      ratio: 0.5,
+      scope: 'layer',
+      calibration: cal,
+      backend,
+    });
+    expect(scores.get('layer.0')![0]).toBeCloseTo(want[0]!, 6);
+    expect(scores.get('layer.1')![0]).toBeCloseTo(want[1]!, 6);
+    const keptLayer = want[0]! >= want[1]! ? 0 : 1;
+    expect(plan.groups.map((d) => d.kept)).toEqual(keptLayer === 0 ? [[0], []] : [[], [0]]);
+    expect(pruned.numLayers).toBe(1);
+    await expect(
+      prune(model, { criterion: blockInfluence, ratio: 0.5, scope: 'block', calibration: cal, backend }),
+    ).rejects.toThrow("criterion 'block-influence' cannot prune at scope 'block': it scores layer only");
   });
 });
 
@@ -292,7 +379,9 @@ async function moreauByHand(o: {
   counts?: Map<string, ShrinkCounts>[];
 }) {
   const names = [...model.params.keys()];
-  const members = [...new Set(model.groups().flatMap((g) => g.members.map((m) => m.param)))];
+  const members = [
+    ...new Set(model.groups(['attention', 'mlp']).flatMap((g) => g.members.map((m) => m.param))),
+  ];
   const perturbed = o.perturb === 'all' ? names : members;
   const noiseSeed = new Rng(o.seed).fork().nextUint32();
   const delta = new Map(perturbed.map((m) => [m, new Float32Array(f32(m).length)]));

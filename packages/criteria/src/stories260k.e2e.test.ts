@@ -64,8 +64,12 @@ const CRITERIA: readonly [string, Record<string, unknown>][] = [
 const ranking = (s: ArrayLike<number>) =>
   Array.from({ length: s.length }, (_, i) => i).sort((a, b) => s[b]! - s[a]! || a - b);
 
+/** 'attention/mlp' kept counts per layer, e.g. '3/137 3/137 ...'. */
 const keptCounts = (r: PruneResult) =>
-  r.plan.layers.map((l) => [l.attention?.kept.length, l.mlp?.kept.length].join('/')).join(' ');
+  r.plan.groups
+    .map((d) => `${d.group.kind === 'mlp' ? '/' : ' '}${d.kept.length}`)
+    .join('')
+    .trim();
 
 function bytesEqual(a: HostTensor, b: HostTensor): boolean {
   return Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
@@ -197,12 +201,10 @@ describe.skipIf(!HAVE)('criteria on stories260K (llama2.c) end to end', () => {
         const { plan } = result;
         const pruned = result.model as LlamaModel;
         // KV groups: 4 -> floor(3.2) = 3; MLP channels: 172 -> floor(137.6) = 137, in every layer.
-        expect(plan.layers).toHaveLength(5);
-        for (const l of plan.layers) {
-          expect(l.attention!.total).toBe(4);
-          expect(l.attention!.kept).toHaveLength(3);
-          expect(l.mlp!.total).toBe(172);
-          expect(l.mlp!.kept).toHaveLength(137);
+        expect(plan.groups).toHaveLength(10);
+        for (const d of plan.groups) {
+          expect(d.total).toBe(d.group.kind === 'attention' ? 4 : 172);
+          expect(d.kept).toHaveLength(d.group.kind === 'attention' ? 3 : 137);
         }
         expect(plan.criterion).toEqual({ name, options: resolveOptions(getCriterion(name), options) });
         expect(pruned.config.layerHeadNum).toEqual([6, 6, 6, 6, 6]);
@@ -243,7 +245,7 @@ describe.skipIf(!HAVE)('criteria on stories260K (llama2.c) end to end', () => {
         report.push(
           `${name.padEnd(9)} ${JSON.stringify(options).padEnd(34)} ${ms.toFixed(0).padStart(6)} ms on ${ort.name}; ` +
             `kept ${keptCounts(result)}; params ${before} -> ${after}; held-out loss ${lossAfter.toFixed(4)}; ` +
-            `attention kept ${JSON.stringify(plan.layers.map((l) => l.attention!.kept))}`,
+            `attention kept ${JSON.stringify(plan.groups.filter((d) => d.group.kind === 'attention').map((d) => d.kept))}`,
         );
       }
       console.log(`stories260K at ratio 0.2:\n${report.join('\n')}`);
@@ -297,7 +299,7 @@ describe.skipIf(!HAVE)('criteria on stories260K (llama2.c) end to end', () => {
       );
       const windows = calibration.iterations[0]!;
       const x = tensor(Int32Array.from(windows.flat()), [windows.length, windows[0]!.length], 'int32');
-      const groups = model.groups();
+      const groups = model.groups(['attention', 'mlp']);
       const members =
         perturb === 'all'
           ? [...model.params.keys()]

@@ -14,7 +14,11 @@ import {
   InputError,
   type OptionValues,
   type PlanOptions,
+  type PruneScope,
   type PruningPreset,
+  parseRanking as parseRankingName,
+  parseScope,
+  type Ranking,
   type ResolvedPreset,
   resolveOptions,
   resolvePreset,
@@ -72,6 +76,24 @@ export function parseLayerRange(value: string): [number, number] {
   if (!m || Number(m[1]) > Number(m[2]))
     throw new InvalidArgumentError(`layer range must be A:B with A <= B (half-open), got '${value}'`);
   return [Number(m[1]), Number(m[2])];
+}
+
+/** --scope: block | channel | layer | unstructured | N:M. */
+export function parseScopeArg(value: string): PruneScope {
+  try {
+    return parseScope(value).name;
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+/** --ranking: local | global-per-kind | global-pool ('global' = global-per-kind). */
+export function parseRanking(value: string): Ranking {
+  try {
+    return parseRankingName(value);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 /** --latency BxT: batch and tokens per row. */
@@ -146,6 +168,27 @@ export function ratiosFlag(value: string): number[] {
   if (new Set(ratios).size !== ratios.length)
     throw new UsageError(`--ratios: a ratio is listed twice in '${value}'`);
   return ratios;
+}
+
+/** --scopes: each a valid scope, no duplicates, kept in the given order. */
+export function scopesFlag(value: string): PruneScope[] {
+  const scopes = listFlag('--scopes', value).map((s) => usage(() => parseScope(s).name, '--scopes: '));
+  if (new Set(scopes).size !== scopes.length)
+    throw new UsageError(`--scopes: a scope is listed twice in '${value}'`);
+  return scopes;
+}
+
+/** Every criterion must score every scope asked for: a mismatch names both (before any work). */
+export function checkCriterionScopes(names: readonly string[], scopes: readonly PruneScope[]): void {
+  for (const name of names) {
+    const c = getCriterion(name);
+    for (const scope of scopes) {
+      if (c.scopes && !c.scopes.includes(parseScope(scope).kind))
+        throw new UsageError(
+          `criterion '${name}' cannot prune at scope '${scope}': it scores ${c.scopes.join(', ')} only`,
+        );
+    }
+  }
 }
 
 /** --criteria: names checked against the registry (the error lists the valid ones). */
@@ -268,12 +311,20 @@ export function checkPlanFlags(flags: PruneFlags): void {
     }
     if (flags.steps !== 1 || flags.opt.length)
       throw new UsageError('--plan applies a saved plan as it is: drop --steps / --opt');
+    if (flags.keepFirst !== undefined)
+      throw new UsageError('--plan applies a saved plan as it is: drop --keep-first');
+  } else if (flags.keepFirst !== undefined) {
+    // LLM-Pruner's rule decides without a criterion; core checks the scope and the rest.
+    if (flags.criterion !== undefined || flags.ratio !== undefined || flags.preset !== undefined)
+      throw new UsageError(
+        '--keep-first keeps the first N layers unscored: drop --criterion, --ratio and --preset',
+      );
   } else if (flags.preset === undefined) {
     if (flags.criterion === undefined)
       throw new UsageError(
-        "required option '--criterion <name>' not specified (or give --plan FILE or --preset NAME)",
+        "required option '--criterion <name>' not specified (or give --plan FILE, --preset NAME, or --scope layer --keep-first N)",
       );
-    if (flags.ratio === undefined)
+    if (flags.ratio === undefined && parseScope(flags.scope).kind !== 'n:m')
       throw new UsageError(
         "required option '--ratio <r>' not specified (or give --plan FILE or --preset NAME)",
       );
@@ -339,20 +390,48 @@ export function requireInputFiles(
   }
 }
 
+/** --ranking, or --global (its older spelling); both at once must agree. */
+export function rankingFlag(flags: CalibFlags): Ranking | undefined {
+  if (flags.global && flags.ranking !== undefined && flags.ranking !== 'global-per-kind')
+    throw new UsageError(
+      `--global means --ranking global-per-kind: drop one of --global and --ranking ${flags.ranking}`,
+    );
+  return flags.global ? 'global-per-kind' : (flags.ranking as Ranking | undefined);
+}
+
 /**
- * The prune options the selection flags set (--seed, --global, --attn-layers, --mlp-layers,
- * --reduction), over the preset's layer ranges and reduction.
+ * The prune options the selection flags set at a scope (--seed, --ranking / --global, --attn-layers,
+ * --mlp-layers, --reduction, --keep-low-ratio), over the preset's layer ranges and reduction (a
+ * preset describes block pruning: its ranges apply at the block scope only). A flag the scope has
+ * no use for is passed on, and core's error names both; with `lenient` (compare, several scopes at
+ * once) it is left out for that scope instead.
  */
 export function planOptionsFromFlags(
   flags: CalibFlags,
-  preset?: ResolvedPreset,
-): Pick<PlanOptions, 'seed' | 'scope' | 'attnLayers' | 'mlpLayers' | 'reduction'> {
+  scope: PruneScope,
+  { lenient = false, preset }: { lenient?: boolean; preset?: ResolvedPreset } = {},
+): Pick<
+  PlanOptions,
+  'seed' | 'scope' | 'ranking' | 'attnLayers' | 'mlpLayers' | 'reduction' | 'keepLowRatio'
+> {
+  const kind = parseScope(scope).kind;
+  const applies = (yes: boolean) => yes || !lenient;
+  const elements = kind === 'unstructured' || kind === 'n:m';
+  const ranking = rankingFlag(flags);
+  const ranges = kind === 'block' ? preset : undefined;
+  const reduction = flags.reduction || (elements ? undefined : preset?.reduction);
   return {
     seed: flags.seed,
-    scope: flags.global ? 'global' : 'local',
-    attnLayers: flags.attnLayers ?? preset?.attnLayers,
-    mlpLayers: flags.mlpLayers ?? preset?.mlpLayers,
-    reduction: (flags.reduction || preset?.reduction || undefined) as PlanOptions['reduction'],
+    scope,
+    ...(ranking !== undefined && applies(kind === 'block') ? { ranking } : {}),
+    ...(applies(kind !== 'channel')
+      ? {
+          attnLayers: flags.attnLayers ?? ranges?.attnLayers,
+          mlpLayers: flags.mlpLayers ?? ranges?.mlpLayers,
+        }
+      : {}),
+    ...(applies(!elements) && reduction ? { reduction: reduction as PlanOptions['reduction'] } : {}),
+    ...(flags.keepLowRatio !== undefined && applies(elements) ? { keepLowRatio: flags.keepLowRatio } : {}),
   };
 }
 
@@ -380,6 +459,8 @@ export function scoringSettings(
     readonly reduction: string;
     readonly attnLayers: readonly [number, number];
     readonly mlpLayers: readonly [number, number];
+    readonly scope: string;
+    readonly ranking: string | null;
     readonly calibration: (CalibrationChoice & { source: string | null; iterations: number }) | null;
   },
 ): Record<string, DiagnosticValue> {
@@ -403,7 +484,8 @@ export function scoringSettings(
     ratio: typeof run.ratio === 'number' ? run.ratio : [...run.ratio],
     reduction: run.reduction,
     seed: flags.seed,
-    scope: flags.global ? 'global' : 'local',
+    scope: run.scope,
+    ranking: run.ranking,
     attn_layers: [...run.attnLayers],
     mlp_layers: [...run.mlpLayers],
     ...(flags.steps !== undefined ? { steps: flags.steps } : {}),

@@ -14,7 +14,11 @@ const guarded = new Set<string>();
 
 const suffix = () => randomBytes(4).toString('hex');
 
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/** Writes a file atomically; `data` may come in pieces (a large plan's JSON exceeds one string). */
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array | Iterable<string>,
+): Promise<void> {
   const target = resolve(file);
   await mkdir(dirname(target), { recursive: true });
   const tmp = `${target}.tmp-${suffix()}`;

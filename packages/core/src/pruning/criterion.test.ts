@@ -146,8 +146,17 @@ describe('the criterion registry', () => {
     [{ name: 'test-x', channelMode: 'abs-then-sum' }, /criterion 'test-x' has no channelMode\(\) function/],
     [
       { name: 'test-x', requires: { gradients: true } },
-      /must declare requires: \{ gradients: boolean, calibration: boolean \}/,
+      /must declare requires: \{ gradients: boolean, calibration: boolean, forward\?: boolean \}/,
     ],
+    [
+      { name: 'test-x', requires: { gradients: false, calibration: false, forward: 'yes' } },
+      /must declare requires: \{ gradients: boolean, calibration: boolean, forward\?: boolean \}/,
+    ],
+    [
+      { name: 'test-x', scopes: [] },
+      /declares scopes \[\]; valid: a non-empty list of block, channel, layer, unstructured, n:m/,
+    ],
+    [{ name: 'test-x', scopes: ['rows'] }, /declares scopes \["rows"\]/],
     [
       { name: 'test-x', defaultReduction: 'median' },
       /defaultReduction 'median'; valid: sum, mean, max, prod, first/,

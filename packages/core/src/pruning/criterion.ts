@@ -10,6 +10,7 @@ import type { ExecMode } from '../stream/executor.js';
 import type { ParamState } from '../stream/param-state.js';
 import type { CalibrationSet } from './calibration.js';
 import type { PrunableGroup } from './groups.js';
+import { type ParsedScope, SCOPE_KINDS, type ScopeKind } from './scope.js';
 import { type ChannelMode, REDUCTIONS, type Reduction } from './scoring.js';
 
 export type OptionSpec =
@@ -73,6 +74,15 @@ export interface GradientRequest {
   readonly consume: (grads: Map<string, Float32Array>) => void | Promise<void>;
 }
 
+/** A decoder layer's input and output hidden states on one batch (see CriterionContext.layerActivations). */
+export interface LayerActivations {
+  /** Decoder layer index. */
+  readonly layer: number;
+  /** float32 [batch, seq, hidden]. */
+  readonly input: HostTensor;
+  readonly output: HostTensor;
+}
+
 export interface CriterionContext {
   /** Every parameter of the model (members and the rest), in the model's order. */
   readonly params: readonly ParamInfo[];
@@ -84,6 +94,11 @@ export interface CriterionContext {
   /** A fresh float32 copy of any parameter's weights. */
   weight(name: string): Float32Array;
   readonly shapes: ReadonlyMap<string, readonly number[]>;
+  /**
+   * The groups being scored: the scope's groups in the pruned layers (block: attention and MLP;
+   * channel: the hidden group; layer: one group per candidate layer). At the element scopes
+   * (unstructured, N:M) the block groups, whose members are the matrices to mask.
+   */
   readonly groups: readonly PrunableGroup[];
   /** Seeded for this run: same seed, same draws on every backend. */
   readonly rng: Rng;
@@ -104,6 +119,15 @@ export interface CriterionContext {
    * exist and are dropped after it returns, so memory is bounded by a layer. Returns the loss.
    */
   gradients(batch: readonly (readonly number[])[], request: GradientRequest): Promise<number>;
+  /**
+   * Runs the model forward on a batch and hands each decoder layer's input and output hidden
+   * states to `consume`, layer by layer in order (only one layer's are held at a time). Needs
+   * `requires.forward`.
+   */
+  layerActivations(
+    batch: readonly (readonly number[])[],
+    consume: (a: LayerActivations) => void | Promise<void>,
+  ): Promise<void>;
   /**
    * Hands over the element salience of one member parameter as soon as it exists (core folds it
    * into unit scores and drops it). Criteria may instead return all salience in their result.
@@ -148,7 +172,17 @@ export interface CriterionResult {
 export interface Criterion {
   readonly name: string;
   readonly description: string;
-  readonly requires: { readonly gradients: boolean; readonly calibration: boolean };
+  /** gradients: ctx.gradients; calibration: windows; forward: ctx.layerActivations (default false). */
+  readonly requires: {
+    readonly gradients: boolean;
+    readonly calibration: boolean;
+    readonly forward?: boolean;
+  };
+  /**
+   * The scopes it can score (default: all). Criteria that hand over element salience work at
+   * every scope; ones that return unit scores (e.g. random) list the scopes they score units of.
+   */
+  readonly scopes?: readonly ScopeKind[];
   readonly options: Readonly<Record<string, OptionSpec>>;
   /** Scoring iterations that draw calibration windows (for fresh-window sampling). */
   calibrationIterations?(options: OptionValues): number;
@@ -175,8 +209,17 @@ export function registerCriterion(c: Criterion): void {
   };
   if (typeof c.score !== 'function') bad('has no score() function');
   if (typeof c.channelMode !== 'function') bad('has no channelMode() function');
-  if (typeof c.requires?.gradients !== 'boolean' || typeof c.requires?.calibration !== 'boolean')
-    bad('must declare requires: { gradients: boolean, calibration: boolean }');
+  if (
+    typeof c.requires?.gradients !== 'boolean' ||
+    typeof c.requires?.calibration !== 'boolean' ||
+    (c.requires.forward !== undefined && typeof c.requires.forward !== 'boolean')
+  )
+    bad('must declare requires: { gradients: boolean, calibration: boolean, forward?: boolean }');
+  if (
+    c.scopes !== undefined &&
+    (!Array.isArray(c.scopes) || c.scopes.length === 0 || c.scopes.some((s) => !SCOPE_KINDS.includes(s)))
+  )
+    bad(`declares scopes ${JSON.stringify(c.scopes)}; valid: a non-empty list of ${SCOPE_KINDS.join(', ')}`);
   if (!REDUCTIONS.includes(c.defaultReduction))
     bad(`has defaultReduction '${c.defaultReduction}'; valid: ${REDUCTIONS.join(', ')}`);
   if (c.options === null || typeof c.options !== 'object')
@@ -201,7 +244,18 @@ export function registerCriterion(c: Criterion): void {
 
 /** What a criterion declares, for telling another copy of the same criterion from a different one. */
 function signature(c: Criterion): string {
-  return JSON.stringify([c.description, c.requires, c.options, c.defaultReduction]);
+  return JSON.stringify([c.description, c.requires, c.options, c.defaultReduction, c.scopes]);
+}
+
+/** A criterion that cannot score at a scope is a usage error naming both. */
+export function checkCriterionScope(c: Criterion, scope: ParsedScope): void {
+  if (c.scopes && !c.scopes.includes(scope.kind)) {
+    throw new InputError(
+      `criterion '${c.name}' cannot prune at scope '${scope.name}': it scores ${c.scopes.join(', ')} only`,
+      undefined,
+      'scope',
+    );
+  }
 }
 
 export function listCriteria(): string[] {

@@ -27,20 +27,52 @@ export interface GroupMember {
   readonly offset: number;
 }
 
-/** attention and mlp groups are pruned by the engine; hidden and layer groups are described only. */
+/**
+ * What a group's units are: attention KV groups and MLP channels of one layer (block scope), the
+ * model's hidden channels (channel scope), or one whole decoder layer (layer scope, one unit).
+ */
 export type GroupKind = 'attention' | 'mlp' | 'hidden' | 'layer';
+export const GROUP_KINDS: readonly GroupKind[] = ['attention', 'mlp', 'hidden', 'layer'];
+
+/** A group named structurally (how plans name groups): its kind and, for per-layer kinds, its layer. */
+export interface GroupRef {
+  readonly kind: GroupKind;
+  /** Decoder layer; absent for model-wide groups. */
+  readonly layer?: number;
+}
 
 export interface PrunableGroup {
-  /** Stable id, e.g. 'layer.3.attention', 'layer.3.mlp', 'hidden'. */
+  /** Unique key within the model (for maps and messages), e.g. 'layer.3.attention', 'hidden'. */
   readonly id: string;
   readonly kind: GroupKind;
   /** Decoder layer; -1 for model-wide groups. */
   readonly layer: number;
-  /** Number of units (KV groups for attention, channels for MLP). */
+  /** Number of units (KV groups for attention, channels for MLP and hidden, 1 for a layer). */
   readonly units: number;
   /** Channels per unit sub-slice (head_dim for attention, 1 for MLP). */
   readonly unitSize: number;
   readonly members: readonly GroupMember[];
+}
+
+/** Units of one group to keep, for `PrunableModel.cut` (an empty list removes a 'layer' group). */
+export interface GroupCut {
+  readonly group: PrunableGroup;
+  readonly kept: readonly number[];
+}
+
+/** The structural name of a group. */
+export function groupRef(g: PrunableGroup): GroupRef {
+  return g.layer >= 0 ? { kind: g.kind, layer: g.layer } : { kind: g.kind };
+}
+
+/** Whether a group is the one a reference names. */
+export function isGroup(g: PrunableGroup, ref: GroupRef): boolean {
+  return g.kind === ref.kind && g.layer === (ref.layer ?? -1);
+}
+
+/** 'layer 3 mlp', 'hidden': how messages name a group. */
+export function groupLabel(ref: GroupRef): string {
+  return ref.layer === undefined ? ref.kind : `layer ${ref.layer} ${ref.kind}`;
 }
 
 /** Sorted, de-duplicated unit indices, checked against `units` when given. */
@@ -103,21 +135,17 @@ export function selectIndices(t: HostTensor, axis: number, indices: readonly num
 }
 
 /**
- * The generic cut: for every group id in `kept`, index-selects the kept units' slices of each
- * member. Parameters of groups not listed pass through unchanged.
+ * The generic cut for models whose groups are slices: index-selects the kept units' slices of
+ * every member of every listed group. Parameters of groups not listed pass through unchanged.
  */
 export function cutGroups(
   params: ReadonlyMap<string, HostTensor>,
-  groups: readonly PrunableGroup[],
-  kept: ReadonlyMap<string, Iterable<number>>,
+  cuts: readonly GroupCut[],
 ): Map<string, HostTensor> {
   const out = new Map(params);
-  const byId = new Map(groups.map((g) => [g.id, g]));
-  for (const [id, units] of kept) {
-    const g = byId.get(id);
-    if (!g)
-      throw new InputError(`cut: no group '${id}'; groups: ${[...byId.keys()].slice(0, 8).join(', ')}, ...`);
-    const list = normalizeUnits(units, g.units, `group ${id}`);
+  for (const { group: g, kept } of cuts) {
+    const id = g.id;
+    const list = normalizeUnits(kept, g.units, `group ${id}`);
     if (list.length === 0)
       throw new InputError(`cut: group ${id} would keep no unit (at least 1 is required)`);
     for (const m of g.members) {

@@ -14,18 +14,27 @@ export type {
   DiagnosticValue,
   GradientRequest,
   GradientResult,
+  LayerActivations,
   OptionSpec,
   OptionValues,
   ParamInfo,
   Progress,
 } from './criterion.js';
 export { getCriterion, listCriteria, registerCriterion, resolveOptions } from './criterion.js';
-export type { GroupKind, GroupMember, PrunableGroup } from './groups.js';
-export { cutGroups, memberIndices, normalizeUnits, selectIndices } from './groups.js';
+export type { GroupCut, GroupKind, GroupMember, GroupRef, PrunableGroup } from './groups.js';
+export { cutGroups, groupRef, memberIndices, normalizeUnits, selectIndices } from './groups.js';
 export type { PrunableModel } from './model.js';
 export { countParams, cutModel } from './model.js';
-export type { LayerDecision, LayerPlan, PruningPlan } from './plan.js';
-export { applyPlan, parsePlan, planToJSON } from './plan.js';
+export type {
+  GroupDecision,
+  JsonValue,
+  MatrixMask,
+  PlanCriterion,
+  PlanSettings,
+  PruningPlan,
+} from './plan.js';
+export { applyPlan, parsePlan, planToJSON, planToJSONChunks } from './plan.js';
+export { readPlanFile, writePlanFile } from './plan-file.js';
 export type {
   CalibrationSampling,
   PresetCalibration,
@@ -36,5 +45,9 @@ export type {
 export { getPreset, listPresets, PRUNING_PRESETS, referenceLayerRange, resolvePreset } from './presets.js';
 export type { PlanOptions, PruneResult } from './prune.js';
 export { prune } from './prune.js';
+export type { PruneScope, Ranking, ScopeKind } from './scope.js';
+export { parseRanking, parseScope, RANKINGS, SCOPE_KINDS } from './scope.js';
 export type { ChannelMode, Reduction } from './scoring.js';
 export { REDUCTIONS } from './scoring.js';
+export type { MatrixSparsity, SparsityReport } from './sparsity.js';
+export { countNonZero, NM_WIDTHS, sparsityReport } from './sparsity.js';

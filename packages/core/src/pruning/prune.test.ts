@@ -8,7 +8,7 @@ import { sampleCalibration } from './calibration.js';
 import type { Criterion, GradientResult } from './criterion.js';
 import type { PrunableGroup } from './groups.js';
 import { countParams } from './model.js';
-import { applyPlan, parsePlan, planToJSON } from './plan.js';
+import { applyPlan, type PruningPlan, parsePlan, planToJSON } from './plan.js';
 import { prune } from './prune.js';
 import { keptCount } from './selection.js';
 import { fixedCriterion, TOY_VOCAB, toyModel } from './test-fixtures.js';
@@ -33,19 +33,20 @@ const byId = (table: Record<string, number[]>) => (g: PrunableGroup) => {
   return s;
 };
 
-const kept = (plan: {
-  layers: readonly {
-    layer: number;
-    attention?: { kept: readonly number[] };
-    mlp?: { kept: readonly number[] };
-  }[];
-}) =>
+/** Kept units by group id ('layer.<l>.<kind>', 'hidden', 'layer.<l>'), from a plan's group decisions. */
+const kept = (plan: PruningPlan) =>
   Object.fromEntries(
-    plan.layers.flatMap((l) => [
-      ...(l.attention ? [[`layer.${l.layer}.attention`, [...l.attention.kept]]] : []),
-      ...(l.mlp ? [[`layer.${l.layer}.mlp`, [...l.mlp.kept]]] : []),
+    plan.groups.map((d) => [
+      d.group.layer === undefined
+        ? d.group.kind
+        : d.group.kind === 'layer'
+          ? `layer.${d.group.layer}`
+          : `layer.${d.group.layer}.${d.group.kind}`,
+      [...d.kept],
     ]),
   );
+const decision = (plan: PruningPlan, kind: string, layer?: number) =>
+  plan.groups.find((d) => d.group.kind === kind && d.group.layer === layer)!;
 
 /** Rows (axis 0) or columns (axis 1) of a [r, c] float32 tensor. */
 function pick(t: HostTensor, axis: 0 | 1, idx: readonly number[]): number[] {
@@ -72,19 +73,21 @@ describe('prune: local selection and the rounding rule', () => {
     });
     expect(plan).toMatchObject({
       format: 'moreau-pruning-plan',
-      version: 1,
+      version: 2,
+      scope: 'block',
       criterion: { name: 'fixed', options: {} },
       reduction: 'sum',
       ratio: 0.3,
+      ranking: 'local',
       seed: 1,
-      scope: 'local',
       attnLayers: [0, 2],
       mlpLayers: [0, 2],
       steps: 1,
-      numLayers: 2,
+      model: { numLayers: 2, params: countParams(model.params) },
+      masks: [],
     });
-    expect(plan.layers[0]!.attention!.total).toBe(4);
-    expect(plan.layers[1]!.mlp!.total).toBe(5);
+    expect(decision(plan, 'attention', 0).total).toBe(4);
+    expect(decision(plan, 'mlp', 1).total).toBe(5);
     // The cut: kept heads 1 and 3 are q rows 2,3,6,7 and o columns 2,3,6,7.
     const q0 = model.params.get('layers.0.q')!;
     expect([...pruned.params.get('layers.0.q')!.data]).toEqual(pick(q0, 0, [2, 3, 6, 7]));
@@ -95,7 +98,7 @@ describe('prune: local selection and the rounding rule', () => {
     expect([...pruned.params.get('layers.1.down')!.data]).toEqual(
       pick(model.params.get('layers.1.down')!, 1, [2, 3, 4]),
     );
-    expect(pruned.groups().map((g) => g.units)).toEqual([2, 7, 2, 3]);
+    expect(pruned.groups(['attention', 'mlp']).map((g) => g.units)).toEqual([2, 7, 2, 3]);
     // Parameters outside every group pass through untouched (same object).
     expect(pruned.params.get('embed')).toBe(model.params.get('embed'));
     expect(pruned.params.get('layers.1.norm')).toBe(model.params.get('layers.1.norm'));
@@ -122,13 +125,13 @@ describe('prune: local selection and the rounding rule', () => {
       'layers.1.q',
       'layers.1.o',
     ]);
-    expect(plan.layers).toEqual([
-      { layer: 0, mlp: { total: 10, kept: [0, 1, 2, 4, 6, 7, 8] } },
-      { layer: 1, attention: { total: 4, kept: [0, 1] } },
+    expect(plan.groups).toEqual([
+      { group: { kind: 'mlp', layer: 0 }, total: 10, kept: [0, 1, 2, 4, 6, 7, 8] },
+      { group: { kind: 'attention', layer: 1 }, total: 4, kept: [0, 1] },
     ]);
     expect(plan.attnLayers).toEqual([1, 2]);
     expect(plan.mlpLayers).toEqual([0, 1]);
-    expect(pruned.groups().map((g) => g.units)).toEqual([4, 7, 2, 5]);
+    expect(pruned.groups(['attention', 'mlp']).map((g) => g.units)).toEqual([4, 7, 2, 5]);
     expect(pruned.params.get('layers.0.q')).toBe(model.params.get('layers.0.q'));
   });
 
@@ -142,7 +145,7 @@ describe('prune: local selection and the rounding rule', () => {
   });
 });
 
-describe('prune: global scope', () => {
+describe('prune: global-per-kind ranking', () => {
   it('pools the layers of each kind, keeps keptCount(total) and at least one unit per layer', async () => {
     const model = toyModel(layers);
     const scores: Record<string, number[]> = {
@@ -154,7 +157,7 @@ describe('prune: global scope', () => {
     const { plan, model: pruned } = await prune(model, {
       criterion: fixedCriterion(byId(scores)),
       ratio: 0.5,
-      scope: 'global',
+      ranking: 'global',
     });
     // Attention: keep floor(8 * 0.5) = 4. Each layer's best first (0.9, 0.25), then the two best
     // of the rest, both in layer 0 (0.5, 0.3) although layer 1 only keeps one head.
@@ -165,14 +168,14 @@ describe('prune: global scope', () => {
       'layer.1.attention': [1],
       'layer.1.mlp': [0, 2],
     });
-    expect(plan.scope).toBe('global');
-    expect(pruned.groups().map((g) => g.units)).toEqual([3, 5, 1, 2]);
+    expect(plan.ranking).toBe('global-per-kind');
+    expect(pruned.groups(['attention', 'mlp']).map((g) => g.units)).toEqual([3, 5, 1, 2]);
   });
 
   it('iterative global pruning keeps the pooled count at every step', async () => {
     const model = toyModel(layers);
     const criterion = fixedCriterion((g) => Array.from({ length: g.units }, (_, i) => g.layer * 100 - i));
-    const { plan } = await prune(model, { criterion, ratio: 0.5, scope: 'global', steps: 2 });
+    const { plan } = await prune(model, { criterion, ratio: 0.5, ranking: 'global-per-kind', steps: 2 });
     const units = criterion.contexts.map((c) => c.groups.map((g) => g.units));
     // Step 1 (ratio 0.25): attention keeps floor(8 * 0.75) = 6, MLP floor(15 * 0.75) = 11; layer 1
     // scores higher, so it keeps everything and layer 0 gives up the rest.
@@ -232,7 +235,7 @@ describe('prune: iterative pruning (steps)', () => {
       'layer.1.mlp': [2, 3],
     });
     expect(plan.steps).toBe(2);
-    expect(pruned.groups().map((g) => g.units)).toEqual([2, 5, 2, 2]);
+    expect(pruned.groups(['attention', 'mlp']).map((g) => g.units)).toEqual([2, 5, 2, 2]);
     expect([...pruned.params.get('layers.0.up')!.data]).toEqual(
       pick(model.params.get('layers.0.up')!, 0, [1, 4, 6, 7, 8]),
     );
@@ -249,7 +252,7 @@ describe('prune: iterative pruning (steps)', () => {
       4,
       Number.NaN,
     ]);
-    expect(plan.layers[0]!.mlp!.scores).toEqual([1, 7, 2, null, 6, null, 3, 5, 4, null]);
+    expect(decision(plan, 'mlp', 0).scores).toEqual([1, 7, 2, null, 6, null, 3, 5, 4, null]);
     expect(progress).toEqual(['prune 1/2', 'prune 2/2']);
   });
 
@@ -263,7 +266,7 @@ describe('prune: iterative pruning (steps)', () => {
     const { plan } = await prune(model, { criterion, ratio, steps, attnLayers: [0, 0] });
     expect(criterion.contexts.map((c) => c.groups[0]!.units)).toEqual(seen);
     expect(final).toBe(keptCount(n, ratio));
-    expect(plan.layers[0]!.mlp!.kept).toEqual(Array.from({ length: final }, (_, i) => i));
+    expect(decision(plan, 'mlp', 0).kept).toEqual(Array.from({ length: final }, (_, i) => i));
   });
 });
 
@@ -277,7 +280,14 @@ describe('prune: input errors', () => {
     [{ criterion, ratio: 0.2, steps: 0 }, /steps must be a positive integer/],
     [{ criterion, ratio: 0.2, steps: 1.5 }, /steps/],
     [{ criterion, ratio: 0.2, seed: 0.5 }, /seed must be an integer/],
-    [{ criterion, ratio: 0.2, scope: 'globl' }, /scope must be 'local' or 'global', got 'globl'/],
+    [
+      { criterion, ratio: 0.2, scope: 'globl' },
+      /unknown scope 'globl'; valid: block, channel, layer, unstructured, N:M/,
+    ],
+    [
+      { criterion, ratio: 0.2, ranking: 'pooled' },
+      /unknown ranking 'pooled'; valid: local, global-per-kind, global-pool/,
+    ],
     [
       { criterion, ratio: 0.2, reduction: 'median' },
       /unknown reduction 'median'; valid: sum, mean, max, prod, first/,
@@ -472,7 +482,7 @@ describe('applyPlan', () => {
     expect((err as Error).message).toMatch(
       /layer 0 attention: the plan expects 4 units but the model has 2 \(was the plan already applied\?\)/,
     );
-    expect((err as InputError).field).toBe('layers[0].attention');
+    expect((err as InputError).field).toBe('layer 0 attention');
   });
 
   it('a plan for another model is an error', async () => {
@@ -536,7 +546,7 @@ describe('prune: compute dtype', () => {
     expect(bf.plan.compute).toEqual(bf.compute);
     const json = planToJSON(bf.plan);
     expect(json).toContain(
-      '"steps": 1,\n  "compute": {\n    "computeDtype": "bfloat16",\n    "precision": "emulated"\n  },',
+      '  "steps": 1,\n  "compute": {"computeDtype":"bfloat16","precision":"emulated"},\n',
     );
     expect(parsePlan(json)).toEqual(JSON.parse(json));
     expect(() => parsePlan(json.replace('"bfloat16"', '"float8"'), 'p.json')).toThrow(
@@ -553,7 +563,7 @@ describe('prune: compute dtype', () => {
     const big = new Map(
       [...base.params].map(([k, t]) => [k, { ...t, data: (t.data as Float32Array).map((v) => v * 300) }]),
     );
-    const model = base.withPruned(big);
+    const model = base.withParams(big);
     const ok = await prune(model, { criterion: taylorLike(), ratio: 0.4, calibration, backend });
     expect(Number.isNaN(ok.scores.get('layer.0.mlp')![0]!)).toBe(false);
     for (const mode of ['whole', 'streamed'] as const) {

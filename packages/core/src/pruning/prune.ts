@@ -1,60 +1,28 @@
 /**
- * The pruning driver: validates the options, scores the model with the criterion on a model
- * executor (whole-graph or layer-streamed), selects, cuts, and records a plan.
+ * The pruning driver: scores the model with the criterion on a model executor (whole-graph or
+ * layer-streamed), selects at the scope, cuts or masks, and records a plan.
+ *
+ * - block / channel: unit scores per group -> ranking -> cut, in one or more steps;
+ * - layer: one score per candidate layer (or LLM-Pruner's keep-first rule) -> remove layers;
+ * - unstructured / N:M: element salience -> a mask per matrix as it arrives -> zeroed weights.
  */
-import { type Backend, getBackend } from '../backend.js';
+import { getBackend } from '../backend.js';
 import { InputError, throwIfAborted } from '../errors.js';
-import { type ComputeDtype, type ComputeMode, checkComputeDtype, computeMode } from '../precision.js';
-import { Rng } from '../rng.js';
+import { type ComputeMode, computeMode } from '../precision.js';
 import { type ExecMode, ModelExecutor } from '../stream/executor.js';
-import type { CalibrationSet } from './calibration.js';
-import {
-  type Criterion,
-  type CriterionDiagnostics,
-  getCriterion,
-  type Progress,
-  resolveOptions,
-} from './criterion.js';
-import type { PrunableGroup } from './groups.js';
-import { cutModel, type PrunableModel } from './model.js';
-import { type LayerDecision, type LayerPlan, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
+import type { CriterionDiagnostics } from './criterion.js';
+import type { ScoreRun } from './criterion-run.js';
+import { type GroupKind, groupRef, type PrunableGroup } from './groups.js';
+import { checkNm, elementRuleOf, maskModel } from './masks.js';
+import { countParams, type PrunableModel } from './model.js';
+import { type GroupDecision, type MatrixMask, PLAN_FORMAT, PLAN_VERSION, type PruningPlan } from './plan.js';
+import { type PlanOptions, type Run, resolveRun } from './prune-options.js';
+import { isElementScope, scopeGroupKinds } from './scope.js';
+import { scoreElements } from './score-elements.js';
 import { scoreGroups } from './score-groups.js';
-import { REDUCTIONS, type Reduction } from './scoring.js';
-import { keptCount, selectGlobal, topK } from './selection.js';
+import { keptCount, selectUnits, topK } from './selection.js';
 
-export interface PlanOptions {
-  readonly criterion: string | Criterion;
-  /** Criterion options by their documented names (strings are converted). */
-  readonly options?: Readonly<Record<string, unknown>>;
-  readonly ratio: number;
-  readonly seed?: number;
-  readonly scope?: 'local' | 'global';
-  /** Half-open layer ranges; default all layers. */
-  readonly attnLayers?: readonly [number, number];
-  readonly mlpLayers?: readonly [number, number];
-  /** Reduction across group members; default the criterion's. */
-  readonly reduction?: Reduction;
-  readonly calibration?: CalibrationSet;
-  readonly backend?: Backend | string;
-  /** Iterative pruning: reach the ratio in this many score-and-cut steps (default 1). */
-  readonly steps?: number;
-  /** Write unit scores into the plan (they differ in the last bits between backends). */
-  readonly includeScores?: boolean;
-  readonly signal?: AbortSignal;
-  readonly onProgress?: (p: Progress) => void;
-  /**
-   * How gradients run: the whole model as one graph, or layer-streamed (memory bounded by one
-   * layer). Default 'auto': whole when it fits in half the available memory.
-   */
-  readonly mode?: ExecMode | 'auto';
-  /** Where criterion state that does not fit in memory spills (default: a temp folder). */
-  readonly stateDir?: string;
-  /**
-   * The dtype the model computes in while it is scored (default float32). float16 / bfloat16 are
-   * emulated exactly (see jit's computeDtype) and recorded in the plan's `compute`.
-   */
-  readonly computeDtype?: ComputeDtype;
-}
+export type { PlanOptions } from './prune-options.js';
 
 export interface PruneResult {
   readonly plan: PruningPlan;
@@ -71,190 +39,257 @@ export interface PruneResult {
   readonly compute: ComputeMode;
 }
 
-function checkRange(
-  r: readonly [number, number] | undefined,
-  n: number,
-  name: string,
-): readonly [number, number] {
-  const range = r ?? [0, n];
-  const [a, b] = range;
-  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || a > b || b > n) {
-    throw new InputError(
-      `${name} must be a half-open range A:B with 0 <= A <= B <= ${n}, got ${a}:${b}`,
-      undefined,
-      name,
-    );
-  }
-  return [a, b];
+/** What the scoring steps of a run report besides scores. */
+interface Reports {
+  readonly diagnostics: CriterionDiagnostics[];
+  readonly warnings: string[];
+  compute: ComputeMode;
 }
 
-/**
- * Scores the model with a criterion and prunes it to the ratio, in one or more steps.
- * Returns the plan (original indices), the pruned model and the last step's unit scores.
- */
-export async function prune(model: PrunableModel, opts: PlanOptions): Promise<PruneResult> {
-  const criterion = typeof opts.criterion === 'string' ? getCriterion(opts.criterion) : opts.criterion;
-  const options = resolveOptions(criterion, opts.options);
-  const reduction = opts.reduction ?? criterion.defaultReduction;
-  if (!REDUCTIONS.includes(reduction)) {
-    throw new InputError(
-      `unknown reduction '${reduction}'; valid: ${REDUCTIONS.join(', ')}`,
-      undefined,
-      'reduction',
-    );
-  }
-  keptCount(1, opts.ratio); // validates the ratio
-  const seed = opts.seed ?? 1;
-  if (!Number.isInteger(seed))
-    throw new InputError(`seed must be an integer, got ${seed}`, undefined, 'seed');
-  const modeOption = opts.mode ?? 'auto';
-  if (!['auto', 'whole', 'streamed'].includes(modeOption))
-    throw new InputError(`mode must be auto, whole or streamed, got '${modeOption}'`, undefined, 'mode');
-  const steps = opts.steps ?? 1;
-  if (!Number.isInteger(steps) || steps < 1)
-    throw new InputError(`steps must be a positive integer, got ${steps}`, undefined, 'steps');
-  const computeDtype = checkComputeDtype(opts.computeDtype ?? 'float32');
-  const scope = opts.scope ?? 'local';
-  if (scope !== 'local' && scope !== 'global')
-    throw new InputError(`scope must be 'local' or 'global', got '${scope}'`, undefined, 'scope');
-  const attnLayers = checkRange(opts.attnLayers, model.numLayers, 'attnLayers');
-  const mlpLayers = checkRange(opts.mlpLayers, model.numLayers, 'mlpLayers');
-  if (criterion.requires.calibration && !opts.calibration) {
-    throw new InputError(
-      `criterion '${criterion.name}' needs calibration windows (pass calibration text or tokens)`,
-      undefined,
-      'calibration',
-    );
-  }
-  const inRange = (g: PrunableGroup) => {
-    if (g.kind !== 'attention' && g.kind !== 'mlp') return false;
-    const [a, b] = g.kind === 'attention' ? attnLayers : mlpLayers;
-    return g.layer >= a && g.layer < b;
-  };
+interface Outcome {
+  readonly model: PrunableModel;
+  readonly groups: readonly GroupDecision[];
+  readonly masks: readonly MatrixMask[];
+  readonly scores: ReadonlyMap<string, Float64Array>;
+  readonly mode: ExecMode;
+}
 
-  const original = model.groups().filter(inRange);
-  const origUnits = new Map(original.map((g) => [g.id, g.units]));
-  // Per group id: current unit index -> original unit index.
-  const origIndex = new Map(original.map((g) => [g.id, Array.from({ length: g.units }, (_, i) => i)]));
-  const lastScores = new Map<string, Float64Array>();
-  const master = new Rng(seed);
-  let current = model;
-  let mode: ExecMode = 'whole';
-  const backend = criterion.requires.gradients
+/** The scope's groups that lie in the layer ranges (a layer must lie in both). */
+function groupsInScope(model: PrunableModel, run: Run): PrunableGroup[] {
+  const kinds = scopeGroupKinds(run.scope);
+  const inRange = (l: number, [a, b]: readonly [number, number]) => l >= a && l < b;
+  const wanted = (g: PrunableGroup) => {
+    switch (g.kind as GroupKind) {
+      case 'attention':
+        return inRange(g.layer, run.attnLayers);
+      case 'mlp':
+        return inRange(g.layer, run.mlpLayers);
+      case 'layer':
+        return inRange(g.layer, run.attnLayers) && inRange(g.layer, run.mlpLayers);
+      default:
+        return true;
+    }
+  };
+  const groups = model.groups(kinds);
+  if (!groups.length) {
+    throw new InputError(
+      `this model describes no ${kinds.join(' / ')} groups: it cannot be pruned at scope ${run.scope.name}`,
+      undefined,
+      'scope',
+    );
+  }
+  return groups.filter(wanted);
+}
+
+/** Runs the criterion once on `model` over `groups` (with an executor when it needs one). */
+async function withScoring<T>(
+  model: PrunableModel,
+  groups: readonly PrunableGroup[],
+  run: Run,
+  reports: Reports,
+  score: (r: ScoreRun) => Promise<T>,
+): Promise<{ value: T; mode: ExecMode }> {
+  const criterion = run.criterion!;
+  const { opts } = run;
+  const needsExecutor = criterion.requires.gradients || criterion.requires.forward === true;
+  const backend = needsExecutor
     ? typeof opts.backend === 'object'
       ? opts.backend
       : await getBackend(opts.backend)
     : undefined;
-  const diagnostics: CriterionDiagnostics[] = [];
-  const warnings: string[] = [];
-  const compute = computeMode(backend, computeDtype);
   const windows = opts.calibration?.iterations[0];
-  const tokens = windows ? windows.length * (windows[0]?.length ?? 0) : 512;
-
-  for (let step = 1; step <= steps; step++) {
-    throwIfAborted(opts.signal);
-    const stepRatio = (opts.ratio * step) / steps;
-    const groups = current.groups().filter(inRange);
-    const executor = backend
-      ? await ModelExecutor.create(current, {
-          backend,
-          mode: modeOption,
-          tokens,
-          computeDtype,
-          ...(opts.signal ? { signal: opts.signal } : {}),
-        })
-      : undefined;
-    if (executor) mode = executor.mode;
-    let scores: Float64Array[];
-    diagnostics.push({});
-    try {
-      scores = await scoreGroups({
-        model: current,
-        groups,
-        criterion,
-        options,
-        reduction,
-        rng: master.fork(),
-        calibration: opts.calibration,
-        executor,
+  const executor = backend
+    ? await ModelExecutor.create(model, {
         backend,
-        compute,
-        ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
+        mode: run.modeOption,
+        tokens: windows ? windows.length * (windows[0]?.length ?? 0) : 512,
+        computeDtype: run.computeDtype,
         ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-        onReport: (r) => {
-          if (r.diagnostics) diagnostics[step - 1] = r.diagnostics;
-          for (const w of r.warnings ?? []) warnings.push(steps > 1 ? `step ${step}: ${w}` : w);
-        },
-      });
-    } finally {
-      executor?.dispose();
-    }
-    const keep = new Map<string, number[]>();
-    if (scope === 'local') {
-      groups.forEach((g, i) => {
-        keep.set(g.id, topK(scores[i]!, Math.min(keptCount(origUnits.get(g.id)!, stepRatio), g.units)));
-      });
-    } else {
-      for (const kind of ['attention', 'mlp'] as const) {
-        const idx = groups.map((g, i) => (g.kind === kind ? i : -1)).filter((i) => i >= 0);
-        if (!idx.length) continue;
-        const total = idx.reduce((sum, i) => sum + origUnits.get(groups[i]!.id)!, 0);
-        const chosen = selectGlobal(
-          idx.map((i) => scores[i]!),
-          keptCount(total, stepRatio),
-        );
-        idx.forEach((gi, k) => {
-          keep.set(groups[gi]!.id, chosen[k]!);
-        });
-      }
-    }
+      })
+    : undefined;
+  reports.compute = computeMode(backend, run.computeDtype);
+  const step = reports.diagnostics.push({});
+  try {
+    const value = await score({
+      model,
+      groups,
+      criterion,
+      options: run.options,
+      rng: run.rng.fork(),
+      calibration: opts.calibration,
+      executor,
+      backend,
+      compute: reports.compute,
+      ...(opts.stateDir ? { state: { dir: opts.stateDir } } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      onReport: (r) => {
+        if (r.diagnostics) reports.diagnostics[step - 1] = r.diagnostics;
+        for (const w of r.warnings ?? []) reports.warnings.push(run.steps > 1 ? `step ${step}: ${w}` : w);
+      },
+    });
+    return { value, mode: executor?.mode ?? 'whole' };
+  } finally {
+    executor?.dispose();
+  }
+}
+
+/** Scores in the plan: null where a unit was cut in an earlier step. */
+const planScores = (s: Float64Array) => Array.from(s, (v) => (Number.isNaN(v) ? null : v));
+
+/** Block and channel scopes: score, rank and cut units, in `steps` steps. */
+async function pruneUnits(model: PrunableModel, run: Run, reports: Reports): Promise<Outcome> {
+  const original = groupsInScope(model, run);
+  const ids = new Set(original.map((g) => g.id));
+  const totals = new Map(original.map((g) => [g.id, g.units]));
+  // Per group id: current unit index -> original unit index.
+  const origIndex = new Map(original.map((g) => [g.id, Array.from({ length: g.units }, (_, i) => i)]));
+  const lastScores = new Map<string, Float64Array>();
+  let current = model;
+  let mode: ExecMode = 'whole';
+  for (let step = 1; step <= run.steps; step++) {
+    throwIfAborted(run.opts.signal);
+    const stepRatio = (run.ratio * step) / run.steps;
+    const groups = current.groups(scopeGroupKinds(run.scope)).filter((g) => ids.has(g.id));
+    const scored = await withScoring(current, groups, run, reports, (r) => scoreGroups(r, run.reduction!));
+    mode = scored.mode;
+    const scores = scored.value;
+    const kept = selectUnits(
+      groups,
+      scores,
+      groups.map((g) => totals.get(g.id)!),
+      run.ranking,
+      stepRatio,
+    );
     groups.forEach((g, i) => {
       const map = origIndex.get(g.id)!;
-      const full = new Float64Array(origUnits.get(g.id)!).fill(Number.NaN);
+      const full = new Float64Array(totals.get(g.id)!).fill(Number.NaN);
       scores[i]!.forEach((v, u) => {
         full[map[u]!] = v;
       });
       lastScores.set(g.id, full);
       origIndex.set(
         g.id,
-        keep.get(g.id)!.map((u) => map[u]!),
+        kept[i]!.map((u) => map[u]!),
       );
     });
-    current = cutModel(current, keep);
-    opts.onProgress?.({ phase: 'prune', done: step, total: steps });
+    current = current.cut(groups.map((group, i) => ({ group, kept: kept[i]! })));
+    run.opts.onProgress?.({ phase: 'prune', done: step, total: run.steps });
   }
+  const decisions = original.map((g) => ({
+    group: groupRef(g),
+    total: g.units,
+    kept: origIndex.get(g.id)!,
+    ...(run.opts.includeScores ? { scores: planScores(lastScores.get(g.id)!) } : {}),
+  }));
+  return { model: current, groups: decisions, masks: [], scores: lastScores, mode };
+}
 
-  const layers: LayerPlan[] = [];
-  for (let l = 0; l < model.numLayers; l++) {
-    const decision = (kind: 'attention' | 'mlp'): LayerDecision | undefined => {
-      const id = `layer.${l}.${kind}`;
-      const total = origUnits.get(id);
-      if (total === undefined) return undefined;
-      const scores = opts.includeScores
-        ? Array.from(lastScores.get(id)!, (v) => (Number.isNaN(v) ? null : v))
-        : undefined;
-      return { total, kept: origIndex.get(id)!, ...(scores ? { scores: scores as number[] } : {}) };
-    };
-    const attention = decision('attention');
-    const mlp = decision('mlp');
-    if (attention || mlp)
-      layers.push({ layer: l, ...(attention ? { attention } : {}), ...(mlp ? { mlp } : {}) });
+/** Layer scope: remove the lowest-scoring candidate layers, or every layer from keepFirst on. */
+async function pruneLayers(model: PrunableModel, run: Run, reports: Reports): Promise<Outcome> {
+  const candidates = groupsInScope(model, run);
+  let keep: Set<string>;
+  let mode: ExecMode = 'whole';
+  const scores = new Map<string, Float64Array>();
+  if (run.keepFirst !== undefined) {
+    const n = run.keepFirst;
+    const candidate = new Set(candidates.map((g) => g.layer));
+    for (let l = n; l < model.numLayers; l++) {
+      if (!candidate.has(l))
+        throw new InputError(
+          `keepFirst ${n} would remove layer ${l}, which is outside the layer ranges`,
+          undefined,
+          'keepFirst',
+        );
+    }
+    keep = new Set(candidates.filter((g) => g.layer < n).map((g) => g.id));
+  } else {
+    const scored = await withScoring(model, candidates, run, reports, (r) => scoreGroups(r, run.reduction!));
+    mode = scored.mode;
+    candidates.forEach((g, i) => {
+      scores.set(g.id, scored.value[i]!);
+    });
+    // One score per layer; ties keep the lower layer.
+    const best = topK(
+      scored.value.map((s) => s[0]!),
+      candidates.length ? keptCount(candidates.length, run.ratio) : 0,
+    );
+    keep = new Set(best.map((i) => candidates[i]!.id));
   }
+  const cuts = candidates.map((group) => ({ group, kept: keep.has(group.id) ? [0] : [] }));
+  run.opts.onProgress?.({ phase: 'prune', done: 1, total: 1 });
+  return {
+    model: cuts.length ? model.cut(cuts) : model,
+    groups: candidates.map((g, i) => ({
+      group: groupRef(g),
+      total: 1,
+      kept: cuts[i]!.kept,
+      ...(run.opts.includeScores && scores.size ? { scores: planScores(scores.get(g.id)!) } : {}),
+    })),
+    masks: [],
+    scores,
+    mode,
+  };
+}
+
+/** Unstructured and N:M scopes: a mask per matrix of the pruned layers, from element salience. */
+async function pruneElements(model: PrunableModel, run: Run, reports: Reports): Promise<Outcome> {
+  const groups = groupsInScope(model, run);
+  const scope = run.scope;
+  if (scope.kind === 'n:m') {
+    // Checked before any scoring: a matrix the pattern cannot tile fails now, not after an hour.
+    for (const g of groups)
+      for (const m of g.members) checkNm(scope, model.params.get(m.param)!.shape[1]!, m.param);
+  }
+  const rule = elementRuleOf(scope, run.ratio, run.keepLowRatio, run.seed);
+  const scored = await withScoring(model, groups, run, reports, (r) =>
+    scoreElements(r, rule, run.opts.includeScores === true),
+  );
+  run.opts.onProgress?.({ phase: 'prune', done: 1, total: 1 });
+  return {
+    model: maskModel(model, scored.value, rule),
+    groups: [],
+    masks: scored.value,
+    scores: new Map(),
+    mode: scored.mode,
+  };
+}
+
+/**
+ * Scores the model with a criterion and prunes it at the scope to the ratio. Returns the plan
+ * (original indices), the pruned model and the last step's unit scores.
+ */
+export async function prune(model: PrunableModel, opts: PlanOptions): Promise<PruneResult> {
+  const run = resolveRun(model, opts);
+  const reports: Reports = {
+    diagnostics: [],
+    warnings: [],
+    compute: computeMode(undefined, run.computeDtype),
+  };
+  const outcome = isElementScope(run.scope)
+    ? await pruneElements(model, run, reports)
+    : run.scope.kind === 'layer'
+      ? await pruneLayers(model, run, reports)
+      : await pruneUnits(model, run, reports);
+  const ranged = run.scope.kind !== 'channel';
   const plan: PruningPlan = {
     format: PLAN_FORMAT,
     version: PLAN_VERSION,
-    criterion: { name: criterion.name, options },
-    reduction,
-    ratio: opts.ratio,
-    seed,
-    scope,
-    attnLayers,
-    mlpLayers,
-    steps,
-    ...(computeDtype !== 'float32' ? { compute } : {}),
-    numLayers: model.numLayers,
-    layers,
+    scope: run.scope.name,
+    criterion: run.criterion ? { name: run.criterion.name, options: run.options } : null,
+    ...(run.reduction ? { reduction: run.reduction } : {}),
+    ratio: run.ratio,
+    ...(run.scope.kind === 'block' ? { ranking: run.ranking } : {}),
+    ...(ranged ? { attnLayers: run.attnLayers, mlpLayers: run.mlpLayers } : {}),
+    ...(run.keepFirst !== undefined ? { keepFirst: run.keepFirst } : {}),
+    ...(isElementScope(run.scope) ? { keepLowRatio: run.keepLowRatio } : {}),
+    seed: run.seed,
+    steps: run.steps,
+    ...(run.computeDtype !== 'float32' ? { compute: reports.compute } : {}),
+    model: { numLayers: model.numLayers, params: countParams(model.params) },
+    ...(opts.settings ? { settings: opts.settings } : {}),
+    groups: outcome.groups,
+    masks: outcome.masks,
   };
-  return { plan, model: current, scores: lastScores, mode, compute, diagnostics, warnings };
+  return { plan, model: outcome.model, scores: outcome.scores, mode: outcome.mode, ...reports };
 }

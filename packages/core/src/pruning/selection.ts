@@ -1,5 +1,6 @@
 /** Turning unit scores into kept units: the rounding rule, local and global ranking. */
 import { InputError } from '../errors.js';
+import type { Ranking } from './scope.js';
 
 /** Units kept in a layer of n units at ratio r: floor(n * (1 - r)), at least 1. */
 export function keptCount(n: number, ratio: number): number {
@@ -44,4 +45,39 @@ export function selectGlobal(layers: readonly ArrayLike<number>[], keepTotal: nu
   pool.sort((a, b) => compareScores(b.score, a.score) || a.layer - b.layer || a.unit - b.unit);
   for (const p of pool.slice(0, Math.max(0, keepTotal - layers.length))) kept[p.layer]!.push(p.unit);
   return kept.map((k) => k.sort((a, b) => a - b));
+}
+
+/**
+ * Block-scope selection by ranking. Each pool of groups (local: every group alone; global-per-kind:
+ * the groups of one kind; global-pool: all groups) keeps keptCount(its original units, ratio) units,
+ * ranked by score with ties to the lower layer and unit, and every group keeps at least one.
+ * `totals[i]` is group i's original unit count (iterative pruning scores fewer units per step).
+ */
+export function selectUnits(
+  groups: readonly { readonly kind: string }[],
+  scores: readonly ArrayLike<number>[],
+  totals: readonly number[],
+  ranking: Ranking,
+  ratio: number,
+): number[][] {
+  const pools: number[][] =
+    ranking === 'local'
+      ? groups.map((_, i) => [i])
+      : ranking === 'global-pool'
+        ? [groups.map((_, i) => i)]
+        : [...new Set(groups.map((g) => g.kind))].map((k) =>
+            groups.flatMap((g, i) => (g.kind === k ? [i] : [])),
+          );
+  const kept: number[][] = groups.map(() => []);
+  for (const pool of pools) {
+    const total = pool.reduce((s, i) => s + totals[i]!, 0);
+    const chosen = selectGlobal(
+      pool.map((i) => scores[i]!),
+      keptCount(total, ratio),
+    );
+    pool.forEach((gi, k) => {
+      kept[gi] = chosen[k]!;
+    });
+  }
+  return kept;
 }

@@ -5,7 +5,9 @@
  * The toy model: token embedding [V, D] (tied output head); per layer l an "attention" block with
  * `heads` units of 2 channels (q [2*heads, D] rows, o [D, 2*heads] columns) and an MLP with `mlp`
  * channels (up [mlp, D] rows, down [D, mlp] columns), both residual with tanh activations; a 1-D
- * `norm` scale per layer that belongs to no group. Loss: mean next-token cross-entropy.
+ * `norm` scale per layer that belongs to no block group. Loss: mean next-token cross-entropy.
+ * Besides the block groups it describes a hidden group (the D residual channels: embedding columns,
+ * norms, q / up columns, o / down rows) and one group per whole layer.
  */
 import type { HostTensor } from '../dtype.js';
 import * as ops from '../ops.js';
@@ -13,7 +15,7 @@ import { Rng } from '../rng.js';
 import type { StagedModel } from '../stream/staged-model.js';
 import type { Tensor } from '../tensor.js';
 import type { Criterion, CriterionContext } from './criterion.js';
-import type { PrunableGroup } from './groups.js';
+import { cutGroups, type GroupCut, type GroupKind, type PrunableGroup } from './groups.js';
 import type { PrunableModel } from './model.js';
 
 export interface ToyLayer {
@@ -45,18 +47,22 @@ export class ToyModel implements PrunableModel {
     return this.layers.length;
   }
 
-  groups(): PrunableGroup[] {
-    return this.layers.flatMap((d, l): PrunableGroup[] => [
+  groups(kinds: readonly GroupKind[] = ['attention', 'mlp', 'hidden', 'layer']): PrunableGroup[] {
+    const member = (param: string, axis: number, role: string, span: number) => ({
+      param,
+      axis,
+      role,
+      span,
+      offset: 0,
+    });
+    const block = this.layers.flatMap((d, l): PrunableGroup[] => [
       {
         id: `layer.${l}.attention`,
         kind: 'attention',
         layer: l,
         units: d.heads,
         unitSize: TOY_HEAD_DIM,
-        members: [
-          { param: name(l, 'q'), axis: 0, role: 'q', span: TOY_HEAD_DIM, offset: 0 },
-          { param: name(l, 'o'), axis: 1, role: 'o', span: TOY_HEAD_DIM, offset: 0 },
-        ],
+        members: [member(name(l, 'q'), 0, 'q', TOY_HEAD_DIM), member(name(l, 'o'), 1, 'o', TOY_HEAD_DIM)],
       },
       {
         id: `layer.${l}.mlp`,
@@ -64,12 +70,44 @@ export class ToyModel implements PrunableModel {
         layer: l,
         units: d.mlp,
         unitSize: 1,
-        members: [
-          { param: name(l, 'up'), axis: 0, role: 'up', span: 1, offset: 0 },
-          { param: name(l, 'down'), axis: 1, role: 'down', span: 1, offset: 0 },
-        ],
+        members: [member(name(l, 'up'), 0, 'up', 1), member(name(l, 'down'), 1, 'down', 1)],
       },
     ]);
+    const dim = this.params.get('embed')!.shape[1]!;
+    const hidden: PrunableGroup = {
+      id: 'hidden',
+      kind: 'hidden',
+      layer: -1,
+      units: dim,
+      unitSize: 1,
+      members: [
+        member('embed', 1, 'embed', 1),
+        ...this.layers.flatMap((_, l) => [
+          member(name(l, 'norm'), 0, 'norm', 1),
+          member(name(l, 'q'), 1, 'q', 1),
+          member(name(l, 'o'), 0, 'o', 1),
+          member(name(l, 'up'), 1, 'up', 1),
+          member(name(l, 'down'), 0, 'down', 1),
+        ]),
+      ],
+    };
+    const whole = this.layers.map(
+      (d, l): PrunableGroup => ({
+        id: `layer.${l}`,
+        kind: 'layer',
+        layer: l,
+        units: 1,
+        unitSize: 1,
+        members: [
+          member(name(l, 'norm'), 0, 'norm', dim),
+          member(name(l, 'q'), 0, 'q', d.heads * TOY_HEAD_DIM),
+          member(name(l, 'o'), 0, 'o', dim),
+          member(name(l, 'up'), 0, 'up', d.mlp),
+          member(name(l, 'down'), 0, 'down', dim),
+        ],
+      }),
+    );
+    return [...block, hidden, ...whole].filter((g) => kinds.includes(g.kind));
   }
 
   loss(p: Readonly<Record<string, Tensor>>, ids: Tensor): Tensor {
@@ -84,7 +122,26 @@ export class ToyModel implements PrunableModel {
     return ops.crossEntropy(ops.linear(x, p.embed!), ops.slice(ids, 1, 1, T));
   }
 
-  withPruned(params: Map<string, HostTensor>): ToyModel {
+  /** Slices with core's cutGroups; a layer group with nothing kept removes the layer (renumbering). */
+  cut(cuts: readonly GroupCut[]): ToyModel {
+    const sliced = cutGroups(
+      this.params,
+      cuts.filter((c) => c.group.kind !== 'layer'),
+    );
+    const removed = new Set(
+      cuts.filter((c) => c.group.kind === 'layer' && !c.kept.length).map((c) => c.group.layer),
+    );
+    const params = new Map<string, HostTensor>([['embed', sliced.get('embed')!]]);
+    let next = 0;
+    for (let l = 0; l < this.numLayers; l++) {
+      if (removed.has(l)) continue;
+      for (const p of ['norm', 'q', 'o', 'up', 'down']) params.set(name(next, p), sliced.get(name(l, p))!);
+      next++;
+    }
+    return new ToyModel(params);
+  }
+
+  withParams(params: ReadonlyMap<string, HostTensor>): ToyModel {
     return new ToyModel(params);
   }
 

@@ -105,6 +105,9 @@ export type HeadOutputs = (
 const localParams = (stage: Stage, all: Readonly<Record<string, Tensor>>): Record<string, Tensor> =>
   Object.fromEntries(Object.entries(stage.params).map(([local, name]) => [local, all[name]!]));
 
+/** No head outputs: for passes that read layer activations only. */
+const noOutputs: HeadOutputs = () => ({});
+
 /** Mean next-token NLL of the logits of positions 0..T-2 (the shift every loss here uses). */
 function shiftedLoss(head: (h: Tensor) => Tensor, hidden: Tensor, ids: Tensor): Tensor {
   const T = ids.shape[1]!;
@@ -308,6 +311,39 @@ export class ModelExecutor {
       this.options.onStage?.('forward', s + 1, stages.length);
     }
     return [];
+  }
+
+  /**
+   * Runs a batch through the embedding and the decoder layers one stage at a time, in either mode
+   * (a forward pass needs no whole graph), handing each layer's input and output hidden states to
+   * `consume` before the next layer runs: only one layer boundary is held at a time.
+   */
+  async layerActivations(
+    ids: HostTensor,
+    consume: (layer: number, input: HostTensor, output: HostTensor) => void | Promise<void>,
+    weights: WeightSource = (names) => this.modelWeights(names),
+  ): Promise<void> {
+    checkIds(ids);
+    const staged = this.staged ?? this.model.stages?.();
+    if (!staged) throw new InputError('this model describes no stages: its layer activations cannot be read');
+    const stages = allStages(staged);
+    let h: HostTensor = await this.stageForward(
+      staged,
+      stages[0]!,
+      0,
+      stages.length,
+      noOutputs,
+      '',
+    )(await this.stageWeights(staged.embed, weights), ids, ids);
+    for (let l = 0; l < staged.layers.length; l++) {
+      throwIfAborted(this.options.signal);
+      const st = staged.layers[l]!;
+      const f = this.stageForward(staged, st, l + 1, stages.length, noOutputs, '');
+      const out: HostTensor = await f(await this.stageWeights(st, weights), h, ids);
+      await consume(l, h, out);
+      h = out;
+      this.options.onStage?.('forward', l + 1, staged.layers.length);
+    }
   }
 
   dispose(): void {

@@ -111,13 +111,7 @@ export function perturbParams(
 
 /** The same model with other parameter values (same structure). */
 export function withParams(model: PrunableModel, params: ReadonlyMap<string, HostTensor>): PrunableModel {
-  return {
-    numLayers: model.numLayers,
-    params,
-    groups: () => model.groups(),
-    loss: (p, ids) => model.loss(p, ids),
-    withPruned: (p, units) => model.withPruned(p, units),
-  };
+  return model.withParams(params);
 }
 
 export interface LossPerplexityOptions {
@@ -229,16 +223,21 @@ export interface RobustnessReport {
   readonly dense?: { readonly ppl: number };
 }
 
-/** The set of pruned units of a plan, as 'kind@layer:unit' keys. */
+/**
+ * The set of pruned units of a plan: 'kind@layer:unit' keys ('hidden:unit' for channels), and for
+ * the element scopes 'param:index' of every zeroed weight (plans with bitsets; small models).
+ */
 export function prunedUnits(plan: PruningPlan): Set<string> {
   const out = new Set<string>();
-  for (const l of plan.layers) {
-    for (const kind of ['attention', 'mlp'] as const) {
-      const d = l[kind];
-      if (!d) continue;
-      const kept = new Set(d.kept);
-      for (let u = 0; u < d.total; u++) if (!kept.has(u)) out.add(`${kind}@${l.layer}:${u}`);
-    }
+  for (const d of plan.groups) {
+    const kept = new Set(d.kept);
+    const key = d.group.layer === undefined ? d.group.kind : `${d.group.kind}@${d.group.layer}`;
+    for (let u = 0; u < d.total; u++) if (!kept.has(u)) out.add(`${key}:${u}`);
+  }
+  for (const m of plan.masks) {
+    const bits = m.zeroed;
+    if (!bits) throw new InputError(`robustness: the plan stores salience, not masks, for '${m.param}'`);
+    for (let i = 0; i < bits.length * 8; i++) if ((bits[i >> 3]! >> (i & 7)) & 1) out.add(`${m.param}:${i}`);
   }
   return out;
 }

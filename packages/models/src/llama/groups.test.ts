@@ -7,13 +7,8 @@ import {
 import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import type { LlamaConfig } from './config.js';
-import {
-  llamaAttentionGroup,
-  llamaConfigAfterCut,
-  llamaGroups,
-  llamaMlpGroup,
-  pruneConfig,
-} from './groups.js';
+import { pruneConfig } from './cut.js';
+import { llamaAttentionGroup, llamaGroups, llamaMlpGroup } from './groups.js';
 import { randomInit } from './presets.js';
 import { cutLlamaModel } from './test-fixtures.js';
 
@@ -114,19 +109,6 @@ describe('prunable groups', () => {
     expect(() => indexSelect(t, 1, [3])).toThrow(/out of range/);
   });
 
-  it('pruneConfig writes per-layer arrays and validates them', () => {
-    const c = pruneConfig(cfg(), new Map([[0, { intermediate: 3 }]]));
-    expect(c.layerHeadNum).toEqual([6, 6]);
-    expect(c.layerKvHeadNum).toEqual([2, 2]);
-    expect(c.layerInterSize).toEqual([3, 5]);
-    expect(c.intermediateSize).toBe(5);
-    expect(pruneConfig(c, new Map([[0, { intermediate: 5 }]])).layerInterSize).toBeUndefined();
-    expect(() => pruneConfig(cfg(), new Map([[0, { heads: 4, kvHeads: 2 }]]))).not.toThrow();
-    expect(() => pruneConfig(cfg(), new Map([[0, { heads: 3, kvHeads: 2 }]]))).toThrow(/multiple/);
-    expect(() => pruneConfig(cfg(), new Map([[0, { intermediate: 0 }]]))).toThrow(/\[1, 5\]/);
-    expect(() => pruneConfig(cfg(), new Map([[5, { intermediate: 1 }]]))).toThrow(/out of range/);
-  });
-
   it('cutModel on a LlamaModel selects the right slices and leaves other params alone', () => {
     const c = cfg();
     const p = randomInit(c, 1);
@@ -146,7 +128,7 @@ describe('prunable groups', () => {
     const d0 = p.get('model.layers.1.mlp.down_proj.weight')!.data as Float32Array;
     expect(Array.from(down.data.subarray(0, 4))).toEqual([d0[0], d0[4], d0[5], d0[9]]);
     expect(params.get('model.embed_tokens.weight')).toBe(p.get('model.embed_tokens.weight'));
-    expect(() => cutGroups(p, llamaGroups(c), new Map([['layer.0.mlp', []]]))).toThrow(/no unit/);
+    expect(() => cutGroups(p, [{ group: llamaGroups(c)[1]!, kept: [] }])).toThrow(/no unit/);
     expect(() => cutLlamaModel(c, p, { 'layer.0.mlp': [5] })).toThrow(/out of range/);
     // Units are taken in index order, whatever order they are given in.
     const sorted = cutLlamaModel(c, p, { 'layer.0.mlp': [1, 2] });
@@ -154,13 +136,5 @@ describe('prunable groups', () => {
     expect(unsorted.config).toEqual(sorted.config);
     for (const [k, t] of sorted.params)
       expect(Array.from(unsorted.params.get(k)!.data)).toEqual(Array.from(t.data));
-  });
-});
-
-describe('llamaConfigAfterCut', () => {
-  it('sets the hidden size and rejects whole-layer groups', () => {
-    const c = cfg();
-    expect(llamaConfigAfterCut(c, new Map([['hidden', [0, 1, 2]]])).hiddenSize).toBe(3);
-    expect(() => llamaConfigAfterCut(c, new Map([['layer.1', [0]]]))).toThrow(/cannot cut group 'layer.1'/);
   });
 });

@@ -1,19 +1,12 @@
 /**
  * Prunable groups: which slices of which parameters must be removed together. The description is
  * model-agnostic (core's pruning engine reads it without knowing what a LLaMA is); `llamaGroups`
- * produces it for a LLaMA config, core's `cutModel` cuts the kept units, and `llamaConfigAfterCut`
- * gives the new per-layer config.
+ * produces it for a LLaMA config and cut.ts turns kept units into the smaller model.
  *
  * A group has `units` units. Member m of the group covers, for unit u, the contiguous index range
  * [m.offset + u * m.span, m.offset + (u + 1) * m.span) along m.axis of parameter m.param.
  */
-import {
-  type GroupKind,
-  type GroupMember,
-  InputError,
-  normalizeUnits,
-  type PrunableGroup,
-} from '@moreau/core';
+import type { GroupKind, GroupMember, PrunableGroup } from '@moreau/core';
 import { type LlamaConfig, layerDims, layerPrefix } from './config.js';
 
 export type MemberRole =
@@ -145,99 +138,4 @@ export function llamaGroups(config: LlamaConfig, options: LlamaGroupsOptions = {
   if (kinds.has('layer'))
     for (let i = 0; i < config.numHiddenLayers; i++) out.push(llamaLayerGroup(config, i));
   return out;
-}
-
-/** New per-layer sizes of a layer; omitted fields keep the layer's current size. */
-export interface LayerSizes {
-  readonly heads?: number;
-  readonly kvHeads?: number;
-  readonly intermediate?: number;
-}
-
-/**
- * The config after changing some layers' sizes. Writes the per-layer arrays (layerHeadNum,
- * layerKvHeadNum, layerInterSize) for every layer; the ordinary fields keep the maxima. When every
- * layer ends up at the ordinary sizes the arrays are dropped.
- */
-export function pruneConfig(config: LlamaConfig, sizes: ReadonlyMap<number, LayerSizes>): LlamaConfig {
-  const L = config.numHiddenLayers;
-  const heads: number[] = [];
-  const kv: number[] = [];
-  const inter: number[] = [];
-  for (let i = 0; i < L; i++) {
-    const d = layerDims(config, i);
-    heads.push(d.heads);
-    kv.push(d.kvHeads);
-    inter.push(d.intermediate);
-  }
-  for (const [layer, s] of sizes) {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= L) {
-      throw new InputError(`pruneConfig: layer ${layer} out of range [0, ${L})`);
-    }
-    if (s.heads !== undefined) heads[layer] = s.heads;
-    if (s.kvHeads !== undefined) kv[layer] = s.kvHeads;
-    if (s.intermediate !== undefined) inter[layer] = s.intermediate;
-  }
-  for (let i = 0; i < L; i++) {
-    const check = (v: number, max: number, what: string) => {
-      if (!Number.isInteger(v) || v < 1 || v > max) {
-        throw new InputError(`pruneConfig: layer ${i} ${what} = ${v} must be an integer in [1, ${max}]`);
-      }
-    };
-    check(heads[i]!, config.numAttentionHeads, 'heads');
-    check(kv[i]!, config.numKeyValueHeads, 'kvHeads');
-    check(inter[i]!, config.intermediateSize, 'intermediate');
-    if (heads[i]! % kv[i]! !== 0) {
-      throw new InputError(
-        `pruneConfig: layer ${i} has ${heads[i]} heads, not a multiple of its ${kv[i]} KV heads`,
-      );
-    }
-  }
-  const { layerHeadNum: _h, layerKvHeadNum: _k, layerInterSize: _i, ...base } = config;
-  const uniform =
-    heads.every((v) => v === config.numAttentionHeads) &&
-    kv.every((v) => v === config.numKeyValueHeads) &&
-    inter.every((v) => v === config.intermediateSize);
-  if (uniform) return { ...base };
-  return { ...base, layerHeadNum: heads, layerKvHeadNum: kv, layerInterSize: inter };
-}
-
-/**
- * The config of a LLaMA after cutting groups (by group id -> kept units), for core's generic cut:
- * attention groups set the layer's KV heads (and query heads = KV heads x group size), MLP groups the
- * layer's width, the hidden group the hidden size. Whole-layer groups cannot be cut this way (removing
- * a layer renumbers parameters) and are rejected.
- */
-export function llamaConfigAfterCut(
-  config: LlamaConfig,
-  kept: ReadonlyMap<string, Iterable<number>>,
-): LlamaConfig {
-  const sizes = new Map<number, { heads?: number; kvHeads?: number; intermediate?: number }>();
-  const L = config.numHiddenLayers;
-  let hiddenSize = config.hiddenSize;
-  for (const [id, units] of kept) {
-    if (id === 'hidden') {
-      hiddenSize = normalizeUnits(units, config.hiddenSize, 'hidden').length;
-      continue;
-    }
-    const m = /^layer\.(\d+)\.(attention|mlp)$/.exec(id);
-    const layer = m ? Number(m[1]) : -1;
-    if (!m || layer >= L) {
-      throw new InputError(
-        `llamaConfigAfterCut: cannot cut group '${id}'; cuttable groups are layer.<0..${L - 1}>.attention, ` +
-          'layer.<i>.mlp and hidden',
-      );
-    }
-    const s = sizes.get(layer) ?? {};
-    if (m[2] === 'attention') {
-      const { heads, kvHeads } = layerDims(config, layer);
-      s.kvHeads = normalizeUnits(units, kvHeads, id).length;
-      s.heads = s.kvHeads * (heads / kvHeads);
-    } else {
-      s.intermediate = normalizeUnits(units, layerDims(config, layer).intermediate, id).length;
-    }
-    sizes.set(layer, s);
-  }
-  const out = pruneConfig(config, sizes);
-  return hiddenSize === config.hiddenSize ? out : { ...out, hiddenSize };
 }

@@ -1,10 +1,12 @@
 /**
- * A LLaMA as core's PrunableModel: its parameters, its attention and MLP groups, its loss in IR,
- * and how it rebuilds itself (new per-layer config) after a cut; with LoRA adapters attached by
- * `withLora`.
+ * A LLaMA as core's PrunableModel: its parameters, its groups (attention KV groups and MLP channels
+ * per layer, hidden channels, whole layers), its loss in IR, and how kept units cut it; with LoRA
+ * adapters attached by `withLora`.
  */
 import {
   findLoraTargets,
+  type GroupCut,
+  type GroupKind,
   type HostTensor,
   InputError,
   isLoraParam,
@@ -19,7 +21,8 @@ import {
   type Tensor,
 } from '@moreau/core';
 import type { LlamaConfig } from './config.js';
-import { llamaConfigAfterCut, llamaGroups } from './groups.js';
+import { llamaCut } from './cut.js';
+import { llamaGroups } from './groups.js';
 import { LORA_MODULES, llamaLoss, llamaStages } from './model.js';
 
 export class LlamaModel implements PrunableModel {
@@ -34,9 +37,9 @@ export class LlamaModel implements PrunableModel {
     return this.config.numHiddenLayers;
   }
 
-  /** Attention (KV-group) and MLP-channel groups of every layer. */
-  groups(): PrunableGroup[] {
-    return llamaGroups(this.config, { kinds: ['attention', 'mlp'] });
+  /** Groups of the given kinds (default all): attention and MLP per layer, hidden, whole layers. */
+  groups(kinds?: readonly GroupKind[]): PrunableGroup[] {
+    return llamaGroups(this.config, kinds ? { kinds } : {});
   }
 
   loss(params: Readonly<Record<string, Tensor>>, ids: Tensor): Tensor {
@@ -106,9 +109,15 @@ export class LlamaModel implements PrunableModel {
     return new LlamaModel(this.config, new Map([...this.params].filter(([n]) => !isLoraParam(n))));
   }
 
-  withPruned(params: Map<string, HostTensor>, kept: ReadonlyMap<string, readonly number[]>): LlamaModel {
+  cut(cuts: readonly GroupCut[]): LlamaModel {
     if (this.lora)
       throw new InputError('a model with LoRA adapters cannot be pruned: merge the adapters first');
-    return new LlamaModel(llamaConfigAfterCut(this.config, kept), params);
+    const { config, params } = llamaCut(this.config, this.params, cuts);
+    return new LlamaModel(config, params);
+  }
+
+  /** The same model (adapters included) at other parameter values. */
+  withParams(params: ReadonlyMap<string, HostTensor>): LlamaModel {
+    return new LlamaModel(this.config, params, this.lora);
   }
 }

@@ -1,21 +1,27 @@
 /**
- * `moreau compare`: prunes with every criterion at every ratio in memory, evaluates each pruned
- * model, optionally runs the robustness analysis, and writes a report directory atomically.
+ * `moreau compare`: prunes with every criterion at every scope and ratio in memory, evaluates each
+ * pruned model, optionally runs the robustness analysis, and writes a report directory atomically
+ * (one chart per scope).
  *
- * A criterion's unit scores do not depend on the ratio (the ratio only decides how many units the
- * selection keeps), so each criterion scores the model once; the other ratios re-select from those
- * scores. The plans are exactly those `moreau prune` makes with the same flags.
+ * At the unit scopes (block, channel, layer) a criterion's unit scores do not depend on the ratio
+ * (the ratio only decides how many units the selection keeps), so each criterion scores the model
+ * once per scope; the other ratios re-select from those scores. The element scopes (unstructured,
+ * N:M) turn salience into masks as it arrives and score again per ratio; N:M runs once, at N / M.
+ * The plans are exactly those `moreau prune` makes with the same flags.
  */
 import { existsSync } from 'node:fs';
 import {
   type CalibrationSet,
   type Criterion,
+  countNonZero,
   countParams,
   getCriterion,
   InputError,
   type LoraConfig,
   mergeLora,
   type PruneResult,
+  type PruneScope,
+  parseScope,
   planToJSON,
   prune,
   type ResolvedPreset,
@@ -38,15 +44,18 @@ import {
 import { evaluate } from '../evaluate.js';
 import {
   calibrationChoice,
+  checkCriterionScopes,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
   perturbFlag,
   planOptionsFromFlags,
   presetFlag,
+  rankingFlag,
   ratiosFlag,
   requireInputFiles,
   resolvedPreset,
+  scopesFlag,
   taskFlags,
   textSourceOptions,
   UsageError,
@@ -70,6 +79,7 @@ interface Comparison {
     readonly options: Record<string, string | number | boolean>;
   }[];
   readonly ratios: readonly number[];
+  readonly scopes: readonly PruneScope[];
   readonly texts: readonly [string, string][];
   readonly tasks: readonly [string, string][];
   readonly perturbations: readonly string[] | null;
@@ -79,6 +89,12 @@ interface Comparison {
 
 const seconds = (since: number) => (performance.now() - since) / 1000;
 
+/** The ratios a scope runs at: N:M fixes its own (N / M). */
+function ratiosAt(scope: PruneScope, ratios: readonly number[]): readonly number[] {
+  const s = parseScope(scope);
+  return s.kind === 'n:m' ? [s.n / s.m] : ratios;
+}
+
 export async function compareCommand(source: string, ctx: CommandContext<CompareFlags>) {
   const started = performance.now();
   const c = await comparison(source, ctx.flags, ctx.progress);
@@ -87,10 +103,10 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;
     const params = countParams(c.loaded.model.params);
     progress.note(
-      `model ${source}: ${params.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device}); ${n(c.criteria.length, 'criterion', 'criteria')} x ${n(c.ratios.length, 'ratio', 'ratios')}`,
+      `model ${source}: ${params.toLocaleString('en-US')} parameters; backend ${run.backend.name} (${run.backend.device}); ${n(c.criteria.length, 'criterion', 'criteria')} x ${n(c.ratios.length, 'ratio', 'ratios')}${c.scopes.length > 1 ? ` x ${c.scopes.length} scopes` : ''}`,
     );
     const calibration = await sharedCalibration(run.flags, c);
-    const total = 1 + c.criteria.length * c.ratios.length;
+    const total = 1 + c.criteria.length * c.scopes.reduce((k, s) => k + ratiosAt(s, c.ratios).length, 0);
     let step = 0;
     const label = (what: string) => {
       step++;
@@ -110,54 +126,64 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
     };
     const runs: CompareRun[] = [];
     const plans = new Map<string, string>();
-    for (const spec of c.criteria) {
-      const pruneAt = scoredOnce(run, c.loaded.model, spec, calibration, c.preset);
-      for (const ratio of c.ratios) {
-        label(`${spec.name} ${ratio}`);
-        const { result, scoreSeconds, cutSeconds, diagnostics, warnings } = await pruneAt(ratio);
-        const model = result.model as LlamaModel;
-        const evalStart = performance.now();
-        const ev = await evaluateModel(model);
-        const evalSeconds = seconds(evalStart);
-        const paramsAfter = countParams(model.params);
-        const tuned = c.tuning ? await tuneAndEvaluate(run, c, model, evaluateModel) : undefined;
-        const plan = `plans/${spec.name}-${ratio}.json`;
-        plans.set(plan, planToJSON(result.plan));
-        runs.push({
-          criterion: spec.name,
-          ratio,
-          params_after: paramsAfter,
-          params_left: paramsAfter / params,
-          ppl: ev.ppl,
-          nll: ev.nll,
-          tasks: ev.tasks,
-          paper_average: ev.paper_average,
-          paper_tasks: ev.paper_tasks,
-          macs: macsOf(model.config, T),
-          latency: (await latencyOf(run, model, `${spec.name} ${ratio}`)) ?? null,
-          diagnostics,
-          warnings,
-          seconds: scoreSeconds + cutSeconds + evalSeconds,
-          score_seconds: scoreSeconds,
-          eval_seconds: evalSeconds,
-          plan,
-          ...(tuned ? { tuned } : {}),
-        });
+    const several = c.scopes.length > 1;
+    for (const scope of c.scopes)
+      for (const spec of c.criteria) {
+        const pruneAt = scoredOnce(run, c.loaded.model, spec, scope, calibration, c.preset);
+        for (const ratio of ratiosAt(scope, c.ratios)) {
+          label(`${several ? `${scope} ` : ''}${spec.name} ${ratio}`);
+          const { result, scoreSeconds, cutSeconds, diagnostics, warnings } = await pruneAt(ratio);
+          const model = result.model as LlamaModel;
+          const evalStart = performance.now();
+          const ev = await evaluateModel(model);
+          const evalSeconds = seconds(evalStart);
+          const paramsAfter = countParams(model.params);
+          // Zeroed weights are not parameters left: element scopes count non-zeros.
+          const nonzero = result.plan.masks.length ? countNonZero(model.params) : paramsAfter;
+          const tuned = c.tuning ? await tuneAndEvaluate(run, c, model, evaluateModel) : undefined;
+          const plan = `plans/${several ? `${scope.replace(':', '-')}-` : ''}${spec.name}-${ratio}.json`;
+          plans.set(plan, planToJSON(result.plan));
+          runs.push({
+            scope,
+            criterion: spec.name,
+            ratio,
+            params_after: paramsAfter,
+            nonzero_after: nonzero,
+            params_left: nonzero / params,
+            ppl: ev.ppl,
+            nll: ev.nll,
+            tasks: ev.tasks,
+            paper_average: ev.paper_average,
+            paper_tasks: ev.paper_tasks,
+            macs: macsOf(model.config, T),
+            latency: (await latencyOf(run, model, `${spec.name} ${ratio}`)) ?? null,
+            diagnostics,
+            warnings,
+            seconds: scoreSeconds + cutSeconds + evalSeconds,
+            score_seconds: scoreSeconds,
+            eval_seconds: evalSeconds,
+            plan,
+            ...(tuned ? { tuned } : {}),
+          });
+        }
       }
-    }
     let robustness: Record<string, RobustnessReport> | undefined;
     if (c.perturbations) {
       robustness = {};
-      for (const ratio of c.ratios) {
-        progress.prefix = `robustness ${ratio}: `;
-        robustness[String(ratio)] = await runRobustness(run, c.loaded, {
-          ratio,
-          criteria: c.criteria,
-          perturbations: c.perturbations,
-          evalText: c.texts[0]![1],
-          calibration,
-          ...(c.preset ? { preset: c.preset } : {}),
-        });
+      for (const scope of c.scopes) {
+        for (const ratio of ratiosAt(scope, c.ratios)) {
+          const key = several ? `${scope} ${ratio}` : String(ratio);
+          progress.prefix = `robustness ${key}: `;
+          robustness[key] = await runRobustness(run, c.loaded, {
+            ratio,
+            selection: planOptionsFromFlags(run.flags, scope, { lenient: true, preset: c.preset }),
+            criteria: c.criteria,
+            perturbations: c.perturbations,
+            evalText: c.texts[0]![1],
+            calibration,
+            ...(c.preset ? { preset: c.preset } : {}),
+          });
+        }
       }
     }
     progress.prefix = '';
@@ -190,6 +216,9 @@ async function comparison(
   const preset = presetFlag(flags);
   const names = criteriaFlag(flags.criteria, { unique: true });
   const ratios = ratiosFlag(flags.ratios);
+  const scopes = scopesFlag(flags.scopes);
+  checkCriterionScopes(names, scopes);
+  rankingFlag(flags);
   const criteria = criteriaOptions(names, flags.opt, preset);
   const tasks = taskFlags(flags.task);
   const perturbations = flags.robustness ? perturbFlag(flags.perturb) : null;
@@ -226,7 +255,18 @@ async function comparison(
           ),
         }
       : null;
-  return { source, loaded, preset: resolved, criteria, ratios, texts, tasks, perturbations, tuning };
+  return {
+    source,
+    loaded,
+    preset: resolved,
+    criteria,
+    ratios,
+    scopes,
+    texts,
+    tasks,
+    perturbations,
+    tuning,
+  };
 }
 
 /** LoRA-tunes one pruned model (compare --tune-data), merges the adapters and evaluates it. */
@@ -275,10 +315,10 @@ function reportHead(
   const { format, params, layers, heads, kv_heads, intermediate_size, vocab_size } = modelSummary(c.loaded);
   const replayed = flags.calibTokens ? calibration?.iterations[0] : undefined;
   const choice = calibrationChoice(flags, c.preset);
-  const selection = planOptionsFromFlags(flags, c.preset);
+  const selection = planOptionsFromFlags(flags, 'block', { lenient: true, preset: c.preset });
   return {
     format: 'moreau-compare-report',
-    version: 1,
+    version: 2,
     created: new Date().toISOString(),
     moreau: VERSION,
     model: { source: c.source, format, params, layers, heads, kv_heads, intermediate_size, vocab_size },
@@ -288,6 +328,7 @@ function reportHead(
       preset_source: c.preset ? { ...c.preset.source, files: [...c.preset.source.files] } : null,
       criteria: c.criteria.map((s) => s.name),
       ratios: c.ratios,
+      scopes: c.scopes,
       options: Object.fromEntries(
         c.criteria.map((s) => [s.name, resolveOptions(getCriterion(s.name), s.options)]),
       ),
@@ -305,7 +346,8 @@ function reportHead(
           }
         : null,
       seed: flags.seed,
-      scope: flags.global ? 'global' : 'local',
+      ranking: rankingFlag(flags) ?? 'local',
+      keep_low_ratio: flags.keepLowRatio ?? 0,
       attn_layers: selection.attnLayers ?? null,
       mlp_layers: selection.mlpLayers ?? null,
       perturbations: c.perturbations,
@@ -357,19 +399,23 @@ async function sharedCalibration(flags: CompareFlags, c: Comparison): Promise<Ca
 }
 
 /**
- * Prunes with one criterion at any ratio: the first call scores the model, later calls re-select
- * from those scores (scoreSeconds is the first call's time, cutSeconds the re-selection's).
+ * Prunes with one criterion at one scope at any ratio: the first call scores the model, later calls
+ * re-select from those scores (scoreSeconds is the first call's time, cutSeconds the re-selection's).
+ * Element scopes have no unit scores to keep: every call scores.
  */
 function scoredOnce(
   run: BackendContext<CompareFlags>,
   model: LlamaModel,
   spec: Comparison['criteria'][number],
+  scope: PruneScope,
   calibration: CalibrationSet | undefined,
   preset: ResolvedPreset | undefined,
 ) {
   const criterion = getCriterion(spec.name);
+  const kind = parseScope(scope).kind;
+  const reuse = kind !== 'unstructured' && kind !== 'n:m';
   const base = {
-    ...planOptionsFromFlags(run.flags, preset),
+    ...planOptionsFromFlags(run.flags, scope, { lenient: true, preset }),
     options: spec.options,
     calibration: criterion.requires.calibration ? calibration : undefined,
     backend: run.backend,
@@ -384,7 +430,7 @@ function scoredOnce(
     const result = await prune(model, { ...base, criterion: cached ?? criterion, ratio });
     if (cached) return { result, scoreSeconds, cutSeconds: seconds(t0), ...report };
     scoreSeconds = seconds(t0);
-    cached = fromScores(criterion, result.scores);
+    if (reuse) cached = fromScores(criterion, result.scores);
     report = { diagnostics: result.diagnostics, warnings: result.warnings };
     for (const w of result.warnings) run.progress.warn(named(spec.name, w));
     return { result, scoreSeconds, cutSeconds: 0, ...report };

@@ -1,4 +1,4 @@
-import { getCriterion, listCriteria, PRUNING_PRESETS, referenceLayerRange } from '@moreau/core';
+import { getCriterion, listCriteria, PRUNING_PRESETS, referenceLayerRange, SCOPE_KINDS } from '@moreau/core';
 import type { CriteriaFlags } from '../../program.js';
 import { type CommandContext, loadPlugins } from '../context.js';
 import { writeJsonAtomic } from '../output.js';
@@ -11,6 +11,7 @@ export async function criteriaCommand({ flags, out }: CommandContext<CriteriaFla
       name,
       description: c.description,
       requires: c.requires,
+      scopes: c.scopes ?? SCOPE_KINDS,
       default_reduction: c.defaultReduction,
       options: c.options,
     };
@@ -18,7 +19,7 @@ export async function criteriaCommand({ flags, out }: CommandContext<CriteriaFla
   for (const c of list) {
     out(`${c.name} — ${c.description}\n`);
     out(
-      `  needs: ${[c.requires.gradients && 'gradients', c.requires.calibration && 'calibration'].filter(Boolean).join(', ') || 'weights only'}; default reduction: ${c.default_reduction}\n`,
+      `  needs: ${[c.requires.gradients && 'gradients', c.requires.calibration && 'calibration', c.requires.forward && 'forward passes'].filter(Boolean).join(', ') || 'weights only'}; scopes: ${c.scopes.join(', ')}; default reduction: ${c.default_reduction}\n`,
     );
     for (const [k, o] of Object.entries(c.options)) {
       const values = o.type === 'enum' ? ` (${o.values.join(' | ')})` : '';

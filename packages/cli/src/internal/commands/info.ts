@@ -3,6 +3,7 @@ import { type LoadedModel, layerDims } from '@moreau/models';
 import type { InfoFlags } from '../../program.js';
 import { type CommandContext, openModel } from '../context.js';
 import { writeJsonAtomic } from '../output.js';
+import { sparsitySummary } from '../sparsity.js';
 
 /** The model summary shared by info, eval and prune outputs. */
 export function modelSummary(m: LoadedModel) {
@@ -33,9 +34,19 @@ export function modelSummary(m: LoadedModel) {
 export async function infoCommand(source: string, { flags, out }: CommandContext<InfoFlags>): Promise<void> {
   const loaded = await openModel(source, flags);
   const s = modelSummary(loaded);
+  // Any model may hold zeros (unstructured and N:M pruned models do): count them.
+  const sp = sparsitySummary(loaded.model.params);
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   const lines = [
     `model            ${s.source} (${s.format}, ${s.dtype})`,
     `parameters       ${s.params.toLocaleString('en-US')}`,
+    `non-zero         ${sp.nonzero.toLocaleString('en-US')} (${pct(1 - sp.zero_fraction)})`,
+    `sparsity         ${
+      sp.sparse_matrices
+        ? `${sp.sparse_matrices} matrices with zeros, ${pct(sp.sparse_matrix_zero_fraction)} of their weights` +
+          (sp.nm_patterns.length ? `; every one ${sp.nm_patterns.join(' and ')} sparse` : '')
+        : 'dense (no matrix holds zeros)'
+    }`,
     `layers           ${s.layers}`,
     `hidden size      ${s.hidden_size}`,
     `heads / kv heads ${s.heads} / ${s.kv_heads} (head_dim ${s.head_dim})`,
@@ -49,5 +60,5 @@ export async function infoCommand(source: string, { flags, out }: CommandContext
     ),
   ];
   out(`${lines.join('\n')}\n`);
-  if (flags.json) await writeJsonAtomic(flags.json, { model: s });
+  if (flags.json) await writeJsonAtomic(flags.json, { model: s, sparsity: sp });
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   applyPlan,
   type CriterionDiagnostics,
@@ -6,13 +6,14 @@ import {
   type DiagnosticValue,
   type FloatDType,
   InputError,
-  type OptionValues,
   type PrunableModel,
   type PruneResult,
   type PruningPlan,
-  parsePlan,
+  parseScope,
   planToJSON,
+  planToJSONChunks,
   prune,
+  readPlanFile,
 } from '@moreau/core';
 import { type LlamaModel, saveHfDirectory } from '@moreau/models';
 import type { PruneFlags } from '../../program.js';
@@ -27,12 +28,14 @@ import {
 import { evaluate } from '../evaluate.js';
 import {
   calibrationChoice,
+  checkCriterionScopes,
   checkPlanFlags,
   criterionFromFlags,
   dtypeFlag,
   namedFiles,
   planOptionsFromFlags,
   presetFlag,
+  rankingFlag,
   requireInputFiles,
   resolvedPreset,
   scoringSettings,
@@ -40,7 +43,11 @@ import {
   UsageError,
 } from '../flags.js';
 import { dirState, guardDir, writeFileAtomic, writeJsonAtomic } from '../output.js';
+import { sparsityFile } from '../sparsity.js';
 import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
+
+/** All layers, [0, L): the default layer range. */
+const allLayers = (L: number): [number, number] => [0, L];
 
 /** --out must be new, empty, or replaced on purpose (--overwrite); checked before any work. */
 async function checkOutDir(out: string, overwrite: boolean): Promise<void> {
@@ -64,7 +71,14 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
   await loadPlugins(flags.plugin);
   checkPlanFlags(flags);
   const preset = presetFlag(flags);
-  const scoring = flags.plan ? undefined : criterionFromFlags(flags.criterion, flags.opt, preset);
+  const scope = parseScope(flags.scope).name;
+  // LLM-Pruner's keep-first rule scores nothing: no criterion.
+  const scoring =
+    flags.plan || flags.keepFirst !== undefined
+      ? undefined
+      : criterionFromFlags(flags.criterion, flags.opt, preset);
+  if (scoring) checkCriterionScopes([scoring.criterion.name], [scope]);
+  rankingFlag(flags);
   requireInputFiles(flags, { '--eval-ppl': texts });
   await checkOutDir(flags.out, flags.overwrite);
 
@@ -85,9 +99,16 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     let settings: Record<string, DiagnosticValue> | null = null;
     let diagnostics: readonly CriterionDiagnostics[] = [];
     let warnings: readonly string[] = [];
-    if (!scoring) {
-      plan = parsePlan(await readFile(flags.plan!, 'utf8'), flags.plan);
+    if (flags.plan) {
+      plan = await readPlanFile(flags.plan);
       pruned = applyPlan(loaded.model, plan);
+    } else if (!scoring) {
+      ({ plan, model: pruned } = await prune(loaded.model, {
+        ...planOptionsFromFlags(flags, scope),
+        keepFirst: flags.keepFirst,
+        signal: run.signal,
+        onProgress: progress.update,
+      }));
     } else {
       const { criterion, options, resolved: values } = scoring;
       const choice = calibrationChoice(flags, resolved);
@@ -95,29 +116,22 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       const calibration = criterion.requires.calibration
         ? await calibrationFromFlags(loaded, flags, iterations, choice)
         : undefined;
-      const ratio = flags.ratio ?? resolved?.ratio;
+      // N:M fixes its own ratio, N / M.
+      const parsed = parseScope(scope);
+      const ratio = parsed.kind === 'n:m' ? parsed.n / parsed.m : (flags.ratio ?? resolved?.ratio);
       if (ratio === undefined) throw new UsageError("required option '--ratio <r>' not specified");
-      const selection = planOptionsFromFlags(flags, resolved);
-      const result: PruneResult = await prune(loaded.model, {
-        ...selection,
-        criterion,
-        options,
-        ratio,
-        calibration,
-        backend: run.backend,
-        steps: flags.steps,
-        signal: run.signal,
-        onProgress: progress.update,
-      });
-      ({ plan, model: pruned, diagnostics, warnings } = result);
-      for (const w of warnings) progress.warn(w);
+      const selection = planOptionsFromFlags(flags, scope, { preset: resolved });
+      const layers = allLayers(loaded.model.config.numHiddenLayers);
+      // The provenance goes into the plan's settings (and the --json result).
       settings = scoringSettings(flags, resolved, {
-        criterion: plan.criterion.name,
-        options: plan.criterion.options as OptionValues,
-        ratio: plan.ratio,
-        reduction: plan.reduction,
-        attnLayers: plan.attnLayers,
-        mlpLayers: plan.mlpLayers,
+        criterion: criterion.name,
+        options: values,
+        ratio,
+        reduction: selection.reduction ?? criterion.defaultReduction,
+        attnLayers: selection.attnLayers ?? layers,
+        mlpLayers: selection.mlpLayers ?? layers,
+        scope,
+        ranking: parsed.kind === 'block' ? (selection.ranking ?? 'local') : null,
         calibration: calibration
           ? {
               ...choice,
@@ -126,7 +140,24 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
             }
           : null,
       });
+      const result: PruneResult = await prune(loaded.model, {
+        ...selection,
+        criterion,
+        options,
+        ratio,
+        calibration,
+        backend: run.backend,
+        steps: flags.steps,
+        includeScores: flags.planScores,
+        settings,
+        signal: run.signal,
+        onProgress: progress.update,
+      });
+      ({ plan, model: pruned, diagnostics, warnings } = result);
+      for (const w of warnings) progress.warn(w);
     }
+    // Unstructured and N:M models are dense files with zeros: sparsity.json says where.
+    const sparsity = plan.masks.length ? sparsityFile(plan, pruned.params) : undefined;
     const model = pruned as LlamaModel;
     progress.note(`saving ${flags.out}`);
     const unguard = guardDir(flags.out);
@@ -145,12 +176,15 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
           overwrite: flags.overwrite,
         },
       );
+      if (sparsity) await writeJsonAtomic(join(flags.out, 'sparsity.json'), sparsity);
     } finally {
       unguard();
     }
-    if (flags.planOut) await writeFileAtomic(flags.planOut, planToJSON(plan));
+    if (flags.planOut) await writeFileAtomic(flags.planOut, planToJSONChunks(plan));
     const evals = await evaluate(run, model, loaded.tokenizer, texts);
     const paramsAfter = countParams(model.params);
+    // Zeroed weights are not parameters left: element scopes count non-zeros.
+    const nonzeroAfter = sparsity?.nonzero ?? paramsAfter;
     const T = macsSeqLen(flags);
     const macsDense = macsOf(loaded.model.config, T);
     const macsPruned = macsOf(model.config, T);
@@ -159,14 +193,17 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     const result = {
       model: source,
       backend: backendInfo(run.backend),
+      scope: plan.scope,
       criterion: plan.criterion,
       ratio: plan.ratio,
       params_before: paramsBefore,
       params_after: paramsAfter,
-      params_left: paramsAfter / paramsBefore,
+      nonzero_after: nonzeroAfter,
+      params_left: nonzeroAfter / paramsBefore,
       out: flags.out,
       settings,
-      plan: JSON.parse(planToJSON(plan)),
+      // Without the mask bitsets (--plan-out has them): a 7B model's would not fit in one string.
+      plan: { ...JSON.parse(planToJSON({ ...plan, masks: [] })), masks: plan.masks.map((m) => m.param) },
       diagnostics,
       warnings,
       macs: {
@@ -192,7 +229,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     };
     const g = (x: number) => `${(x / 1e9).toFixed(x < 1e8 ? 4 : 2)} G`;
     ctx.out(
-      `pruned ${source} with ${plan.criterion.name} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${paramsAfter.toLocaleString('en-US')} parameters (${(100 * result.params_left).toFixed(2)}%)\nsaved to ${flags.out}\n` +
+      `pruned ${source} at scope ${plan.scope} with ${plan.criterion?.name ?? `keep-first ${plan.keepFirst}`} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${nonzeroAfter.toLocaleString('en-US')} ${sparsity ? 'non-zero ' : ''}parameters (${(100 * result.params_left).toFixed(2)}%)\nsaved to ${flags.out}${sparsity ? ' (with sparsity.json)' : ''}\n` +
         `MACs per ${T} tokens: ${g(macsDense.total)} -> ${g(macsPruned.total)} (${(100 * result.macs.left).toFixed(2)}%)\n` +
         (result.latency
           ? `latency ${result.latency.batch}x${result.latency.seq_len}: ${(1000 * result.latency.dense.seconds).toFixed(2)} ms -> ${(1000 * result.latency.pruned.seconds).toFixed(2)} ms (x${result.latency.speedup.toFixed(2)})\n`

@@ -2,6 +2,7 @@ import {
   type CalibrationSet,
   getCriterion,
   type PrunableModel,
+  parseScope,
   type ResolvedPreset,
   sampleCalibrationPatches,
 } from '@moreau/core';
@@ -28,12 +29,14 @@ import {
 } from '../context.js';
 import {
   calibrationChoice,
+  checkCriterionScopes,
   criteriaFlag,
   criteriaOptions,
   namedFiles,
   perturbFlag,
   planOptionsFromFlags,
   presetFlag,
+  rankingFlag,
   requireInputFiles,
   resolvedPreset,
   textSourceOptions,
@@ -46,6 +49,8 @@ const ROBUSTNESS_WINDOWS = 32;
 
 export interface RobustnessRun {
   readonly ratio: number;
+  /** The selection flags' prune options at the run's scope (planOptionsFromFlags). */
+  readonly selection: ReturnType<typeof planOptionsFromFlags>;
   /** Each criterion with its --opt options (over the preset's). */
   readonly criteria: readonly { name: string; options: Record<string, string | number | boolean> }[];
   readonly perturbations: readonly string[];
@@ -104,7 +109,7 @@ export async function runRobustness(
     perturbations: run.perturbations,
     calibration,
     evaluate,
-    prune: { ...planOptionsFromFlags(flags, run.preset), backend },
+    prune: { ...run.selection, backend },
     signal: ctx.signal,
     onProgress: ctx.progress.update,
   });
@@ -114,15 +119,25 @@ export async function robustnessCommand(source: string, ctx: CommandContext<Robu
   const { flags } = ctx;
   await loadPlugins(flags.plugin);
   const preset = presetFlag(flags);
-  const criteria = criteriaOptions(criteriaFlag(flags.criteria), flags.opt, preset);
+  const names = criteriaFlag(flags.criteria);
+  const criteria = criteriaOptions(names, flags.opt, preset);
   const perturbations = perturbFlag(flags.perturb);
   const texts = namedFiles('--ppl', flags.ppl);
   requireInputFiles(flags, { '--ppl': texts });
+  const scope = parseScope(flags.scope);
+  // N:M fixes the ratio itself (N / M).
+  const ratio = scope.kind === 'n:m' ? scope.n / scope.m : (flags.ratio ?? preset?.ratio);
+  if (ratio === undefined) throw new UsageError("required option '--ratio <r>' not specified");
+  if (scope.kind === 'n:m' && flags.ratio !== undefined)
+    throw new UsageError(`--scope ${scope.name} zeroes ${scope.n} of every ${scope.m} weights: drop --ratio`);
+  checkCriterionScopes(names, [scope.name]);
+  rankingFlag(flags);
   const loaded = await openModel(source, flags);
   const resolved = resolvedPreset(preset, loaded.model.config);
   await withBackend(ctx, async (run) => {
     const report = await runRobustness(run, loaded, {
-      ratio: flags.ratio,
+      ratio,
+      selection: planOptionsFromFlags(flags, scope.name, resolved ? { preset: resolved } : {}),
       criteria,
       perturbations,
       evalText: texts[0]?.[1],

@@ -5,7 +5,7 @@
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import type { CompareReport } from './types.js';
+import { type CompareReport, robustnessLabel } from './types.js';
 
 /** Fonts that exist on most systems first; resvg takes the first family it finds. */
 const FONT = 'DejaVu Sans, Helvetica, Arial, Liberation Sans, sans-serif';
@@ -38,10 +38,22 @@ function colorScale(criteria: readonly string[]) {
   return { domain: [...criteria], scheme: 'tableau10' };
 }
 
+/** The runs of one scope, and how its charts are named and titled when the report has several scopes. */
+function scopeView(report: CompareReport, scope: string) {
+  const several = report.settings.scopes.length > 1;
+  return {
+    runs: report.runs.filter((r) => r.scope === scope),
+    suffix: several ? `_${scope.replace(':', '-')}` : '',
+    title: several ? ` (scope ${scope})` : '',
+  };
+}
+
 /** With tuned runs: solid lines for the pruned models, dashed for the same models after LoRA tuning. */
 const STAGES = ['pruned', 'pruned + LoRA'];
-function stageEncoding(report: CompareReport) {
-  if (!report.runs.some((r) => r.tuned)) return {};
+const tunedIn = (runs: CompareReport['runs']) => runs.some((r) => r.tuned);
+
+function stageEncoding(runs: CompareReport['runs']) {
+  if (!tunedIn(runs)) return {};
   return {
     strokeDash: {
       field: 'stage',
@@ -55,14 +67,15 @@ function stageEncoding(report: CompareReport) {
           [6, 4],
         ],
       },
+      legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 400, symbolStrokeColor: '#444444' },
     },
   };
 }
 
 /** A line layer (with the tuned / untuned dash) and a point layer over the same encoding. */
-function linesAndPoints(report: CompareReport, size: number) {
+function linesAndPoints(runs: CompareReport['runs'], size: number) {
   return [
-    { mark: { type: 'line', strokeWidth: 2 }, encoding: stageEncoding(report) },
+    { mark: { type: 'line', strokeWidth: 2 }, encoding: stageEncoding(runs) },
     { mark: { type: 'point', filled: true, size, opacity: 1 } },
   ];
 }
@@ -71,17 +84,18 @@ function linesAndPoints(report: CompareReport, size: number) {
  * Perplexity against pruning ratio, one line per criterion (dashed: after LoRA tuning), one panel
  * per text; ratio 0 is the dense model, where both lines of a criterion start.
  */
-export function perplexityChart(report: CompareReport): Chart | undefined {
+export function perplexityChart(report: CompareReport, scope: string): Chart | undefined {
   const texts = Object.keys(report.dense.ppl);
-  if (texts.length === 0 || report.runs.length === 0) return undefined;
+  const view = scopeView(report, scope);
+  if (texts.length === 0 || view.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
-  const stages = report.runs.some((r) => r.tuned) ? STAGES : STAGES.slice(0, 1);
+  const stages = tunedIn(view.runs) ? STAGES : STAGES.slice(0, 1);
   const rows: Record<string, unknown>[] = [];
   for (const text of texts) {
     for (const c of criteria)
       for (const stage of stages)
         rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense', stage });
-    for (const r of report.runs) {
+    for (const r of view.runs) {
       const ppl = r.ppl[text];
       if (ppl !== undefined && Number.isFinite(ppl))
         rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned', stage: STAGES[0] });
@@ -97,14 +111,15 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
         });
     }
   }
+  const ratios = [...new Set(view.runs.map((r) => r.ratio))].sort((a, b) => a - b);
   return {
-    name: 'perplexity_vs_ratio',
-    title: 'Perplexity vs pruning ratio',
+    name: `perplexity_vs_ratio${view.suffix}`,
+    title: `Perplexity vs pruning ratio${view.title}`,
     spec: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
-        text: 'Perplexity vs pruning ratio',
-        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better${report.runs.some((r) => r.tuned) ? '; dashed: after LoRA recovery' : ''}`,
+        text: `Perplexity vs pruning ratio${view.title}`,
+        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better${tunedIn(view.runs) ? '; dashed: after LoRA recovery' : ''}`,
       },
       data: { values: rows },
       facet: { column: { field: 'text', type: 'nominal', title: 'evaluation text', sort: texts } },
@@ -113,13 +128,13 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
         width: texts.length > 1 ? 340 : 560,
         height: 300,
         // Lines (dashed after tuning) and points in separate layers, so the legend draws dashes.
-        layer: linesAndPoints(report, 60),
+        layer: linesAndPoints(view.runs, 60),
         encoding: {
           x: {
             field: 'ratio',
             type: 'quantitative',
             title: 'pruning ratio',
-            axis: { format: '.0%', values: [0, ...report.settings.ratios] },
+            axis: { format: '.0%', values: [0, ...ratios] },
           },
           // Log scale fitted to the data (not widened to whole decades), a little room at both ends.
           y: {
@@ -143,17 +158,18 @@ export function perplexityChart(report: CompareReport): Chart | undefined {
 }
 
 /** Zero-shot accuracy against ratio, one panel per task (only when tasks were evaluated). */
-export function accuracyChart(report: CompareReport): Chart | undefined {
+export function accuracyChart(report: CompareReport, scope: string): Chart | undefined {
   const tasks = Object.keys(report.dense.tasks);
-  if (tasks.length === 0 || report.runs.length === 0) return undefined;
+  const view = scopeView(report, scope);
+  if (tasks.length === 0 || view.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
-  const stages = report.runs.some((r) => r.tuned) ? STAGES : STAGES.slice(0, 1);
+  const stages = tunedIn(view.runs) ? STAGES : STAGES.slice(0, 1);
   const rows: Record<string, unknown>[] = [];
   for (const task of tasks) {
     for (const c of criteria)
       for (const stage of stages)
         rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc, stage });
-    for (const r of report.runs) {
+    for (const r of view.runs) {
       const t = r.tasks[task];
       if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc, stage: STAGES[0] });
       const tuned = r.tuned?.tasks[task];
@@ -161,13 +177,14 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
         rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: tuned.acc, stage: STAGES[1] });
     }
   }
+  const ratios = [...new Set(view.runs.map((r) => r.ratio))].sort((a, b) => a - b);
   return {
-    name: 'accuracy_vs_ratio',
-    title: 'Zero-shot accuracy vs pruning ratio',
+    name: `accuracy_vs_ratio${view.suffix}`,
+    title: `Zero-shot accuracy vs pruning ratio${view.title}`,
     spec: {
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
-        text: 'Zero-shot accuracy vs pruning ratio',
+        text: `Zero-shot accuracy vs pruning ratio${view.title}`,
         subtitle: 'ratio 0 is the dense model; higher is better',
       },
       data: { values: rows },
@@ -176,13 +193,13 @@ export function accuracyChart(report: CompareReport): Chart | undefined {
       spec: {
         width: 280,
         height: 220,
-        layer: linesAndPoints(report, 50),
+        layer: linesAndPoints(view.runs, 50),
         encoding: {
           x: {
             field: 'ratio',
             type: 'quantitative',
             title: 'pruning ratio',
-            axis: { format: '.0%', values: [0, ...report.settings.ratios] },
+            axis: { format: '.0%', values: [0, ...ratios] },
           },
           y: { field: 'acc', type: 'quantitative', title: 'accuracy', scale: { zero: false } },
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
@@ -213,10 +230,10 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
     for (const [criterion, byPerturbation] of Object.entries(r.results)) {
       for (const [perturbation, s] of Object.entries(byPerturbation)) {
         if (!perturbations.includes(perturbation)) perturbations.push(perturbation);
-        if ('iou' in s) rows.push({ ratio: `ratio ${ratio}`, criterion, perturbation, iou: s.iou });
+        if ('iou' in s) rows.push({ ratio: robustnessLabel(ratio), criterion, perturbation, iou: s.iou });
         else
           rows.push({
-            ratio: `ratio ${ratio}`,
+            ratio: robustnessLabel(ratio),
             criterion,
             perturbation,
             iou: s.iou_mean,
@@ -226,7 +243,7 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
       }
     }
   }
-  const ratios = Object.keys(rob).map((r) => `ratio ${r}`);
+  const ratios = Object.keys(rob).map(robustnessLabel);
   const x = {
     field: 'perturbation',
     type: 'nominal',
@@ -278,10 +295,12 @@ export function robustnessChart(report: CompareReport): Chart | undefined {
   };
 }
 
+/** Per scope a perplexity chart (and an accuracy chart with tasks), then the robustness chart. */
 export function reportCharts(report: CompareReport): Chart[] {
-  return [perplexityChart(report), accuracyChart(report), robustnessChart(report)].filter(
-    (c): c is Chart => !!c,
-  );
+  return [
+    ...report.settings.scopes.flatMap((s) => [perplexityChart(report, s), accuracyChart(report, s)]),
+    robustnessChart(report),
+  ].filter((c): c is Chart => !!c);
 }
 
 /** Vega-Lite -> Vega -> SVG (headless View). */

@@ -1,6 +1,8 @@
 /** Tables of a comparison report as aligned text / Markdown, and the self-contained HTML page. */
 import type { RenderedChart } from './charts.js';
-import type { CompareReport, CompareRun } from './types.js';
+import { type CompareReport, type CompareRun, robustnessLabel } from './types.js';
+
+const capital = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 export interface Table {
   readonly header: readonly string[];
@@ -9,6 +11,10 @@ export interface Table {
   readonly right: readonly boolean[];
   /** Cells to emphasise (best in their group), as "row,col". */
   readonly best?: ReadonlySet<string>;
+  /** The first row is the dense model. */
+  readonly denseFirst?: boolean;
+  /** Rows of models after LoRA tuning (compare --tune-data). */
+  readonly tunedRows?: ReadonlySet<number>;
 }
 
 const fix = (x: number | undefined | null, d: number) =>
@@ -16,15 +22,21 @@ const fix = (x: number | undefined | null, d: number) =>
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const int = (x: number) => x.toLocaleString('en-US');
 
-/** The main table: the dense model, then every criterion at every ratio (grouped by ratio). */
+/**
+ * The main table: the dense model, then every criterion at every ratio (grouped by scope, then
+ * ratio; a scope column when there are several). `params` counts non-zeros.
+ */
 export function comparisonTable(report: CompareReport): Table {
   const texts = Object.keys(report.dense.ppl);
   const tasks = Object.keys(report.dense.tasks);
   const withNorm = tasks.filter((t) => report.dense.tasks[t]!.acc_norm !== null);
+  const scopes = report.settings.scopes;
+  const several = scopes.length > 1;
   const paper = (report.dense.paper_tasks ?? 0) > 0;
   const s = report.settings;
   const latency = s.latency ? `ms ${s.latency.batch}x${s.latency.seq_len}` : undefined;
   const header = [
+    ...(several ? ['scope'] : []),
     'criterion',
     'ratio',
     'params',
@@ -37,6 +49,7 @@ export function comparisonTable(report: CompareReport): Table {
     'seconds',
   ];
   const row = (
+    scope: string,
     name: string,
     ratio: string,
     params: number,
@@ -44,6 +57,7 @@ export function comparisonTable(report: CompareReport): Table {
     r: Pick<CompareRun, 'ppl' | 'tasks' | 'paper_average' | 'macs' | 'latency'>,
     seconds: number,
   ) => [
+    ...(several ? [scope] : []),
     name,
     ratio,
     int(params),
@@ -62,30 +76,38 @@ export function comparisonTable(report: CompareReport): Table {
   const d = report.dense;
   const runs = [...report.runs].sort(
     (a, b) =>
+      scopes.indexOf(a.scope) - scopes.indexOf(b.scope) ||
       a.ratio - b.ratio ||
       report.settings.criteria.indexOf(a.criterion) - report.settings.criteria.indexOf(b.criterion),
   );
   // Each pruned model's row, then (with --tune-data) the same model after LoRA tuning.
-  const rows = [row('dense', '0', d.params, 1, d, d.seconds)];
-  const groups = new Map<string, number[]>(); // rows competing for "best": same ratio, tuned or not
-  const member = (key: string) => {
-    const list = groups.get(key) ?? [];
-    list.push(rows.length - 1);
-    groups.set(key, list);
-  };
+  const rows = [row('', 'dense', '0', d.params, 1, d, d.seconds)];
+  const tunedRows = new Set<number>();
+  // Rows competing for "best": same scope and ratio, and all pruned or all tuned.
+  const groups = new Map<string, number[]>();
+  const member = (key: string) => groups.set(key, [...(groups.get(key) ?? []), rows.length - 1]);
   for (const r of runs) {
-    rows.push(row(r.criterion, String(r.ratio), r.params_after, r.params_left, r, r.seconds));
-    member(`${r.ratio}:pruned`);
+    rows.push(row(r.scope, r.criterion, String(r.ratio), r.nonzero_after, r.params_left, r, r.seconds));
+    member(`${r.scope} ${r.ratio} pruned`);
     if (r.tuned) {
       const t = r.tuned;
       const tuned = { ...r, ppl: t.ppl, tasks: t.tasks, paper_average: t.paper_average };
       rows.push(
-        row(`${r.criterion} +LoRA`, String(r.ratio), r.params_after, r.params_left, tuned, t.seconds),
+        row(
+          r.scope,
+          `${r.criterion} +LoRA`,
+          String(r.ratio),
+          r.nonzero_after,
+          r.params_left,
+          tuned,
+          t.seconds,
+        ),
       );
-      member(`${r.ratio}:tuned`);
+      tunedRows.add(rows.length - 1);
+      member(`${r.scope} ${r.ratio} tuned`);
     }
   }
-  // Best per ratio (among the pruned rows, and among the tuned ones): lowest perplexity, highest accuracy.
+  // Best per scope and ratio (pruned and tuned rows apart): lowest perplexity, highest accuracy.
   const best = new Set<string>();
   for (const idx of groups.values()) {
     if (idx.length < 2) continue;
@@ -101,10 +123,21 @@ export function comparisonTable(report: CompareReport): Table {
       });
     });
   }
-  return { header, rows, right: header.map((_, i) => i > 0), best };
+  return {
+    header,
+    rows,
+    right: header.map((h) => !['scope', 'criterion'].includes(h)),
+    best,
+    denseFirst: true,
+    ...(tunedRows.size ? { tunedRows } : {}),
+  };
 }
 
 const PAPER_AVG = 'paper avg';
+
+/** A run's criterion, with its scope when the report has several (each scope scores on its own). */
+const withScope = (report: CompareReport, r: CompareRun) =>
+  report.settings.scopes.length > 1 ? `${r.criterion} (${r.scope})` : r.criterion;
 
 interface ShrinkIteration {
   readonly iteration: number;
@@ -125,13 +158,13 @@ export function shrinkTable(report: CompareReport): Table | undefined {
   const rows: string[][] = [];
   const seen = new Set<string>();
   for (const r of report.runs) {
-    if (seen.has(r.criterion)) continue;
-    seen.add(r.criterion);
+    if (seen.has(`${r.scope} ${r.criterion}`)) continue;
+    seen.add(`${r.scope} ${r.criterion}`);
     (r.diagnostics ?? []).forEach((d, step) => {
       const shrink = d.moreau_gs_shrink as { iterations?: readonly ShrinkIteration[] } | undefined;
       for (const it of shrink?.iterations ?? []) {
         rows.push([
-          r.criterion,
+          withScope(report, r),
           (r.diagnostics.length > 1 ? `${step + 1}.` : '') + String(it.iteration),
           int(it.all.rows),
           pct(it.all.zeroed),
@@ -158,9 +191,9 @@ function warningLines(report: CompareReport): string[] {
   const out: string[] = [];
   const seen = new Set<string>();
   for (const r of report.runs) {
-    if (seen.has(r.criterion)) continue;
-    seen.add(r.criterion);
-    for (const w of r.warnings ?? []) out.push(named(r.criterion, w));
+    if (seen.has(`${r.scope} ${r.criterion}`)) continue;
+    seen.add(`${r.scope} ${r.criterion}`);
+    for (const w of r.warnings ?? []) out.push(named(withScope(report, r), w));
   }
   return out;
 }
@@ -229,7 +262,7 @@ function settingsLines(report: CompareReport): string[] {
           `preset: ${s.preset} (${s.preset_source?.repository}@${s.preset_source?.commit}: ${s.preset_source?.files.join(', ')}); explicit flags override it`,
         ]
       : []),
-    `criteria: ${s.criteria.join(', ')}; ratios: ${s.ratios.join(', ')}; ${s.scope} ranking; seed ${s.seed}` +
+    `criteria: ${s.criteria.join(', ')}; ratios: ${s.ratios.join(', ')}; ${s.scopes.length > 1 ? 'scopes' : 'scope'} ${s.scopes.join(', ')}; ${s.ranking} ranking (block)${s.keep_low_ratio ? `; keep-low ratio ${s.keep_low_ratio}` : ''}; seed ${s.seed}` +
       `${s.attn_layers ? `; attention layers ${s.attn_layers.join(':')}` : ''}${s.mlp_layers ? `; MLP layers ${s.mlp_layers.join(':')}` : ''}`,
     ...(s.calibration
       ? [
@@ -277,7 +310,7 @@ export function textSummary(report: CompareReport): string {
     parts.push(`moreau-gs soft-threshold regime (fraction of delta rows)\n${markdownTable(shrink)}`);
   for (const r of robustnessTables(report)) {
     parts.push(
-      `robustness at ratio ${r.ratio}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}\n${markdownTable(r.table)}`,
+      `robustness at ${robustnessLabel(r.ratio)}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}\n${markdownTable(r.table)}`,
     );
   }
   return `${parts.join('\n\n')}\n`;
@@ -315,7 +348,7 @@ export function renderMarkdown(report: CompareReport, charts: readonly RenderedC
     );
     for (const r of rob) {
       out.push(
-        `### Ratio ${r.ratio}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}`,
+        `### ${capital(robustnessLabel(r.ratio))}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}`,
         '',
         markdownTable(r.table),
         '',
@@ -338,7 +371,7 @@ function htmlTable(t: Table): string {
   const body = t.rows
     .map(
       (row, r) =>
-        `<tr${r === 0 && row[0] === 'dense' ? ' class="dense"' : row[0]!.endsWith(' +LoRA') ? ' class="tuned"' : ''}>${row
+        `<tr${r === 0 && t.denseFirst ? ' class="dense"' : t.tunedRows?.has(r) ? ' class="tuned"' : ''}>${row
           .map((s, c) => {
             const cls = [t.right[c] ? 'num' : '', t.best?.has(`${r},${c}`) ? 'best' : '']
               .filter(Boolean)
@@ -411,7 +444,7 @@ ${
 <p class="note">For each criterion, a plan from perturbed weights compared with the plan from the original weights: IoU of the pruned units, Spearman correlation of the unit scores, perplexity of the pruned (perturbed) model.</p>
 ${robustnessChart.map(figure).join('\n')}
 <div class="row">
-${rob.map((r) => `<div><h3>Ratio ${esc(r.ratio)}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}
+${rob.map((r) => `<div><h3>${esc(capital(robustnessLabel(r.ratio)))}${r.dense !== undefined ? ` (dense PPL ${r.dense.toFixed(3)})` : ''}</h3>\n${htmlTable(r.table)}</div>`).join('\n')}
 </div>`
     : ''
 }

@@ -1,5 +1,5 @@
 /** The comparison report: what `moreau compare` writes to DIR/report.json. */
-import type { CriterionDiagnostics } from '@moreau/core';
+import type { CriterionDiagnostics, PruneScope, Ranking } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
 import type { LatencyRecord, MacsRecord } from '../speed.js';
 
@@ -14,10 +14,14 @@ export interface TaskScores {
 }
 
 export interface CompareRun {
+  readonly scope: PruneScope;
   readonly criterion: string;
   readonly ratio: number;
+  /** Elements of every parameter (unstructured and N:M models keep their shapes). */
   readonly params_after: number;
-  /** params_after / the dense model's parameters. */
+  /** Non-zero parameters: params_after at the unit scopes, fewer at the element scopes. */
+  readonly nonzero_after: number;
+  /** nonzero_after / the dense model's parameters. */
   readonly params_left: number;
   readonly ppl: Record<string, number>;
   readonly nll: Record<string, number>;
@@ -62,7 +66,8 @@ export interface TunedRun {
 
 export interface CompareReport {
   readonly format: 'moreau-compare-report';
-  readonly version: 1;
+  /** 2: runs carry their scope and non-zero count; settings.ranking replaced settings.scope. */
+  readonly version: 2;
   readonly created: string;
   readonly moreau: string;
   readonly model: {
@@ -86,6 +91,7 @@ export interface CompareReport {
     } | null;
     readonly criteria: readonly string[];
     readonly ratios: readonly number[];
+    readonly scopes: readonly PruneScope[];
     /** Criterion options after defaults, by criterion. */
     readonly options: Record<string, Record<string, number | boolean | string>>;
     readonly ppl_texts: Record<string, string>;
@@ -101,7 +107,10 @@ export interface CompareReport {
       readonly iterations: number;
     } | null;
     readonly seed: number;
-    readonly scope: 'local' | 'global';
+    /** Block-scope ranking. */
+    readonly ranking: Ranking;
+    /** Element scopes: fraction of would-be-zeroed weights kept at random. */
+    readonly keep_low_ratio: number;
     readonly attn_layers: readonly [number, number] | null;
     readonly mlp_layers: readonly [number, number] | null;
     readonly perturbations: readonly string[] | null;
@@ -151,9 +160,15 @@ export interface CompareReport {
     readonly seconds: number;
   };
   readonly runs: readonly CompareRun[];
-  /** Robustness analysis by ratio (with --robustness). */
+  /** Robustness analysis by ratio, or by 'scope ratio' with several scopes (with --robustness). */
   readonly robustness?: Record<string, RobustnessReport>;
   /** Chart files (SVG and PNG) in the report directory. */
   readonly charts: readonly string[];
   readonly seconds: number;
+}
+
+/** 'ratio 0.2', or 'channel, ratio 0.2' for a robustness key of a report with several scopes. */
+export function robustnessLabel(key: string): string {
+  const i = key.lastIndexOf(' ');
+  return i < 0 ? `ratio ${key}` : `${key.slice(0, i)}, ratio ${key.slice(i + 1)}`;
 }
