@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError, mergeLora } from '@moreau/core';
+import { findLoraTargets, InputError, mergeLora } from '@moreau/core';
 import { LlamaModel, saveHfDirectory, saveLoraAdapter } from '@moreau/models';
 import type { TuneFlags } from '../../program.js';
 import { backendInfo, type CommandContext, openModel, withBackend } from '../context.js';
@@ -68,6 +68,7 @@ export async function tuneCommand(source: string, ctx: CommandContext<TuneFlags>
 
   const loaded = await openModel(source, flags);
   const base = loaded.model;
+  findLoraTargets(base.params, lora.targets); // a --lora-targets typo fails before any work
   const data = await tuningDataFromFlags(flags.data, loaded.tokenizer, flags, flags.seed, progress, template);
   await withBackend(ctx, async (run) => {
     progress.note(`model ${source}; backend ${run.backend.name} (${run.backend.device})`);
