@@ -16,6 +16,7 @@ export default defineConfig({
       { find: /^@moreau\/criteria$/, replacement: src('criteria') },
       { find: /^@moreau\/models$/, replacement: src('models') },
       { find: /^@moreau\/eval$/, replacement: src('eval') },
+      { find: /^@moreau\/tune$/, replacement: src('tune') },
       // The tests' shared set-up: a root-level module, not a package (CONTRIBUTING.md).
       {
         find: /^@moreau\/test-utils$/,

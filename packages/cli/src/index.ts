@@ -3,6 +3,6 @@
  * in-process (`main`) and types the report `moreau compare` writes (report.json).
  */
 
-export type { CompareReport, CompareRun, TaskScores } from './internal/report/types.js';
+export type { CompareReport, CompareRun, TaskScores, TunedRun } from './internal/report/types.js';
 export { EXIT, main } from './main.js';
 export { VERSION } from './version.js';

@@ -241,6 +241,84 @@ function calibOptions(cmd: Command): Command {
     );
 }
 
+/** The LoRA and training flags `tune` and `compare --tune-data` share (LLM-Pruner's defaults). */
+export interface TuneTrainFlags {
+  readonly template?: string;
+  readonly loraR: number;
+  readonly loraAlpha: number;
+  readonly loraDropout: number;
+  readonly loraTargets: string;
+  readonly epochs: number;
+  readonly lr: number;
+  readonly microBatchSize: number;
+  readonly cutoffLen: number;
+  readonly warmupSteps: number;
+  readonly maxSteps?: number;
+  readonly trainOnInputs: boolean;
+  readonly valSetSize: number;
+  readonly evalSteps: number;
+}
+
+function tuneTrainOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--template <file>',
+      "prompt template JSON (prompt_input, prompt_no_input, response_split); default Alpaca-LoRA's",
+    )
+    .option('--lora-r <n>', 'LoRA rank', parseIntArg('--lora-r'), 8)
+    .option(
+      '--lora-alpha <a>',
+      'LoRA alpha (the update is scaled by alpha / r)',
+      parseNumberArg('--lora-alpha'),
+      16,
+    )
+    .option(
+      '--lora-dropout <p>',
+      "dropout on the adapters' input while training, in [0, 1)",
+      parseNumberArg('--lora-dropout'),
+      0.05,
+    )
+    .option(
+      '--lora-targets <list>',
+      'projections to adapt',
+      'q_proj,k_proj,v_proj,o_proj,gate_proj,down_proj,up_proj',
+    )
+    .option('--epochs <n>', 'epochs over the training examples', parseNumberArg('--epochs'), 2)
+    .option(
+      '--lr <rate>',
+      'peak learning rate (linear warmup, then linear decay to 0)',
+      parseNumberArg('--lr'),
+      1e-4,
+    )
+    .option(
+      '--micro-batch-size <n>',
+      'examples per forward / backward pass',
+      parseIntArg('--micro-batch-size'),
+      4,
+    )
+    .option(
+      '--cutoff-len <n>',
+      'longest example in tokens (longer ones are cut, without EOS)',
+      parseIntArg('--cutoff-len', 2),
+      256,
+    )
+    .option('--warmup-steps <n>', 'steps of linear warmup', parseIntArg('--warmup-steps', 0), 100)
+    .option(
+      '--max-steps <n>',
+      'stop after N optimizer steps (overrides --epochs)',
+      parseIntArg('--max-steps'),
+    )
+    .option('--train-on-inputs', 'loss on prompt and response (default)', true)
+    .option('--no-train-on-inputs', 'loss on the response only')
+    .option(
+      '--val-set-size <n>',
+      'examples held out for the validation loss',
+      parseIntArg('--val-set-size', 0),
+      0,
+    )
+    .option('--eval-steps <n>', 'validation loss every N steps', parseIntArg('--eval-steps'), 100);
+}
+
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
 export type InfoFlags = ModelFlags & { readonly json?: string };
 export type EvalCommandFlags = ModelFlags & EvalFlags & TaskFlags & ExecFlags & { readonly json?: string };
@@ -273,7 +351,10 @@ export interface CompareFlags
     TaskFlags,
     LatencyFlags,
     ExecFlags,
-    StateFlags {
+    StateFlags,
+    TuneTrainFlags {
+  readonly tuneData?: string;
+  readonly tuneBatchSize: number;
   readonly criteria: string;
   readonly ratios: string;
   readonly scopes: string;
@@ -290,6 +371,21 @@ export interface RobustnessFlags extends ModelFlags, CalibFlags, EvalFlags, Exec
   /** KEY=V1,V2,... per swept criterion option (the grid is every combination). */
   readonly sweep: string[];
   readonly report?: string;
+  readonly json?: string;
+}
+export interface TuneFlags extends ModelFlags, TuneTrainFlags {
+  readonly data: string;
+  readonly batchSize: number;
+  readonly seed: number;
+  readonly saveSteps: number;
+  readonly checkpointDir?: string;
+  readonly resume?: string;
+  readonly out: string;
+  readonly adapterOut?: string;
+  readonly overwrite: boolean;
+  readonly evalPpl: string[];
+  readonly seqLen: number;
+  readonly limit?: number;
   readonly json?: string;
 }
 export type ExportFlags = ModelFlags & {
@@ -325,6 +421,7 @@ export interface Handlers {
   eval(model: string, flags: EvalCommandFlags): Promise<void>;
   prune(model: string, flags: PruneFlags): Promise<void>;
   compare(model: string, flags: CompareFlags): Promise<void>;
+  tune(model: string, flags: TuneFlags): Promise<void>;
   robustness(model: string, flags: RobustnessFlags): Promise<void>;
   export(model: string, flags: ExportFlags): Promise<void>;
   generate(model: string, flags: GenerateFlags): Promise<void>;
@@ -445,10 +542,72 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       false,
     )
     .option('--perturb <list>', `robustness perturbations (${PERTURB_HELP})`, 'fp16,bf16,gauss:0.01x3')
+    .option(
+      '--tune-data <file>',
+      'also LoRA-tune every pruned model on this data and report it as a tuned row',
+      parsePath('--tune-data'),
+    )
+    .option(
+      '--tune-batch-size <n>',
+      'examples per tuning step (with --tune-data)',
+      parseIntArg('--tune-batch-size'),
+      64,
+    )
     .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget);
+  // compare --tune-data takes the tuning flags of `tune` (its --batch-size and --seed are compare's own).
   stateDirOption(
-    execOption(taskOptions(compare, 'zero-shot task to evaluate each pruned model on; repeatable')),
+    execOption(
+      taskOptions(tuneTrainOptions(compare), 'zero-shot task to evaluate each pruned model on; repeatable'),
+    ),
   ).action((m, o: CompareFlags, cmd: Command) => handlers.compare(m, withExplicit(o, cmd)));
+
+  tuneTrainOptions(
+    modelOptions(
+      program
+        .command('tune')
+        .description('LoRA recovery tuning (LLM-Pruner post_training): merged HF directory + PEFT adapter'),
+    ),
+  )
+    .requiredOption(
+      '--data <file>',
+      'Alpaca-format JSON / JSONL (instruction, input, output), or text (txt, jsonl "text", parquet)',
+      parsePath('--data'),
+    )
+    .option(
+      '--batch-size <n>',
+      'examples per optimizer step (gradients accumulated over micro-batches)',
+      parseIntArg('--batch-size'),
+      64,
+    )
+    .option(
+      '--seed <n>',
+      'seed of the adapters, the data order, the split and dropout',
+      parseIntArg('--seed', 0),
+      1,
+    )
+    .option('--save-steps <n>', 'checkpoint every N steps', parseIntArg('--save-steps'), 200)
+    .option(
+      '--checkpoint-dir <dir>',
+      'where checkpoint-<step> folders go (default: <out>-checkpoints)',
+      parsePath('--checkpoint-dir'),
+    )
+    .option(
+      '--resume <dir>',
+      'continue from a checkpoint folder (same flags and data)',
+      parsePath('--resume'),
+    )
+    .requiredOption(
+      '--out <dir>',
+      'the merged model: an HF directory (written atomically)',
+      parsePath('--out'),
+    )
+    .option('--adapter-out <dir>', 'also write the adapter as a PEFT folder', parsePath('--adapter-out'))
+    .option('--overwrite', 'replace --out / --adapter-out if they exist', false)
+    .option('--eval-ppl <NAME=FILE>', 'perplexity before and after tuning; repeatable', collect, [])
+    .option('--seq-len <n>', 'perplexity window length', parseIntArg('--seq-len', 2), 128)
+    .option('--limit <n>', 'evaluate at most N windows', parseIntArg('--limit'))
+    .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget)
+    .action((m, o: TuneFlags) => handlers.tune(m, o));
 
   const robustness = evalOptions(
     calibOptions(

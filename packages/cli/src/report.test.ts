@@ -354,4 +354,42 @@ describe('comparison report rendering', () => {
       'Perplexities in these tables: dense PPL 10.000 on the first 32 of 660 windows of wiki',
     );
   });
+
+  it('tuned runs: a +LoRA row after each pruned one, best marked among each kind, dashed lines', async () => {
+    const tuned = (ppl: number, acc: number) => ({
+      ppl: { wiki: ppl },
+      nll: { wiki: Math.log(ppl) },
+      tasks: { arc_easy: { acc, acc_norm: acc, n: 10, paper: acc } },
+      paper_average: acc,
+      steps: 3,
+      train_loss: 2,
+      val_loss: null,
+      seconds: 4,
+      tune_seconds: 3,
+    });
+    const withTuning: CompareReport = {
+      ...report,
+      runs: [
+        { ...run('taylor', 0.1, 12, 0.4), tuned: tuned(10.5, 0.46) },
+        { ...run('moreau', 0.1, 11, 0.45), tuned: tuned(10.8, 0.44) },
+      ],
+    };
+    const t = comparisonTable(withTuning);
+    expect(t.rows.map((r) => `${r[0]}@${r[1]}`)).toEqual([
+      'dense@0',
+      'taylor@0.1',
+      'taylor +LoRA@0.1',
+      'moreau@0.1',
+      'moreau +LoRA@0.1',
+    ]);
+    expect(t.rows[2]![6]).toBe('10.500');
+    expect(t.best?.has('3,6')).toBe(true); // moreau is the best pruned model
+    expect(t.best?.has('2,6')).toBe(true); // taylor +LoRA the best tuned one
+    expect(t.best?.has('1,6')).toBe(false);
+    expect(renderHtml(withTuning, [])).toContain('<tr class="tuned">');
+    const [ppl] = reportCharts(withTuning);
+    const { svg } = await renderChart(ppl!);
+    expect(svg).toContain('stroke-dasharray="6,4"'); // the tuned lines (and their legend entry)
+    expect(svg).toContain('pruned + LoRA');
+  }, 60_000);
 });

@@ -58,9 +58,35 @@ export {
 export type { Graph, Node, NodeOf, Primitive, PrimitiveAttrs, ValueInfo } from './ir.js';
 export { attrsOf, graphHash, graphToJSON, graphToText, inputInfos, outputInfos } from './ir.js';
 export { isLazyTensor, lazyTensor, tensorBytes } from './lazy.js';
+export {
+  checkLoraConfig,
+  DEFAULT_LORA_TARGETS,
+  dropoutMask,
+  findLoraTargets,
+  initLora,
+  isLoraParam,
+  type LoraAdapters,
+  type LoraConfig,
+  type LoraTarget,
+  loraDropoutInputs,
+  loraDropoutKey,
+  loraLinear,
+  loraNames,
+  loraScale,
+  mergeLora,
+  mergeLoraWeight,
+  stageLinear,
+  unmergeLora,
+} from './lora.js';
 export * as ops from './ops.js';
-export type { AdamWOptions, ParamArrays, WarmupCosineOptions } from './optim.js';
-export { AdamW, clipGradNorm, warmupCosine } from './optim.js';
+export type {
+  AdamWOptions,
+  AdamWState,
+  ParamArrays,
+  WarmupCosineOptions,
+  WarmupLinearOptions,
+} from './optim.js';
+export { AdamW, clipGradNorm, warmupCosine, warmupLinear } from './optim.js';
 export {
   COMPUTE_DTYPES,
   type ComputeDtype,
@@ -97,7 +123,9 @@ export {
   type ForwardBatch,
   type GradientPass,
   type HeadOutputs,
+  type LossOptions,
   ModelExecutor,
+  type StageInputs,
   type WeightSource,
 } from './stream/executor.js';
 export { capacityFor } from './stream/kv-cache.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AdamW, clipGradNorm, globalNorm, warmupCosine } from './optim.js';
+import { AdamW, clipGradNorm, globalNorm, warmupCosine, warmupLinear } from './optim.js';
 
 const GRADS: number[][] = [
   [0.5, -1.0],
@@ -112,5 +112,49 @@ describe('clipGradNorm', () => {
     // Below the threshold: untouched.
     expect(clipGradNorm(grads, 10)).toBeCloseTo(1, 6);
     expect(grads.get('a')![0]).toBeCloseTo(0.6, 6);
+  });
+});
+
+describe('warmupLinear (Hugging Face get_linear_schedule_with_warmup as the Trainer steps it)', () => {
+  it('rises from 0 over the warmup, then falls linearly to 0 at the last step', () => {
+    const lr = warmupLinear({ peakLr: 1e-4, warmupSteps: 100, totalSteps: 200 });
+    expect(lr(0)).toBe(0); // the Trainer's first update runs at factor 0
+    expect(lr(50)).toBeCloseTo(5e-5, 15);
+    expect(lr(100)).toBeCloseTo(1e-4, 15);
+    expect(lr(150)).toBeCloseTo(5e-5, 15);
+    expect(lr(199)).toBeCloseTo(1e-6, 15);
+    expect(lr(200)).toBe(0);
+    expect(lr(250)).toBe(0);
+  });
+
+  it('without warmup starts at the peak; with warmup longer than the run never decays', () => {
+    expect(warmupLinear({ peakLr: 2, warmupSteps: 0, totalSteps: 4 })(0)).toBe(2);
+    const short = warmupLinear({ peakLr: 1, warmupSteps: 100, totalSteps: 10 });
+    expect(short(9)).toBeCloseTo(0.09, 12);
+    expect(() => warmupLinear({ peakLr: 1, warmupSteps: 1, totalSteps: 0 })).toThrow(/totalSteps/);
+  });
+});
+
+describe('AdamW state', () => {
+  it('a restored optimizer continues exactly like the original', () => {
+    const a = new AdamW({ lr: 0.1, weightDecay: 0 });
+    const pa = new Map([['w', Float32Array.from([1, -2])]]);
+    a.step(pa, new Map([['w', Float32Array.from([0.5, -1])]]));
+    const saved = a.state();
+    const b = new AdamW({ lr: 0.1, weightDecay: 0 });
+    b.loadState({
+      step: saved.step,
+      moments: new Map([...saved.moments].map(([k, v]) => [k, { m: v.m.slice(), v: v.v.slice() }])),
+    });
+    const pb = new Map([['w', pa.get('w')!.slice()]]);
+    for (const g of [
+      [0.25, 3],
+      [-0.75, 0],
+    ]) {
+      a.step(pa, new Map([['w', Float32Array.from(g)]]));
+      b.step(pb, new Map([['w', Float32Array.from(g)]]));
+    }
+    expect(Array.from(pb.get('w')!)).toEqual(Array.from(pa.get('w')!));
+    expect(b.stepCount).toBe(3);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * Host-side optimisation for training small models with valueAndGrad: AdamW, a linear-warmup +
- * cosine-decay learning-rate schedule and global-norm gradient clipping. Parameters, gradients and
+ * Host-side optimisation for training with valueAndGrad: AdamW, two learning-rate schedules
+ * (linear warmup then cosine decay; linear warmup then linear decay, Hugging Face Trainer's
+ * default) and global-norm gradient clipping. Parameters, gradients and
  * optimizer state are float32 arrays by parameter name; updates happen in place, in float64
  * arithmetic per element, in the parameters' insertion order (deterministic).
  */
@@ -78,6 +79,35 @@ export class AdamW {
     return this.weightDecay > 0 && this.decays(name);
   }
 
+  /**
+   * Everything a later step depends on: the step count and each parameter's moments (the
+   * optimizer's own arrays, not copies). With `loadState` it makes a resumed run exact.
+   */
+  state(): AdamWState {
+    const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
+    for (const [name, m] of this.m) moments.set(name, { m, v: this.v.get(name)! });
+    return { step: this.t, moments };
+  }
+
+  /** Restores a state saved by `state()` (the arrays are copied). */
+  loadState(state: AdamWState): void {
+    if (!Number.isInteger(state.step) || state.step < 0) {
+      throw new InputError(`AdamW.loadState: step must be a non-negative integer, got ${state.step}`);
+    }
+    this.m.clear();
+    this.v.clear();
+    for (const [name, { m, v }] of state.moments) {
+      if (m.length !== v.length) {
+        throw new InputError(
+          `AdamW.loadState: '${name}' has moments of ${m.length} and ${v.length} elements`,
+        );
+      }
+      this.m.set(name, Float32Array.from(m));
+      this.v.set(name, Float32Array.from(v));
+    }
+    this.t = state.step;
+  }
+
   /** First and second moment of a parameter (undefined before its first step). */
   moments(name: string): { m: Float32Array; v: Float32Array } | undefined {
     const m = this.m.get(name);
@@ -129,6 +159,14 @@ export class AdamW {
   }
 }
 
+/** What AdamW.state() returns and AdamW.loadState() takes. */
+export interface AdamWState {
+  /** Steps taken. */
+  readonly step: number;
+  /** First (m) and second (v) moment per parameter that has been stepped. */
+  readonly moments: ReadonlyMap<string, { readonly m: Float32Array; readonly v: Float32Array }>;
+}
+
 export interface WarmupCosineOptions {
   /** Learning rate at the end of warmup. */
   readonly peakLr: number;
@@ -163,6 +201,36 @@ export function warmupCosine(options: WarmupCosineOptions): (step: number) => nu
     if (step < warmupSteps) return (peakLr * (step + 1)) / warmupSteps;
     const p = Math.min(1, Math.max(0, (step - warmupSteps) / decaySteps));
     return minLr + ((peakLr - minLr) * (1 + Math.cos(Math.PI * p))) / 2;
+  };
+}
+
+export interface WarmupLinearOptions {
+  /** Learning rate at the end of warmup. */
+  readonly peakLr: number;
+  /** Steps of linear warmup from 0. */
+  readonly warmupSteps: number;
+  /** Total steps: the rate reaches 0 at step totalSteps. */
+  readonly totalSteps: number;
+}
+
+/**
+ * Linear warmup from 0, then linear decay to 0 — Hugging Face's get_linear_schedule_with_warmup,
+ * the Trainer's default, as the Trainer steps it (the optimizer step s, 0-based, uses the factor
+ * of scheduler step s, so the very first update has rate 0):
+ * lr(s) = peak * s / warmup for s < warmup, then peak * max(0, (total - s) / max(1, total - warmup)).
+ */
+export function warmupLinear(options: WarmupLinearOptions): (step: number) => number {
+  const { peakLr, warmupSteps, totalSteps } = options;
+  checkNumber('warmupLinear: peakLr', peakLr, 0, Number.MAX_VALUE);
+  if (!Number.isInteger(warmupSteps) || warmupSteps < 0) {
+    throw new InputError(`warmupLinear: warmupSteps must be a non-negative integer, got ${warmupSteps}`);
+  }
+  if (!Number.isInteger(totalSteps) || totalSteps < 1) {
+    throw new InputError(`warmupLinear: totalSteps must be a positive integer, got ${totalSteps}`);
+  }
+  return (step: number) => {
+    if (step < warmupSteps) return (peakLr * step) / Math.max(1, warmupSteps);
+    return peakLr * Math.max(0, (totalSteps - step) / Math.max(1, totalSteps - warmupSteps));
   };
 }
 

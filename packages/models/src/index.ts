@@ -11,6 +11,13 @@ export { loadGguf, type SaveGgufOptions, saveGguf } from './formats/gguf/llama.j
 export { loadHfDirectory, type SaveHfOptions, type SaveProgress, saveHfDirectory } from './formats/hf-dir.js';
 export { loadLlama2c, saveLlama2c } from './formats/llama2c.js';
 export { loadCheckpoint } from './formats/load.js';
+export {
+  type LoadedLoraAdapter,
+  loadLoraAdapter,
+  peftAdapterConfig,
+  type SaveLoraAdapterOptions,
+  saveLoraAdapter,
+} from './formats/peft.js';
 export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
 export type { LazyOption } from './formats/stored.js';
 // Loading a model with its tokenizer; writing a random one.

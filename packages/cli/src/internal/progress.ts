@@ -11,6 +11,8 @@ export interface ProgressEvent {
   readonly total: number;
   /** What is counted ("windows"); default: inferred from the phase. */
   readonly unit?: string;
+  /** Shown after the counts, e.g. "loss 2.31 | 1,204 tok/s" (may change with every update). */
+  readonly detail?: string;
 }
 
 /** What a phase counts, for "8/6299 windows". */
@@ -75,7 +77,7 @@ export class ProgressReporter {
         const rate = (p.done - this.startDone) / Math.max(1e-3, (now - this.phaseStart) / 1000);
         const eta =
           p.done >= p.total ? '' : rate > 0 ? ` (ETA ${formatDuration((p.total - p.done) / rate)})` : '';
-        this.write(`${p.phase}: ${p.done}/${p.total}${u}${eta}\n`);
+        this.write(`${p.phase}: ${p.done}/${p.total}${u}${p.detail ? ` | ${p.detail}` : ''}${eta}\n`);
         this.lastLine = now;
       }
       return;
@@ -84,14 +86,14 @@ export class ProgressReporter {
       this.stop();
       if (p.done >= p.total) {
         // A phase that completes in one step: a line, not a bar (whose ETA would be undefined).
-        this.write(`${label(p.phase)} ${p.done}/${p.total}${u} | done\n`);
+        this.write(`${label(p.phase)} ${p.done}/${p.total}${u}${p.detail ? ` | ${p.detail}` : ''} | done\n`);
         return;
       }
       this.phase = p.phase;
       this.bar = new cliProgress.SingleBar(
         {
           stream: process.stderr,
-          format: `${label(p.phase)} {bar} {value}/{total}${u} | {percentage}% | ETA {eta_formatted}`,
+          format: `${label(p.phase)} {bar} {value}/{total}${u} | {percentage}%${p.detail === undefined ? '' : ' | {detail}'} | ETA {eta_formatted}`,
           hideCursor: true,
           clearOnComplete: false,
           etaBuffer: 20,
@@ -102,10 +104,10 @@ export class ProgressReporter {
         },
         cliProgress.Presets.shades_classic,
       );
-      this.bar.start(p.total, p.done);
+      this.bar.start(p.total, p.done, { detail: p.detail ?? '' });
     } else {
       this.bar.setTotal(p.total);
-      this.bar.update(p.done);
+      this.bar.update(p.done, { detail: p.detail ?? '' });
     }
     if (p.done >= p.total) this.stop();
   };

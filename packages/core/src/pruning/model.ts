@@ -1,6 +1,7 @@
 /** The contract between a model package and the pruning engine. */
 import { type HostTensor, sizeOf } from '../dtype.js';
 import { InputError } from '../errors.js';
+import type { LoraAdapters } from '../lora.js';
 import type { StagedModel } from '../stream/staged-model.js';
 import type { Tensor } from '../tensor.js';
 import type { GroupCut, GroupKind, PrunableGroup } from './groups.js';
@@ -29,6 +30,12 @@ export interface PrunableModel {
    * always run as one graph. Must compute the same loss as `loss`.
    */
   stages?(): StagedModel;
+  /**
+   * The model with LoRA adapters (core's lora.ts): its params are this model's (the same tensors)
+   * plus the adapters, and its loss and stages apply them (with dropout when a stage receives
+   * `<local>.lora_dropout` masks as inputs). Models without it cannot be LoRA-tuned.
+   */
+  withLora?(adapters: LoraAdapters): PrunableModel;
 }
 
 /** Cuts a model to the kept units of each listed group id; other groups stay whole. */

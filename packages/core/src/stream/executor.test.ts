@@ -161,6 +161,57 @@ describe('ModelExecutor: forward passes', () => {
   });
 });
 
+describe('ModelExecutor: explicit targets, a loss mask and loss()', () => {
+  const targets = tensor(
+    Int32Array.from({ length: 3 * 6 }, () => rng.int(TOY_VOCAB)),
+    [3, 6],
+    'int32',
+  );
+  const mask = tensor(
+    Float32Array.from({ length: 3 * 6 }, (_, i) => (i % 4 === 0 ? 0 : 1)),
+    [3, 6],
+    'float32',
+  );
+
+  async function masked(mode: 'whole' | 'streamed') {
+    const exec = await ModelExecutor.create(model, { backend: new ReferenceBackend(), mode });
+    const grads = new Map<string, Float32Array>();
+    const loss = await exec.lossAndGradients(ids, {
+      wanted: (n) => n !== 'embed',
+      targets,
+      mask,
+      consume: (g) => {
+        for (const [k, v] of g) grads.set(k, v);
+      },
+    });
+    const only = await exec.loss(ids, { targets, mask });
+    const shifted = await exec.loss(ids);
+    exec.dispose();
+    return { loss, only, shifted, grads };
+  }
+
+  it('streamed equals whole, and loss() equals the gradient pass', async () => {
+    const whole = await masked('whole');
+    const streamed = await masked('streamed');
+    expect(Math.abs(streamed.loss - whole.loss)).toBeLessThanOrEqual(1e-5 * whole.loss);
+    expect(whole.only).toBeCloseTo(whole.loss, 6);
+    expect(streamed.only).toBeCloseTo(whole.loss, 6);
+    for (const [k, g] of whole.grads) close(streamed.grads.get(k)!, g);
+    // Without targets, loss() is the model's own shifted loss.
+    const plain = await run('whole', () => false);
+    expect(whole.shifted).toBeCloseTo(plain.loss, 6);
+    expect(streamed.shifted).toBeCloseTo(plain.loss, 6);
+  });
+
+  it('rejects targets or a mask of the wrong shape or dtype', async () => {
+    const exec = await ModelExecutor.create(model, { backend: new ReferenceBackend(), mode: 'whole' });
+    await expect(exec.loss(ids, { targets: tensor(new Int32Array(6), [1, 6], 'int32') })).rejects.toThrow(
+      /targets must be int32 \[3, 6\]/,
+    );
+    await expect(exec.loss(ids, { mask })).rejects.toThrow(/needs explicit targets/);
+  });
+});
+
 describe('ModelExecutor: emulated half precision', () => {
   it.each(['bfloat16', 'float16'] as const)(
     '%s: loss and gradients rounded to the dtype, bit-identical between streamed and whole',

@@ -47,22 +47,47 @@ export type ExecMode = 'whole' | 'streamed';
 /** Weights for a list of parameter names (float32 or a storage dtype). */
 export type WeightSource = (names: readonly string[]) => Promise<ReadonlyMap<string, HostTensor>>;
 
-export interface GradientPass {
-  /** Parameters whose gradients are wanted. */
-  readonly wanted: (name: string) => boolean;
+/**
+ * Inputs of a stage's function beyond its parameters, by local name (e.g. LoRA dropout masks):
+ * `index` is the stage's position in forward order (embedding 0, layers 1..L, head L + 1).
+ */
+export type StageInputs = (stage: Stage, index: number) => Readonly<Record<string, HostTensor>>;
+
+/** What a loss is evaluated on besides the ids. */
+export interface LossOptions {
   /**
    * The weights to evaluate at (default: the model's). Streamed mode asks for a stage's weights
    * twice per pass (forward, then the backward recompute); both answers must be identical.
    */
   readonly weights?: WeightSource;
   /**
+   * Explicit next-token targets, int32 [B, T]: position t of row b is scored on targets[b, t].
+   * Default: the ids shifted by one (every position but the last), the mean over all of them.
+   */
+  readonly targets?: HostTensor;
+  /**
+   * With `targets`: float32 [B, T] weights of the positions (1 scored, 0 ignored), the loss being
+   * sum(nll * mask) / sum(mask). Default: every position weighs 1.
+   */
+  readonly mask?: HostTensor;
+  /**
+   * Further inputs of each stage's function. Asked for once per stage and pass, and again for a
+   * stage's backward recompute in streamed mode: both answers must be identical.
+   */
+  readonly stageInputs?: StageInputs;
+}
+
+export interface GradientPass extends LossOptions {
+  /** Parameters whose gradients are wanted. */
+  readonly wanted: (name: string) => boolean;
+  /** Called with the loss as soon as it is known: before any gradient is consumed. */
+  readonly onLoss?: (loss: number) => void;
+  /**
    * Receives float32 gradients as soon as they are complete: once in whole mode, stage by stage
    * (head first) in streamed mode. A parameter used by two stages (tied embeddings) arrives once,
    * with both uses summed. The arrays are the consumer's; nothing else keeps them.
    */
   readonly consume: (grads: Map<string, Float32Array>) => void | Promise<void>;
-  /** Called with the loss as soon as it is known: before any gradient is consumed. */
-  readonly onLoss?: (loss: number) => void;
 }
 
 export interface ExecutorOptions {
@@ -115,6 +140,40 @@ function shiftedLoss(head: (h: Tensor) => Tensor, hidden: Tensor, ids: Tensor): 
   const T = ids.shape[1]!;
   const logits = head(ops.slice(hidden, 1, 0, T - 1));
   return ops.mean(ops.tokenNll(logits, ops.slice(ids, 1, 1, T)));
+}
+
+/** Explicit targets and their weights, as graph inputs. */
+interface Labels<T> {
+  readonly targets: T;
+  readonly mask: T;
+}
+
+/** The loss on the final hidden states: shifted ids, or explicit targets weighted by a mask. */
+function headLoss(
+  head: (h: Tensor) => Tensor,
+  hidden: Tensor,
+  ids: Tensor,
+  labels: Labels<Tensor> | null,
+): Tensor {
+  if (!labels) return shiftedLoss(head, hidden, ids);
+  const nll = ops.tokenNll(head(hidden), labels.targets);
+  return ops.div(ops.sum(ops.mul(nll, labels.mask)), ops.sum(labels.mask));
+}
+
+/** The whole model as one function of its parameters (by model name) through its stages. */
+function stagedLoss(
+  staged: StagedModel,
+  p: Readonly<Record<string, Tensor>>,
+  inputs: readonly Readonly<Record<string, Tensor>>[],
+  ids: Tensor,
+  labels: Labels<Tensor> | null,
+): Tensor {
+  let h = staged.embedFn({ ...localParams(staged.embed, p), ...inputs[0] }, ids);
+  staged.layers.forEach((s, l) => {
+    h = staged.layerFn(s.key)({ ...localParams(s, p), ...inputs[l + 1] }, h);
+  });
+  const hp = { ...localParams(staged.head, p), ...inputs[staged.layers.length + 1] };
+  return headLoss((x) => staged.headFn(hp, x), h, ids, labels);
 }
 
 /**
@@ -236,10 +295,65 @@ export class ModelExecutor {
   /** Loss at the given weights, with gradients of the wanted parameters handed to `consume`. */
   async lossAndGradients(ids: HostTensor, pass: GradientPass): Promise<number> {
     checkIds(ids);
+    const labels = checkLabels(ids, pass);
     const weights = pass.weights ?? ((names) => this.modelWeights(names));
-    return this.mode === 'whole'
-      ? this.wholeGradients(ids, pass, weights)
-      : this.streamedGradients(ids, pass, weights);
+    if (this.mode === 'streamed') return this.streamedGradients(ids, pass, weights, labels);
+    if (labels || pass.stageInputs) return this.wholeStagedGradients(ids, pass, weights, labels);
+    return this.wholeGradients(ids, pass, weights);
+  }
+
+  /**
+   * The loss alone (no gradients): one forward pass, layer by layer in streamed mode. Same value
+   * as `lossAndGradients` for the same options.
+   */
+  async loss(ids: HostTensor, options: LossOptions = {}): Promise<number> {
+    checkIds(ids);
+    const labels = checkLabels(ids, options);
+    const weights = options.weights ?? ((names) => this.modelWeights(names));
+    const opts = this.jitOptions;
+    const staged = this.staged ?? this.model.stages?.();
+    let value: HostTensor;
+    if (this.mode === 'whole' && !staged) {
+      if (labels || options.stageInputs)
+        throw new InputError('this model describes no stages: explicit targets and stage inputs need them');
+      const f = this.fn('whole-loss', () =>
+        jit((p: Record<string, Tensor>, x: Tensor) => this.model.loss(p, x), opts),
+      );
+      value = await f(Object.fromEntries(await weights([...this.model.params.keys()])), ids);
+    } else if (this.mode === 'whole') {
+      const all = allStages(staged!);
+      const f = this.fn('whole-staged-loss', () =>
+        jit(
+          (
+            p: Record<string, Tensor>,
+            inputs: Record<string, Tensor>[],
+            x: Tensor,
+            l: Labels<Tensor> | null,
+          ) => stagedLoss(staged!, p, inputs, x, l),
+          opts,
+        ),
+      );
+      const p = Object.fromEntries(await weights([...new Set(all.flatMap((s) => Object.values(s.params)))]));
+      throwIfAborted(this.options.signal);
+      value = await f(p, stageInputsOf(all, options.stageInputs), ids, labels);
+    } else {
+      const { hidden } = await this.streamedForward(ids, weights, options.stageInputs, false);
+      const f = this.fn('head-loss', () =>
+        jit(
+          (p: StageParams, h: Tensor, x: Tensor, l: Labels<Tensor> | null) =>
+            headLoss((y) => staged!.headFn(p, y), h, x, l),
+          opts,
+        ),
+      );
+      const head = await this.stageWeights(
+        staged!.head,
+        weights,
+        options.stageInputs,
+        staged!.layers.length + 1,
+      );
+      value = await f(head, hidden, ids, labels);
+    }
+    return (value.data as Float32Array)[0]!;
   }
 
   /**
@@ -410,9 +524,46 @@ export class ModelExecutor {
     };
   }
 
-  private async stageWeights(stage: Stage, weights: WeightSource): Promise<Record<string, HostTensor>> {
+  /** A stage's weights under local names, with its further inputs (when given) merged in. */
+  private async stageWeights(
+    stage: Stage,
+    weights: WeightSource,
+    inputs?: StageInputs,
+    index?: number,
+  ): Promise<Record<string, HostTensor>> {
     const got = await weights([...new Set(Object.values(stage.params))]);
-    return Object.fromEntries(Object.entries(stage.params).map(([local, name]) => [local, got.get(name)!]));
+    const p = Object.fromEntries(
+      Object.entries(stage.params).map(([local, name]) => [local, got.get(name)!]),
+    );
+    return inputs && index !== undefined ? { ...p, ...inputs(stage, index) } : p;
+  }
+
+  /**
+   * Streamed forward through the embedding and the layers: the final hidden states, and (when
+   * `keep`) the input of every layer for the backward recompute.
+   */
+  private async streamedForward(
+    ids: HostTensor,
+    weights: WeightSource,
+    inputs: StageInputs | undefined,
+    keep: boolean,
+  ): Promise<{ hidden: HostTensor; layerInputs: HostTensor[] }> {
+    const staged = this.staged ?? this.model.stages!();
+    const opts = this.jitOptions;
+    const layerInputs: HostTensor[] = [];
+    const embedF = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), opts));
+    let h: HostTensor = await embedF(await this.stageWeights(staged.embed, weights, inputs, 0), ids);
+    for (let l = 0; l < staged.layers.length; l++) {
+      throwIfAborted(this.options.signal);
+      if (keep) layerInputs.push(h);
+      const st = staged.layers[l]!;
+      const f = this.fn(`layer:${st.key}`, () =>
+        jit((p: StageParams, x: Tensor) => staged.layerFn(st.key)(p, x), opts),
+      );
+      h = await f(await this.stageWeights(st, weights, inputs, l + 1), h);
+      this.options.onStage?.('forward', l + 1, staged.layers.length);
+    }
+    return { hidden: h, layerInputs };
   }
 
   private async wholeGradients(ids: HostTensor, pass: GradientPass, weights: WeightSource): Promise<number> {
@@ -431,6 +582,49 @@ export class ModelExecutor {
     );
     throwIfAborted(this.options.signal);
     const [value, grads] = (await f(diff, fixed, ids)) as [HostTensor, Record<string, HostTensor>];
+    const loss = (value.data as Float32Array)[0]!;
+    pass.onLoss?.(loss);
+    const out = new Map<string, Float32Array>();
+    for (const n of Object.keys(diff)) out.set(n, grads[n]!.data as Float32Array);
+    await pass.consume(out);
+    return loss;
+  }
+
+  /** Whole mode through the stages: explicit targets / mask and stage inputs. */
+  private async wholeStagedGradients(
+    ids: HostTensor,
+    pass: GradientPass,
+    weights: WeightSource,
+    labels: Labels<HostTensor> | null,
+  ): Promise<number> {
+    const staged = this.staged ?? this.model.stages?.();
+    if (!staged)
+      throw new InputError('this model describes no stages: explicit targets and stage inputs need them');
+    const all = allStages(staged);
+    const names = [...new Set(all.flatMap((s) => Object.values(s.params)))];
+    const w = await weights(names);
+    const diff: Record<string, HostTensor> = {};
+    const fixed: Record<string, HostTensor> = {};
+    for (const n of names) (pass.wanted(n) ? diff : fixed)[n] = w.get(n)!;
+    const f = this.fn('whole-staged-grad', () =>
+      jit(
+        valueAndGrad(
+          (
+            d: Record<string, Tensor>,
+            r: Record<string, Tensor>,
+            inputs: Record<string, Tensor>[],
+            x: Tensor,
+            l: Labels<Tensor> | null,
+          ) => stagedLoss(staged, { ...r, ...d }, inputs, x, l),
+        ),
+        this.jitOptions,
+      ),
+    );
+    throwIfAborted(this.options.signal);
+    const [value, grads] = (await f(diff, fixed, stageInputsOf(all, pass.stageInputs), ids, labels)) as [
+      HostTensor,
+      Record<string, HostTensor>,
+    ];
     const loss = (value.data as Float32Array)[0]!;
     pass.onLoss?.(loss);
     const out = new Map<string, Float32Array>();
@@ -472,6 +666,7 @@ export class ModelExecutor {
     ids: HostTensor,
     pass: GradientPass,
     weights: WeightSource,
+    labels: Labels<HostTensor> | null,
   ): Promise<number> {
     const staged = this.staged!;
     const opts = this.jitOptions;
@@ -479,6 +674,7 @@ export class ModelExecutor {
     const stages = allStages(staged);
     const S = stages.length;
     const signal = this.options.signal;
+    const inputs = pass.stageInputs;
     // A parameter's gradient is complete at the first stage (in forward order) that uses it.
     const firstUse = new Map<string, number>();
     stages.forEach((st, i) => {
@@ -486,28 +682,21 @@ export class ModelExecutor {
     });
 
     // Forward, keeping the input of every stage after the embedding.
-    const inputs: HostTensor[] = [];
-    const embedF = this.fn('embed', () => jit((p: StageParams, x: Tensor) => staged.embedFn(p, x), opts));
-    let h: HostTensor = await embedF(await this.stageWeights(staged.embed, weights), ids);
-    for (let l = 0; l < staged.layers.length; l++) {
-      throwIfAborted(signal);
-      inputs.push(h);
-      const st = staged.layers[l]!;
-      const f = this.fn(`layer:${st.key}`, () =>
-        jit((p: StageParams, x: Tensor) => staged.layerFn(st.key)(p, x), opts),
-      );
-      h = await f(await this.stageWeights(st, weights), h);
-      this.options.onStage?.('forward', l + 1, staged.layers.length);
-    }
+    const forward = await this.streamedForward(ids, weights, inputs, true);
+    const layerInputs = forward.layerInputs;
+    const h = forward.hidden;
 
     const pending = new Map<string, Float32Array>();
     /** Parameters whose pending gradient is a host-side sum (rounded to the dtype when handed over). */
     const summed = new Set<string>();
+    // Wanted parameters are differentiated; the others and the stage's further inputs are not.
     const split = (stage: Stage, p: Record<string, HostTensor>) => {
       const d: Record<string, HostTensor> = {};
       const r: Record<string, HostTensor> = {};
-      for (const [local, name] of Object.entries(stage.params))
-        (pass.wanted(name) ? d : r)[local] = p[local]!;
+      for (const [local, t] of Object.entries(p)) {
+        const name = stage.params[local];
+        (name !== undefined && pass.wanted(name) ? d : r)[local] = t;
+      }
       return [d, r] as const;
     };
     const collect = async (stageIndex: number, stage: Stage, grads: Record<string, HostTensor>) => {
@@ -535,15 +724,15 @@ export class ModelExecutor {
     const headF = this.fn('head-grad', () =>
       jit(
         valueAndGrad(
-          (d: StageParams, r: StageParams, x: Tensor, i: Tensor) =>
-            shiftedLoss((y) => staged.headFn({ ...r, ...d }, y), x, i),
+          (d: StageParams, r: StageParams, x: Tensor, i: Tensor, l: Labels<Tensor> | null) =>
+            headLoss((y) => staged.headFn({ ...r, ...d }, y), x, i, l),
           { argnums: [0, 2] },
         ),
         opts,
       ),
     );
-    const [hd, hr] = split(staged.head, await this.stageWeights(staged.head, weights));
-    const [lossT, [headGrads, dLast]] = (await headF(hd, hr, h, ids)) as [
+    const [hd, hr] = split(staged.head, await this.stageWeights(staged.head, weights, inputs, S - 1));
+    const [lossT, [headGrads, dLast]] = (await headF(hd, hr, h, ids, labels)) as [
       HostTensor,
       [Record<string, HostTensor>, HostTensor],
     ];
@@ -565,18 +754,18 @@ export class ModelExecutor {
           opts,
         ),
       );
-      const [d, r] = split(st, await this.stageWeights(st, weights));
-      const [, [grads, dIn]] = (await f(d, r, inputs[l]!, dh)) as [
+      const [d, r] = split(st, await this.stageWeights(st, weights, inputs, l + 1));
+      const [, [grads, dIn]] = (await f(d, r, layerInputs[l]!, dh)) as [
         HostTensor,
         [Record<string, HostTensor>, HostTensor],
       ];
-      inputs[l] = undefined as unknown as HostTensor; // the saved input is no longer needed
+      layerInputs[l] = undefined as unknown as HostTensor; // the saved input is no longer needed
       await collect(l + 1, st, grads);
       dh = dIn;
       this.options.onStage?.('backward', staged.layers.length - l, staged.layers.length);
     }
 
-    const [ed, er] = split(staged.embed, await this.stageWeights(staged.embed, weights));
+    const [ed, er] = split(staged.embed, await this.stageWeights(staged.embed, weights, inputs, 0));
     if (Object.keys(ed).length > 0) {
       throwIfAborted(signal);
       const embedVjp = this.fn('embed-vjp', () =>
@@ -596,6 +785,40 @@ export class ModelExecutor {
     }
     return loss;
   }
+}
+
+/** Every stage's further inputs, in forward order ({} for stages without). */
+function stageInputsOf(
+  stages: readonly Stage[],
+  inputs: StageInputs | undefined,
+): Record<string, HostTensor>[] {
+  return stages.map((s, i) => ({ ...(inputs?.(s, i) ?? {}) }));
+}
+
+/** Explicit targets and mask, checked against the ids (null when the loss uses shifted ids). */
+function checkLabels(ids: HostTensor, o: LossOptions): Labels<HostTensor> | null {
+  if (!o.targets) {
+    if (o.mask) throw new InputError('a loss mask needs explicit targets');
+    return null;
+  }
+  const same = (t: HostTensor) =>
+    t.shape.length === 2 && t.shape[0] === ids.shape[0] && t.shape[1] === ids.shape[1];
+  if (o.targets.dtype !== 'int32' || !same(o.targets)) {
+    throw new InputError(
+      `targets must be int32 [${ids.shape.join(', ')}] like the ids, got ${o.targets.dtype} [${o.targets.shape.join(', ')}]`,
+    );
+  }
+  if (o.mask && (o.mask.dtype !== 'float32' || !same(o.mask))) {
+    throw new InputError(
+      `the loss mask must be float32 [${ids.shape.join(', ')}] like the ids, got ${o.mask.dtype} [${o.mask.shape.join(', ')}]`,
+    );
+  }
+  const mask = o.mask ?? {
+    dtype: 'float32' as const,
+    shape: ids.shape,
+    data: new Float32Array(sizeOf(ids.shape)).fill(1),
+  };
+  return { targets: o.targets, mask };
 }
 
 function checkIds(ids: HostTensor): void {

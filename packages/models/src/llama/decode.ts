@@ -15,11 +15,20 @@ import {
   ops,
   ShapeError,
   type StageParams,
+  stageLinear,
   type Tensor,
   tensor,
 } from '@moreau/core';
 import type { LayerDims, LlamaConfig } from './config.js';
-import { castChecked, expectedLayerShapes, MASK_VALUE, mlp, rope, ropeConstTables } from './model.js';
+import {
+  castChecked,
+  expectedLayerShapes,
+  type LayerLinear,
+  MASK_VALUE,
+  mlp,
+  rope,
+  ropeConstTables,
+} from './model.js';
 
 /** The key and value caches of a layer with `kvHeads` KV heads. */
 export function llamaCacheSpecs(config: LlamaConfig, dims: LayerDims): CacheSpec[] {
@@ -34,6 +43,7 @@ export function llamaCacheSpecs(config: LlamaConfig, dims: LayerDims): CacheSpec
 export function llamaLayerStepFn(
   config: LlamaConfig,
   dims: LayerDims,
+  options: { readonly loraScale?: number } = {},
 ): (p: StageParams, h: Tensor, cache: readonly Tensor[], start: Tensor) => DecodeStep {
   const shapes = expectedLayerShapes(config, dims);
   const hd = config.headDim;
@@ -46,6 +56,8 @@ export function llamaLayerStepFn(
   const groups = heads / kvHeads;
   return (p, h, cache, start) => {
     const w = (local: string) => castChecked(p[local], local, shapes.get(local)!);
+    // Projections add their LoRA update when the stage carries adapters (as llamaLayerFn).
+    const lin: LayerLinear = (x, local) => stageLinear(x, p, local, w(local), options.loraScale);
     const [B, n] = h.shape as [number, number, number];
     const [kCache, vCache] = cache as [Tensor, Tensor];
     const C = kCache.shape[2]!;
@@ -60,9 +72,9 @@ export function llamaLayerStepFn(
       ops.reshape(ops.gather(ops.constant(tensor(d, [C, hd])), pos), [n, 1, hd]);
 
     const x = ops.rmsNorm(h, w('input_layernorm'), eps);
-    const q = ops.reshape(ops.linear(x, w('self_attn.q_proj')), [B, n, heads, hd]);
-    const k = ops.reshape(ops.linear(x, w('self_attn.k_proj')), [B, n, kvHeads, hd]);
-    const v = ops.reshape(ops.linear(x, w('self_attn.v_proj')), [B, n, kvHeads, hd]);
+    const q = ops.reshape(lin(x, 'self_attn.q_proj'), [B, n, heads, hd]);
+    const k = ops.reshape(lin(x, 'self_attn.k_proj'), [B, n, kvHeads, hd]);
+    const v = ops.reshape(lin(x, 'self_attn.v_proj'), [B, n, kvHeads, hd]);
     const qr = ops.reshape(
       ops.transpose(
         ops.reshape(rope(q, at(tables.qCos), at(tables.qSin)), [B, n, kvHeads, groups, hd]),
@@ -93,8 +105,8 @@ export function llamaLayerStepFn(
     const probs = ops.reshape(ops.softmax(ops.add(scores, mask), -1), [B, kvHeads, groups * n, C + n]);
     const out = ops.reshape(ops.matmul(probs, values), [B, kvHeads, groups, n, hd]);
     const merged = ops.reshape(ops.transpose(out, [0, 3, 1, 2, 4]), [B, n, heads * hd]);
-    const h2 = ops.add(h, ops.linear(merged, w('self_attn.o_proj')));
-    const hidden = ops.add(h2, mlp(ops.rmsNorm(h2, w('post_attention_layernorm'), eps), w));
+    const h2 = ops.add(h, lin(merged, 'self_attn.o_proj'));
+    const hidden = ops.add(h2, mlp(ops.rmsNorm(h2, w('post_attention_layernorm'), eps), lin));
     return { hidden, entries: [kNew, vNew] };
   };
 }

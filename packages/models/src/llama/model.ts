@@ -8,7 +8,7 @@
  * per-head loop and no copy of K / V (HF's repeat_kv: query head h uses KV head floor(h / groups)).
  * Per-layer head counts and MLP widths (pruned models) come from the config's per-layer arrays.
  */
-import { ops, ShapeError, type Tensor, tensor } from '@moreau/core';
+import { ops, ShapeError, stageLinear, type Tensor, tensor } from '@moreau/core';
 import { expectedTensorShapes, type LayerDims, type LlamaConfig, layerDims, layerPrefix } from './config.js';
 import { ropeTables } from './rope.js';
 
@@ -130,7 +130,21 @@ export const LAYER_PARAMS = [
 /** Looks up a layer weight by local name and casts it to float32 (storage dtypes are cast in the graph). */
 export type LayerWeight = (local: (typeof LAYER_PARAMS)[number]) => Tensor;
 
-function attention(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDims, c: Consts): Tensor {
+/** Applies a layer's linear projection by local name: x W^T (plus a LoRA update when adapted). */
+export type LayerLinear = (x: Tensor, local: (typeof LAYER_PARAMS)[number]) => Tensor;
+
+/** The projections LoRA can adapt (PEFT module names), by their local names in a layer. */
+export const LORA_MODULES: Readonly<Record<string, (typeof LAYER_PARAMS)[number]>> = {
+  q_proj: 'self_attn.q_proj',
+  k_proj: 'self_attn.k_proj',
+  v_proj: 'self_attn.v_proj',
+  o_proj: 'self_attn.o_proj',
+  gate_proj: 'mlp.gate_proj',
+  up_proj: 'mlp.up_proj',
+  down_proj: 'mlp.down_proj',
+};
+
+function attention(x: Tensor, lin: LayerLinear, config: LlamaConfig, dims: LayerDims, c: Consts): Tensor {
   const [B, T] = x.shape as [number, number, number];
   const { heads, kvHeads } = dims;
   const hd = config.headDim;
@@ -140,9 +154,9 @@ function attention(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDi
     );
   }
   const groups = heads / kvHeads;
-  const q = ops.reshape(ops.linear(x, w('self_attn.q_proj')), [B, T, heads, hd]);
-  const k = ops.reshape(ops.linear(x, w('self_attn.k_proj')), [B, T, kvHeads, hd]);
-  const v = ops.reshape(ops.linear(x, w('self_attn.v_proj')), [B, T, kvHeads, hd]);
+  const q = ops.reshape(lin(x, 'self_attn.q_proj'), [B, T, heads, hd]);
+  const k = ops.reshape(lin(x, 'self_attn.k_proj'), [B, T, kvHeads, hd]);
+  const v = ops.reshape(lin(x, 'self_attn.v_proj'), [B, T, kvHeads, hd]);
   // q: [B, T, kv, g, hd] -> [B, kv, g, T, hd] -> [B, kv, g*T, hd] (scaled by 1/sqrt(hd) via the tables).
   const qr = ops.reshape(
     ops.transpose(ops.reshape(rope(q, c.qCos, c.qSin), [B, T, kvHeads, groups, hd]), [0, 2, 3, 1, 4]),
@@ -154,39 +168,46 @@ function attention(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDi
   const probs = ops.reshape(ops.softmax(scores, -1), [B, kvHeads, groups * T, T]);
   const out = ops.reshape(ops.matmul(probs, vt), [B, kvHeads, groups, T, hd]);
   const merged = ops.reshape(ops.transpose(out, [0, 3, 1, 2, 4]), [B, T, heads * hd]);
-  return ops.linear(merged, w('self_attn.o_proj'));
+  return lin(merged, 'self_attn.o_proj');
 }
 
-export function mlp(x: Tensor, w: LayerWeight): Tensor {
-  const gate = ops.linear(x, w('mlp.gate_proj'));
-  const up = ops.linear(x, w('mlp.up_proj'));
-  return ops.linear(ops.mul(ops.silu(gate), up), w('mlp.down_proj'));
+export function mlp(x: Tensor, lin: LayerLinear): Tensor {
+  const gate = lin(x, 'mlp.gate_proj');
+  const up = lin(x, 'mlp.up_proj');
+  return lin(ops.mul(ops.silu(gate), up), 'mlp.down_proj');
 }
 
 /** One decoder layer: residual attention then residual MLP, on [B, T, hidden]. */
-function decoderLayer(x: Tensor, w: LayerWeight, config: LlamaConfig, dims: LayerDims, c: Consts): Tensor {
+function decoderLayer(
+  x: Tensor,
+  w: LayerWeight,
+  config: LlamaConfig,
+  dims: LayerDims,
+  c: Consts,
+  lin: LayerLinear = (y, local) => ops.linear(y, w(local)),
+): Tensor {
   const eps = config.rmsNormEps;
-  const h = ops.add(x, attention(ops.rmsNorm(x, w('input_layernorm'), eps), w, config, dims, c));
-  return ops.add(h, mlp(ops.rmsNorm(h, w('post_attention_layernorm'), eps), w));
+  const h = ops.add(x, attention(ops.rmsNorm(x, w('input_layernorm'), eps), lin, config, dims, c));
+  return ops.add(h, mlp(ops.rmsNorm(h, w('post_attention_layernorm'), eps), lin));
 }
 
 /**
  * A decoder layer of these dimensions as a function of its weights under local names (see
  * LAYER_PARAMS): the same function, hence the same compiled graph, for every layer of one shape.
+ * With `loraScale`, a projection whose adapters the stage carries (`<local>.lora_A` / `.lora_B`,
+ * and `.lora_dropout` masks while training) adds the LoRA update (core's stageLinear).
  */
 export function llamaLayerFn(
   config: LlamaConfig,
   dims: LayerDims,
+  options: { readonly loraScale?: number } = {},
 ): (p: Readonly<Record<string, Tensor>>, h: Tensor) => Tensor {
   const shapes = expectedLayerShapes(config, dims);
   return (p, h) => {
     const T = h.shape[1]!;
-    return decoderLayer(
-      h,
-      (local) => castChecked(p[local], local, shapes.get(local)!),
-      config,
-      dims,
-      buildConsts(config, T),
+    const w: LayerWeight = (local) => castChecked(p[local], local, shapes.get(local)!);
+    return decoderLayer(h, w, config, dims, buildConsts(config, T), (x, local) =>
+      stageLinear(x, p, local, w(local), options.loraScale),
     );
   };
 }

@@ -4,16 +4,34 @@
 import { ops, ShapeError, type StagedModel } from '@moreau/core';
 import { type LayerDims, type LlamaConfig, layerDims, layerPrefix } from './config.js';
 import { llamaCacheSpecs, llamaLayerStepFn } from './decode.js';
-import { castChecked, checkIds, LAYER_PARAMS, llamaLayerFn } from './model.js';
+import { castChecked, checkIds, LAYER_PARAMS, LORA_MODULES, llamaLayerFn } from './model.js';
+
+/** LoRA adapters on a LLaMA's layers: their scale alpha / r and the adapted projections (q_proj, ...). */
+export interface LlamaLora {
+  readonly scale: number;
+  readonly modules: readonly string[];
+}
 
 /**
  * The LLaMA as stages for layer-streamed execution: the token embedding, one stage per decoder
  * layer (layers of equal dimensions share a key, hence one compiled graph), and the head (final
  * norm + output layer; the embedding matrix itself when tied); with incremental decoding (a key /
- * value cache per layer, decode.ts) for generation.
+ * value cache per layer, decode.ts) for generation. With `lora`, every layer stage also carries the
+ * adapters of the listed projections (`<local>.lora_A` / `.lora_B`), in training and decoding.
  */
-export function llamaStages(config: LlamaConfig): StagedModel {
-  const layerKey = (d: LayerDims) => `llama-layer:${d.heads}:${d.kvHeads}:${d.intermediate}`;
+export function llamaStages(config: LlamaConfig, lora?: LlamaLora): StagedModel {
+  const layerKey = (d: LayerDims) =>
+    `llama-layer:${d.heads}:${d.kvHeads}:${d.intermediate}${lora ? `:lora:${lora.modules.join(',')}` : ''}`;
+  const adapted = (lora?.modules ?? []).map((m) => {
+    const local = LORA_MODULES[m];
+    if (!local) {
+      throw new ShapeError(
+        `llama: LoRA cannot adapt '${m}'; the adaptable projections are ${Object.keys(LORA_MODULES).join(', ')}`,
+      );
+    }
+    return local;
+  });
+  const loraOptions = lora ? { loraScale: lora.scale } : {};
   const fns = new Map<string, ReturnType<typeof llamaLayerFn>>();
   const steps = new Map<string, ReturnType<typeof llamaLayerStepFn>>();
   const dimsByKey = new Map<string, LayerDims>();
@@ -26,9 +44,16 @@ export function llamaStages(config: LlamaConfig): StagedModel {
     const d = layerDims(config, i);
     const key = layerKey(d);
     dimsByKey.set(key, d);
+    const prefix = layerPrefix(i);
     return {
       key,
-      params: Object.fromEntries(LAYER_PARAMS.map((local) => [local, `${layerPrefix(i)}.${local}.weight`])),
+      params: Object.fromEntries([
+        ...LAYER_PARAMS.map((local) => [local, `${prefix}.${local}.weight`]),
+        ...adapted.flatMap((local) => [
+          [`${local}.lora_A`, `${prefix}.${local}.lora_A.weight`],
+          [`${local}.lora_B`, `${prefix}.${local}.lora_B.weight`],
+        ]),
+      ]),
     };
   });
   const h = config.hiddenSize;
@@ -49,7 +74,7 @@ export function llamaStages(config: LlamaConfig): StagedModel {
     layerFn: (key) => {
       let f = fns.get(key);
       if (!f) {
-        f = llamaLayerFn(config, dimsOf(key));
+        f = llamaLayerFn(config, dimsOf(key), loraOptions);
         fns.set(key, f);
       }
       return f;
@@ -65,7 +90,7 @@ export function llamaStages(config: LlamaConfig): StagedModel {
       layerStepFn: (key) => {
         let f = steps.get(key);
         if (!f) {
-          f = llamaLayerStepFn(config, dimsOf(key));
+          f = llamaLayerStepFn(config, dimsOf(key), loraOptions);
           steps.set(key, f);
         }
         return f;

@@ -9,6 +9,7 @@
  * N:M) turn salience into masks as it arrives and score again per ratio; N:M runs once, at N / M.
  * The plans are exactly those `moreau prune` makes with the same flags.
  */
+import { existsSync } from 'node:fs';
 import {
   type CalibrationSet,
   type Criterion,
@@ -16,6 +17,9 @@ import {
   countParams,
   type ExecMode,
   getCriterion,
+  InputError,
+  type LoraConfig,
+  mergeLora,
   type PruneResult,
   type PruneScope,
   parseScope,
@@ -25,7 +29,8 @@ import {
   resolveOptions,
 } from '@moreau/core';
 import type { RobustnessReport } from '@moreau/eval';
-import type { LlamaModel, LoadedModel } from '@moreau/models';
+import { LlamaModel, type LoadedModel } from '@moreau/models';
+import type { TuningData } from '@moreau/tune';
 import type { CompareFlags } from '../../program.js';
 import { VERSION } from '../../version.js';
 import {
@@ -58,9 +63,10 @@ import {
   UsageError,
 } from '../flags.js';
 import { named, textSummary } from '../report/render.js';
-import type { CompareReport, CompareRun } from '../report/types.js';
+import type { CompareReport, CompareRun, TunedRun } from '../report/types.js';
 import { checkReportDir, writeReport } from '../report/write.js';
 import { latencyOf, latencySettings, MACS_COUNTED, macsOf, macsSeqLen } from '../speed.js';
+import { loraConfigFromFlags, runTuning, templateFromFlags, tuningDataFromFlags } from '../tuning.js';
 import { modelSummary } from './info.js';
 import { ROBUSTNESS_WINDOWS, runRobustness } from './robustness.js';
 
@@ -78,6 +84,8 @@ interface Comparison {
   readonly texts: readonly [string, string][];
   readonly tasks: readonly [string, string][];
   readonly perturbations: readonly string[] | null;
+  /** With --tune-data: the LoRA config and the tokenized data every pruned model is tuned on. */
+  readonly tuning: { readonly lora: LoraConfig; readonly data: TuningData } | null;
 }
 
 const seconds = (since: number) => (performance.now() - since) / 1000;
@@ -135,6 +143,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
           const paramsAfter = countParams(model.params);
           // Zeroed weights are not parameters left: element scopes count non-zeros.
           const nonzero = result.plan.masks.length ? countNonZero(model.params) : paramsAfter;
+          const tuned = c.tuning ? await tuneAndEvaluate(run, c, model, evaluateModel) : undefined;
           const plan = `plans/${several ? `${scope.replace(':', '-')}-` : ''}${spec.name}-${ratio}.json`;
           plans.set(plan, planToJSON(result.plan));
           runs.push({
@@ -159,6 +168,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
             score_exec: scoreExec,
             exec: ev.exec ?? null,
             plan,
+            ...(tuned ? { tuned } : {}),
           });
         }
       }
@@ -206,7 +216,7 @@ export async function compareCommand(source: string, ctx: CommandContext<Compare
 
 /** Checks every flag before the model loads (a typo costs nothing), then loads it. */
 async function comparison(source: string, ctx: CommandContext<CompareFlags>): Promise<Comparison> {
-  const { flags } = ctx;
+  const { flags, progress } = ctx;
   await loadPlugins(flags.plugin);
   const preset = presetFlag(flags);
   const names = criteriaFlag(flags.criteria, { unique: true });
@@ -221,6 +231,10 @@ async function comparison(source: string, ctx: CommandContext<CompareFlags>): Pr
   for (const [, file] of texts) textSourceOptions(flags, file);
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
   checkStateDir(flags.stateDir);
+  const lora = flags.tuneData ? loraConfigFromFlags(flags) : undefined;
+  if (flags.tuneData && !existsSync(flags.tuneData))
+    throw new InputError(`--tune-data: '${flags.tuneData}' not found`, flags.tuneData, '--tune-data');
+  const template = flags.tuneData ? await templateFromFlags(flags) : undefined;
   await checkReportDir(flags.report, ctx.outputs);
   await ctx.outputs.checkFile('--json', flags.json);
   await ctx.outputs.checkFile('--save-calib', flags.saveCalib);
@@ -235,7 +249,69 @@ async function comparison(source: string, ctx: CommandContext<CompareFlags>): Pr
   }
   if (perturbations && texts.length === 0)
     throw new UsageError('--robustness needs a perplexity text: pass --ppl NAME=FILE');
-  return { source, loaded, preset: resolved, criteria, ratios, scopes, texts, tasks, perturbations };
+  const tuning =
+    lora && flags.tuneData
+      ? {
+          lora,
+          data: await tuningDataFromFlags(
+            flags.tuneData,
+            loaded.tokenizer,
+            flags,
+            flags.seed,
+            progress,
+            template,
+          ),
+        }
+      : null;
+  return {
+    source,
+    loaded,
+    preset: resolved,
+    criteria,
+    ratios,
+    scopes,
+    texts,
+    tasks,
+    perturbations,
+    tuning,
+  };
+}
+
+/** LoRA-tunes one pruned model (compare --tune-data), merges the adapters and evaluates it. */
+async function tuneAndEvaluate(
+  run: BackendContext<CompareFlags>,
+  c: Comparison,
+  model: LlamaModel,
+  evaluateModel: (m: LlamaModel) => ReturnType<typeof evaluate>,
+): Promise<TunedRun> {
+  const { flags } = run;
+  const t0 = performance.now();
+  const result = await runTuning(run, model, c.tuning!.data, {
+    lora: c.tuning!.lora,
+    lr: flags.lr,
+    epochs: flags.epochs,
+    batchSize: flags.tuneBatchSize,
+    microBatchSize: flags.microBatchSize,
+    warmupSteps: flags.warmupSteps,
+    ...(flags.maxSteps !== undefined ? { maxSteps: flags.maxSteps } : {}),
+    seed: flags.seed,
+    evalSteps: flags.evalSteps,
+    maxLength: Math.min(flags.cutoffLen, model.config.maxPositionEmbeddings),
+  });
+  const tuneSeconds = seconds(t0);
+  const merged = new LlamaModel(model.config, mergeLora(model.params, result.adapters));
+  const ev = await evaluateModel(merged);
+  return {
+    ppl: ev.ppl,
+    nll: ev.nll,
+    tasks: ev.tasks,
+    paper_average: ev.paper_average,
+    steps: result.steps,
+    train_loss: result.history.at(-1)?.loss ?? null,
+    val_loss: result.evals.at(-1)?.loss ?? null,
+    seconds: seconds(t0),
+    tune_seconds: tuneSeconds,
+  };
 }
 
 /** The report's description of the run: model, backend and settings (every default filled in). */
@@ -291,6 +367,26 @@ function reportHead(
       macs_counted: MACS_COUNTED,
       latency: latencySettings(flags),
       exec: flags.exec,
+      tuning: c.tuning
+        ? {
+            data: flags.tuneData!,
+            kind: c.tuning.data.kind,
+            train_examples: c.tuning.data.train.length,
+            validation_examples: c.tuning.data.validation.length,
+            lora_r: c.tuning.lora.r,
+            lora_alpha: c.tuning.lora.alpha,
+            lora_dropout: c.tuning.lora.dropout,
+            lora_targets: c.tuning.lora.targets,
+            epochs: flags.epochs,
+            max_steps: flags.maxSteps ?? null,
+            lr: flags.lr,
+            batch_size: flags.tuneBatchSize,
+            micro_batch_size: flags.microBatchSize,
+            cutoff_len: flags.cutoffLen,
+            warmup_steps: flags.warmupSteps,
+            train_on_inputs: flags.trainOnInputs,
+          }
+        : null,
     },
   };
 }

@@ -51,6 +51,7 @@ export function createHandlers(signal: AbortSignal, onFinish: (f: Finisher) => v
     eval: (m, f) => run(f, async (c) => (await import('./eval.js')).evalCommand(m, c)),
     prune: (m, f) => run(f, async (c) => (await import('./prune.js')).pruneCommand(m, c)),
     compare: (m, f) => run(f, async (c) => (await import('./compare.js')).compareCommand(m, c)),
+    tune: (m, f) => run(f, async (c) => (await import('./tune.js')).tuneCommand(m, c)),
     robustness: (m, f) => run(f, async (c) => (await import('./robustness.js')).robustnessCommand(m, c)),
     export: (m, f) => run(f, async (c) => (await import('./export.js')).exportCommand(m, c)),
     generate: (m, f) => run(f, async (c) => (await import('./generate.js')).generateCommand(m, c)),

@@ -50,20 +50,67 @@ function scopeView(report: CompareReport, scope: string) {
   };
 }
 
-/** Perplexity against pruning ratio, one line per criterion, one panel per text; ratio 0 is the dense model. */
+/** With tuned runs: solid lines for the pruned models, dashed for the same models after LoRA tuning. */
+const STAGES = ['pruned', 'pruned + LoRA'];
+const tunedIn = (runs: CompareReport['runs']) => runs.some((r) => r.tuned);
+
+function stageEncoding(runs: CompareReport['runs']) {
+  if (!tunedIn(runs)) return {};
+  return {
+    strokeDash: {
+      field: 'stage',
+      type: 'nominal',
+      title: 'recovery',
+      sort: STAGES,
+      scale: {
+        domain: STAGES,
+        range: [
+          [1, 0],
+          [6, 4],
+        ],
+      },
+      legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 400, symbolStrokeColor: '#444444' },
+    },
+  };
+}
+
+/** A line layer (with the tuned / untuned dash) and a point layer over the same encoding. */
+function linesAndPoints(runs: CompareReport['runs'], size: number) {
+  return [
+    { mark: { type: 'line', strokeWidth: 2 }, encoding: stageEncoding(runs) },
+    { mark: { type: 'point', filled: true, size, opacity: 1 } },
+  ];
+}
+
+/**
+ * Perplexity against pruning ratio, one line per criterion (dashed: after LoRA tuning), one panel
+ * per text; ratio 0 is the dense model, where both lines of a criterion start.
+ */
 export function perplexityChart(report: CompareReport, scope: string): Chart | undefined {
   const texts = Object.keys(report.dense.ppl);
   const view = scopeView(report, scope);
   if (texts.length === 0 || view.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
+  const stages = tunedIn(view.runs) ? STAGES : STAGES.slice(0, 1);
   const rows: Record<string, unknown>[] = [];
   for (const text of texts) {
     for (const c of criteria)
-      rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense' });
+      for (const stage of stages)
+        rows.push({ text, criterion: c, ratio: 0, ppl: report.dense.ppl[text], model: 'dense', stage });
     for (const r of view.runs) {
       const ppl = r.ppl[text];
       if (ppl !== undefined && Number.isFinite(ppl))
-        rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned' });
+        rows.push({ text, criterion: r.criterion, ratio: r.ratio, ppl, model: 'pruned', stage: STAGES[0] });
+      const tuned = r.tuned?.ppl[text];
+      if (tuned !== undefined && Number.isFinite(tuned))
+        rows.push({
+          text,
+          criterion: r.criterion,
+          ratio: r.ratio,
+          ppl: tuned,
+          model: 'tuned',
+          stage: STAGES[1],
+        });
     }
   }
   const ratios = [...new Set(view.runs.map((r) => r.ratio))].sort((a, b) => a - b);
@@ -74,7 +121,7 @@ export function perplexityChart(report: CompareReport, scope: string): Chart | u
       $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
       title: {
         text: `Perplexity vs pruning ratio${view.title}`,
-        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better`,
+        subtitle: `${report.model.source} — ratio 0 is the dense model; lower is better${tunedIn(view.runs) ? '; dashed: after LoRA recovery' : ''}`,
       },
       data: { values: rows },
       facet: { column: { field: 'text', type: 'nominal', title: 'evaluation text', sort: texts } },
@@ -82,7 +129,8 @@ export function perplexityChart(report: CompareReport, scope: string): Chart | u
       spec: {
         width: texts.length > 1 ? 340 : 560,
         height: 300,
-        mark: { type: 'line', point: { size: 60 }, strokeWidth: 2 },
+        // Lines (dashed after tuning) and points in separate layers, so the legend draws dashes.
+        layer: linesAndPoints(view.runs, 60),
         encoding: {
           x: {
             field: 'ratio',
@@ -100,6 +148,7 @@ export function perplexityChart(report: CompareReport, scope: string): Chart | u
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
           tooltip: [
             { field: 'criterion', type: 'nominal' },
+            { field: 'stage', type: 'nominal' },
             { field: 'ratio', type: 'quantitative' },
             { field: 'ppl', type: 'quantitative', format: '.3f' },
           ],
@@ -116,12 +165,18 @@ export function accuracyChart(report: CompareReport, scope: string): Chart | und
   const view = scopeView(report, scope);
   if (tasks.length === 0 || view.runs.length === 0) return undefined;
   const criteria = report.settings.criteria;
+  const stages = tunedIn(view.runs) ? STAGES : STAGES.slice(0, 1);
   const rows: Record<string, unknown>[] = [];
   for (const task of tasks) {
-    for (const c of criteria) rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc });
+    for (const c of criteria)
+      for (const stage of stages)
+        rows.push({ task, criterion: c, ratio: 0, acc: report.dense.tasks[task]!.acc, stage });
     for (const r of view.runs) {
       const t = r.tasks[task];
-      if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc });
+      if (t) rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: t.acc, stage: STAGES[0] });
+      const tuned = r.tuned?.tasks[task];
+      if (tuned)
+        rows.push({ task, criterion: r.criterion, ratio: r.ratio, acc: tuned.acc, stage: STAGES[1] });
     }
   }
   const ratios = [...new Set(view.runs.map((r) => r.ratio))].sort((a, b) => a - b);
@@ -140,7 +195,7 @@ export function accuracyChart(report: CompareReport, scope: string): Chart | und
       spec: {
         width: 280,
         height: 220,
-        mark: { type: 'line', point: { size: 50 }, strokeWidth: 2 },
+        layer: linesAndPoints(view.runs, 50),
         encoding: {
           x: {
             field: 'ratio',
@@ -152,6 +207,7 @@ export function accuracyChart(report: CompareReport, scope: string): Chart | und
           color: { field: 'criterion', type: 'nominal', title: 'criterion', scale: colorScale(criteria) },
           tooltip: [
             { field: 'criterion', type: 'nominal' },
+            { field: 'stage', type: 'nominal' },
             { field: 'ratio', type: 'quantitative' },
             { field: 'acc', type: 'quantitative', format: '.4f' },
           ],

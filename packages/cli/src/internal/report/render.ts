@@ -15,6 +15,8 @@ export interface Table {
   readonly best?: ReadonlySet<string>;
   /** The first row is the dense model. */
   readonly denseFirst?: boolean;
+  /** Rows of models after LoRA tuning (compare --tune-data). */
+  readonly tunedRows?: ReadonlySet<number>;
 }
 
 const fix = (x: number | undefined | null, d: number) =>
@@ -80,17 +82,36 @@ export function comparisonTable(report: CompareReport): Table {
       a.ratio - b.ratio ||
       report.settings.criteria.indexOf(a.criterion) - report.settings.criteria.indexOf(b.criterion),
   );
-  const rows = [
-    row('', 'dense', '0', d.params, 1, d, d.seconds),
-    ...runs.map((r) =>
-      row(r.scope, r.criterion, String(r.ratio), r.nonzero_after, r.params_left, r, r.seconds),
-    ),
-  ];
-  // Best per scope and ratio: lowest perplexity, highest accuracy.
+  // Each pruned model's row, then (with --tune-data) the same model after LoRA tuning.
+  const rows = [row('', 'dense', '0', d.params, 1, d, d.seconds)];
+  const tunedRows = new Set<number>();
+  // Rows competing for "best": same scope and ratio, and all pruned or all tuned.
+  const groups = new Map<string, number[]>();
+  const member = (key: string) => groups.set(key, [...(groups.get(key) ?? []), rows.length - 1]);
+  for (const r of runs) {
+    rows.push(row(r.scope, r.criterion, String(r.ratio), r.nonzero_after, r.params_left, r, r.seconds));
+    member(`${r.scope} ${r.ratio} pruned`);
+    if (r.tuned) {
+      const t = r.tuned;
+      const tuned = { ...r, ppl: t.ppl, tasks: t.tasks, paper_average: t.paper_average };
+      rows.push(
+        row(
+          r.scope,
+          `${r.criterion} +LoRA`,
+          String(r.ratio),
+          r.nonzero_after,
+          r.params_left,
+          tuned,
+          t.seconds,
+        ),
+      );
+      tunedRows.add(rows.length - 1);
+      member(`${r.scope} ${r.ratio} tuned`);
+    }
+  }
+  // Best per scope and ratio (pruned and tuned rows apart): lowest perplexity, highest accuracy.
   const best = new Set<string>();
-  const cells = [...new Set(runs.map((r) => `${r.scope} ${r.ratio}`))];
-  for (const cell of cells) {
-    const idx = runs.map((r, i) => (`${r.scope} ${r.ratio}` === cell ? i + 1 : -1)).filter((i) => i > 0);
+  for (const idx of groups.values()) {
     if (idx.length < 2) continue;
     header.forEach((h, col) => {
       const lower = h.startsWith('PPL ');
@@ -110,6 +131,7 @@ export function comparisonTable(report: CompareReport): Table {
     right: header.map((h) => !['scope', 'criterion'].includes(h)),
     best,
     denseFirst: true,
+    ...(tunedRows.size ? { tunedRows } : {}),
   };
 }
 
@@ -331,6 +353,11 @@ function settingsLines(report: CompareReport): string[] {
           `paper avg: the mean over the evaluated tasks of the metric the papers' tables use (acc for boolq, winogrande, arc_easy; acc_norm for piqa, hellaswag, arc_challenge, openbookqa); zero-shot protocol ${s.zeroshot_protocol}`,
         ]
       : []),
+    ...(s.tuning
+      ? [
+          `LoRA recovery (+LoRA rows): ${s.tuning.data} (${s.tuning.kind}, ${s.tuning.train_examples} training examples), r ${s.tuning.lora_r}, alpha ${s.tuning.lora_alpha}, dropout ${s.tuning.lora_dropout} on ${s.tuning.lora_targets.join(',')}; ${s.tuning.max_steps !== null ? `${s.tuning.max_steps} steps` : `${s.tuning.epochs} epochs`}, lr ${s.tuning.lr}, batch ${s.tuning.batch_size} (micro ${s.tuning.micro_batch_size}), cutoff ${s.tuning.cutoff_len}, warmup ${s.tuning.warmup_steps}, loss on ${s.tuning.train_on_inputs ? 'prompt and response' : 'the response'}`,
+        ]
+      : []),
   ];
 }
 
@@ -408,7 +435,7 @@ function htmlTable(t: Table): string {
   const body = t.rows
     .map(
       (row, r) =>
-        `<tr${r === 0 && t.denseFirst ? ' class="dense"' : ''}>${row
+        `<tr${r === 0 && t.denseFirst ? ' class="dense"' : t.tunedRows?.has(r) ? ' class="tuned"' : ''}>${row
           .map((s, c) => {
             const cls = [t.right[c] ? 'num' : '', t.best?.has(`${r},${c}`) ? 'best' : '']
               .filter(Boolean)
@@ -448,6 +475,7 @@ export function renderHtml(report: CompareReport, charts: readonly RenderedChart
   th { background: #f2f4f7; text-align: left; }
   .num { text-align: right; font-variant-numeric: tabular-nums; }
   tr.dense td { background: #f7f7f7; font-style: italic; }
+  tr.tuned td:first-child { color: #35618f; }
   td.best { font-weight: bold; background: #e8f5e9; }
   .row { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
   figure { margin: 12px 0; }

@@ -47,6 +47,25 @@ export interface CompareRun {
   readonly exec: 'whole' | 'streamed' | null;
   /** The pruning plan, relative to the report directory. */
   readonly plan: string;
+  /** The same pruned model after LoRA recovery tuning (with --tune-data), merged and evaluated. */
+  readonly tuned?: TunedRun;
+}
+
+/** A pruned model after LoRA tuning: its evaluation and how the tuning went. */
+export interface TunedRun {
+  readonly ppl: Record<string, number>;
+  readonly nll: Record<string, number>;
+  readonly tasks: Record<string, TaskScores>;
+  /** The papers' average over the evaluated tasks (null without them). */
+  readonly paper_average: number | null;
+  readonly steps: number;
+  /** Mean training loss of the last step. */
+  readonly train_loss: number | null;
+  /** The last validation loss (with --val-set-size). */
+  readonly val_loss: number | null;
+  /** Tuning and evaluation time. */
+  readonly seconds: number;
+  readonly tune_seconds: number;
 }
 
 export interface CompareReport {
@@ -120,6 +139,25 @@ export interface CompareReport {
     } | null;
     /** --exec as given: 'auto', 'whole' or 'streamed' (each run records the mode that ran). */
     readonly exec: 'auto' | 'whole' | 'streamed';
+    /** LoRA recovery of every pruned model (compare --tune-data), or null. */
+    readonly tuning?: {
+      readonly data: string;
+      readonly kind: 'instructions' | 'text';
+      readonly train_examples: number;
+      readonly validation_examples: number;
+      readonly lora_r: number;
+      readonly lora_alpha: number;
+      readonly lora_dropout: number;
+      readonly lora_targets: readonly string[];
+      readonly epochs: number;
+      readonly max_steps: number | null;
+      readonly lr: number;
+      readonly batch_size: number;
+      readonly micro_batch_size: number;
+      readonly cutoff_len: number;
+      readonly warmup_steps: number;
+      readonly train_on_inputs: boolean;
+    } | null;
   };
   readonly dense: {
     readonly params: number;
