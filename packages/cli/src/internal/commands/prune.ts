@@ -32,6 +32,7 @@ import {
   checkCriterionScopes,
   checkPlanFlags,
   checkStateDir,
+  checkWindowLength,
   criterionFromFlags,
   dtypeFlag,
   namedFiles,
@@ -124,6 +125,11 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
 
   const loaded = await openModel(source, flags);
   const resolved = resolvedPreset(preset, loaded.model.config);
+  // Calibration windows longer than the model's context: a usage error before any work.
+  if (scoring?.criterion.requires.calibration && !flags.calibTokens) {
+    const { seqLen } = calibrationChoice(flags, resolved);
+    checkWindowLength('--calib-seq-len', seqLen, loaded.model.config.maxPositionEmbeddings);
+  }
   await withBackend(ctx, async (run) => {
     const paramsBefore = countParams(loaded.model.params);
     progress.note(
