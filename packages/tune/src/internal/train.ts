@@ -375,8 +375,13 @@ export async function tuneLora(
       }
     }
   } catch (e) {
-    if (options.signal?.aborted && options.checkpointDir && done > start && lastSaved !== done) {
-      await save(done, 'aborted');
+    if (options.signal?.aborted && options.checkpointDir && done > start) {
+      // The last completed step is saved (or already was, by --save-steps): say where to resume.
+      if (lastSaved !== done) await save(done, 'aborted');
+      else {
+        const dir = checkpointPath(options.checkpointDir, done);
+        options.onEvent?.({ kind: 'checkpoint', step: done, dir, reason: 'aborted' });
+      }
     }
     exec.dispose();
     throw e;

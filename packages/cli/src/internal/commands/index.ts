@@ -15,7 +15,10 @@ export type Finisher = () => Promise<void>;
  *
  * A run's outputs are put in place only when the command succeeded and no interrupt came first;
  * an interrupt ends the command at once (even a step that never checks the signal), and then
- * nothing was changed. `onFinish` receives what to do after the exit status is reported.
+ * nothing was changed. A command that saves work of its own on an interrupt (`tune` writes a
+ * checkpoint at the last completed step) is awaited instead: it checks the signal between steps,
+ * and a second Ctrl-C still ends the process at once (the supervisor's). `onFinish` receives what
+ * to do after the exit status is reported.
  */
 export function createHandlers(signal: AbortSignal, onFinish: (f: Finisher) => void = () => {}): Handlers {
   const stdout = (text: string) => {
@@ -27,6 +30,7 @@ export function createHandlers(signal: AbortSignal, onFinish: (f: Finisher) => v
   const run = async <F>(
     flags: F & { readonly quiet?: boolean; readonly json?: string },
     command: (ctx: CommandContext<F>) => Promise<void>,
+    { savesOnAbort = false }: { savesOnAbort?: boolean } = {},
   ) => {
     const quiet = Boolean(flags.quiet);
     const progress = new ProgressReporter(quiet);
@@ -34,7 +38,8 @@ export function createHandlers(signal: AbortSignal, onFinish: (f: Finisher) => v
     const out = jsonOnStdout ? (quiet ? () => {} : stderr) : stdout;
     const outputs = new RunOutputs(stdout);
     try {
-      await untilAborted(command({ flags, progress, signal, out, outputs }), signal);
+      const work = command({ flags, progress, signal, out, outputs });
+      await (savesOnAbort ? work : untilAborted(work, signal));
       if (signal.aborted) throw new AbortError();
       progress.stop();
       await outputs.commit();
@@ -51,7 +56,8 @@ export function createHandlers(signal: AbortSignal, onFinish: (f: Finisher) => v
     eval: (m, f) => run(f, async (c) => (await import('./eval.js')).evalCommand(m, c)),
     prune: (m, f) => run(f, async (c) => (await import('./prune.js')).pruneCommand(m, c)),
     compare: (m, f) => run(f, async (c) => (await import('./compare.js')).compareCommand(m, c)),
-    tune: (m, f) => run(f, async (c) => (await import('./tune.js')).tuneCommand(m, c)),
+    tune: (m, f) =>
+      run(f, async (c) => (await import('./tune.js')).tuneCommand(m, c), { savesOnAbort: true }),
     robustness: (m, f) => run(f, async (c) => (await import('./robustness.js')).robustnessCommand(m, c)),
     export: (m, f) => run(f, async (c) => (await import('./export.js')).exportCommand(m, c)),
     generate: (m, f) => run(f, async (c) => (await import('./generate.js')).generateCommand(m, c)),
