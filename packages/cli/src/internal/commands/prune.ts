@@ -146,7 +146,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     let compute: ComputeMode | undefined;
     if (flags.plan) {
       plan = await readPlanFile(flags.plan);
-      pruned = applyPlan(loaded.model, plan);
+      pruned = applyPlan(loaded.model, plan, { file: flags.plan });
     } else if (!scoring) {
       ({ plan, model: pruned } = await prune(loaded.model, {
         ...planOptionsFromFlags(flags, scope),
