@@ -81,6 +81,22 @@ function execOption(cmd: Command): Command {
   );
 }
 
+/** The dtype a command computes in: --compute-dtype (commands that score, evaluate or generate). */
+export interface ComputeFlags {
+  readonly computeDtype: 'float32' | 'float16' | 'bfloat16';
+}
+
+function computeDtypeOption(cmd: Command, what: string): Command {
+  return cmd.addOption(
+    new Option(
+      '--compute-dtype <dtype>',
+      `compute dtype of ${what}: float32, or float16 / bfloat16 emulated exactly on the float32 engines (each op computed in float32 from inputs rounded to the dtype, its output rounded to nearest even: .half() / .bfloat16() with float32 accumulation; several times slower; --json records the mode)`,
+    )
+      .choices(['float32', 'float16', 'bfloat16'])
+      .default('float32'),
+  );
+}
+
 /** Where criterion state spills when it does not fit in memory (commands that score with a criterion). */
 export interface StateFlags {
   readonly stateDir?: string;
@@ -321,12 +337,23 @@ function tuneTrainOptions(cmd: Command): Command {
 
 // The parsed flags of each command: commander's camelCase keys, with the defaults declared below.
 export type InfoFlags = ModelFlags & { readonly json?: string };
-export type EvalCommandFlags = ModelFlags & EvalFlags & TaskFlags & ExecFlags & { readonly json?: string };
+export type EvalCommandFlags = ModelFlags &
+  EvalFlags &
+  TaskFlags &
+  ExecFlags &
+  ComputeFlags & { readonly json?: string };
 /** --latency BxT: measure the forward latency of the dense and pruned models at batch x length. */
 export interface LatencyFlags {
   readonly latency?: [number, number];
 }
-export interface PruneFlags extends ModelFlags, CalibFlags, TextFlags, LatencyFlags, ExecFlags, StateFlags {
+export interface PruneFlags
+  extends ModelFlags,
+    CalibFlags,
+    TextFlags,
+    LatencyFlags,
+    ExecFlags,
+    ComputeFlags,
+    StateFlags {
   readonly criterion?: string;
   readonly ratio?: number;
   readonly scope: string;
@@ -351,6 +378,7 @@ export interface CompareFlags
     TaskFlags,
     LatencyFlags,
     ExecFlags,
+    ComputeFlags,
     StateFlags,
     TuneTrainFlags {
   readonly tuneData?: string;
@@ -394,7 +422,7 @@ export type ExportFlags = ModelFlags & {
   readonly overwrite: boolean;
   readonly json?: string;
 };
-export interface GenerateFlags extends ModelFlags, ExecFlags {
+export interface GenerateFlags extends ModelFlags, ExecFlags, ComputeFlags {
   readonly prompt: string;
   readonly maxTokens: number;
   readonly temperature: number;
@@ -449,11 +477,14 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'also write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
-  execOption(
-    taskOptions(
-      evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
-      'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
+  computeDtypeOption(
+    execOption(
+      taskOptions(
+        evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
+        'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
+      ),
     ),
+    'evaluation',
   )
     .option('--json <file>', 'write the results as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
@@ -509,9 +540,9 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       parseBatchShape,
     )
     .option('--json <file>', 'write the result as JSON (- for stdout)', parseJsonTarget);
-  stateDirOption(execOption(textOptions(prune))).action((m, o: PruneFlags, cmd: Command) =>
-    handlers.prune(m, withExplicit(o, cmd)),
-  );
+  stateDirOption(
+    computeDtypeOption(execOption(textOptions(prune)), 'scoring (gradients included) and --eval-ppl'),
+  ).action((m, o: PruneFlags, cmd: Command) => handlers.prune(m, withExplicit(o, cmd)));
 
   const compare = evalOptions(
     calibOptions(
@@ -556,8 +587,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'also write report.json here (- for stdout)', parseJsonTarget);
   // compare --tune-data takes the tuning flags of `tune` (its --batch-size and --seed are compare's own).
   stateDirOption(
-    execOption(
-      taskOptions(tuneTrainOptions(compare), 'zero-shot task to evaluate each pruned model on; repeatable'),
+    computeDtypeOption(
+      execOption(
+        taskOptions(tuneTrainOptions(compare), 'zero-shot task to evaluate each pruned model on; repeatable'),
+      ),
+      'scoring and evaluation (not --robustness, whose reference is float32: use its compute:D perturbations; not --tune-data)',
     ),
   ).action((m, o: CompareFlags, cmd: Command) => handlers.compare(m, withExplicit(o, cmd)));
 
@@ -673,7 +707,9 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 0)
     .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1)
     .option('--json <file>', 'write the prompt, text and token ids as JSON (- for stdout)', parseJsonTarget);
-  execOption(generate).action((m, o: GenerateFlags) => handlers.generate(m, o));
+  computeDtypeOption(execOption(generate), 'generation').action((m, o: GenerateFlags) =>
+    handlers.generate(m, o),
+  );
 
   program
     .command('criteria')

@@ -11,8 +11,11 @@ import { createTfjsBackend } from '@moreau/backend-tfjs';
 import {
   type Backend,
   type CalibrationSet,
+  type ComputeDtype,
+  type ComputeMode,
   type Criterion,
   calibrationToJSON,
+  computeMode,
   getBackend,
   InputError,
   listCriteria,
@@ -84,6 +87,19 @@ async function openBackend(flags: ModelFlags, progress: ProgressReporter): Promi
 
 export function backendInfo(b: Backend): { name: string; device: string } {
   return { name: b.name, device: b.device };
+}
+
+/**
+ * The `compute` record of a --json result: the dtype and whether it ran natively or emulated (what
+ * ran, `ran`, when the model ran; else what `dtype` runs as on `backend`).
+ */
+export function computeInfo(
+  backend: Backend,
+  dtype: ComputeDtype,
+  ran?: ComputeMode,
+): { dtype: ComputeDtype; precision: ComputeMode['precision'] } {
+  const mode = ran ?? computeMode(backend, dtype);
+  return { dtype: mode.computeDtype, precision: mode.precision };
 }
 
 export async function openModel(source: string, flags: ModelFlags): Promise<LoadedModel> {

@@ -1,5 +1,5 @@
 /** Perplexity and zero-shot accuracy of a (possibly pruned) model: eval, prune and compare share it. */
-import { type ExecMode, InputError } from '@moreau/core';
+import { type ComputeDtype, type ComputeMode, type ExecMode, InputError } from '@moreau/core';
 import {
   evaluateTask,
   loadTaskFile,
@@ -28,6 +28,8 @@ export interface Evaluation {
   readonly paper_tasks: number;
   /** How the model ran ('whole' graph or layer-'streamed'); absent when nothing was evaluated. */
   readonly exec?: ExecMode;
+  /** The compute dtype it ran in and whether natively or emulated; absent when nothing was evaluated. */
+  readonly compute?: ComputeMode;
 }
 
 /** What evaluation reads from the flags (without --batch-size, the scorer's default). */
@@ -37,7 +39,15 @@ interface EvalSettings extends TextFlags {
   readonly batchSize?: number;
   readonly zeroshotProtocol?: ZeroShotProtocol;
   readonly exec?: ExecMode | 'auto';
+  /** --compute-dtype (default float32). */
+  readonly computeDtype?: ComputeDtype;
 }
+
+/** Why outputs may be non-finite: float16's range (max 65504) overflows where float32's does not. */
+const overflowHint = (dtype: ComputeDtype | undefined) =>
+  dtype === 'float16'
+    ? 'float16 compute overflowed? its largest value is 65504: try --compute-dtype bfloat16 or float32'
+    : 'non-finite weights?';
 
 /** Perplexity on NAME=FILE texts, then accuracy on NAME=FILE tasks (format inferred from each file). */
 export async function evaluate(
@@ -54,15 +64,23 @@ export async function evaluate(
     tasks: {} as Record<string, TaskScores>,
   };
   let exec: ExecMode | undefined;
+  let compute: ComputeMode | undefined;
   const withPaper = (): Evaluation => {
     const { average, tasks: n } = paperAverage(out.tasks);
-    return { ...out, paper_average: average, paper_tasks: n, ...(exec ? { exec } : {}) };
+    return {
+      ...out,
+      paper_average: average,
+      paper_tasks: n,
+      ...(exec ? { exec } : {}),
+      ...(compute ? { compute } : {}),
+    };
   };
   if (texts.length === 0 && tasks.length === 0) return withPaper();
   if (texts.length) checkWindowLength('--seq-len', flags.seqLen, model.config.maxPositionEmbeddings);
   const scorer = scoringModelFromLlama(model.params, model.config, backend, {
     ...(flags.batchSize !== undefined ? { batchSize: flags.batchSize } : {}),
     ...(flags.exec !== undefined ? { exec: flags.exec } : {}),
+    ...(flags.computeDtype !== undefined ? { computeDtype: flags.computeDtype } : {}),
   });
   // The phase names the mode that runs (known once the first call chose it).
   const phase = (what: string) => (scorer.exec ? `${what} (${scorer.exec})` : what);
@@ -81,7 +99,7 @@ export async function evaluate(
       );
       if (!Number.isFinite(r.ppl) || !Number.isFinite(r.nll)) {
         throw new InputError(
-          `perplexity on '${file}' (${name}) is ${r.ppl}: the model's outputs are not finite numbers (non-finite weights?)`,
+          `perplexity on '${file}' (${name}) is ${r.ppl}: the model's outputs are not finite numbers (${overflowHint(flags.computeDtype)})`,
           file,
           name,
         );
@@ -102,7 +120,7 @@ export async function evaluate(
       });
       if (r.n === 0 || !Number.isFinite(r.acc)) {
         throw new InputError(
-          `task '${name}' on '${file}': accuracy is ${r.acc} over ${r.n} items (the model's outputs are not finite numbers?)`,
+          `task '${name}' on '${file}': accuracy is ${r.acc} over ${r.n} items (the model's outputs are not finite numbers? ${overflowHint(flags.computeDtype)})`,
           file,
           name,
         );
@@ -117,5 +135,6 @@ export async function evaluate(
     scorer.dispose();
   }
   exec = scorer.exec;
+  compute = scorer.compute;
   return withPaper();
 }

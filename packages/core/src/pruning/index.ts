@@ -33,7 +33,7 @@ export type {
   PlanSettings,
   PruningPlan,
 } from './plan.js';
-export { applyPlan, parsePlan, planToJSON, planToJSONChunks } from './plan.js';
+export { type ApplyPlanOptions, applyPlan, parsePlan, planToJSON, planToJSONChunks } from './plan.js';
 export { readPlanFile, writePlanFile } from './plan-file.js';
 export type {
   CalibrationSampling,

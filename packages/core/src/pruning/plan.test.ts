@@ -149,6 +149,7 @@ describe('plan JSON (version 2)', () => {
     const channel: PruningPlan = {
       ...block,
       scope: 'channel',
+      ratio: 0.5,
       ranking: undefined,
       attnLayers: undefined,
       mlpLayers: undefined,

@@ -39,6 +39,7 @@ import {
   scopeGroupKinds,
 } from './scope.js';
 import type { Reduction } from './scoring.js';
+import { keptCount } from './selection.js';
 
 export const PLAN_FORMAT = 'moreau-pruning-plan';
 export const PLAN_VERSION = 2;
@@ -214,14 +215,56 @@ export function parsePlan(text: string, file = '<plan>'): PruningPlan {
 export function planFromJSON(p: unknown, file = '<plan>'): PruningPlan {
   if (!isObject(p)) fail(file, '(root)', 'must be an object');
   if (p.format !== PLAN_FORMAT) fail(file, 'format', `must be '${PLAN_FORMAT}'`);
-  if (p.version === 1) return parsePlanV1(p, file);
+  if (p.version === 1) return checkPlanRatio(parsePlanV1(p, file), file);
   if (p.version !== PLAN_VERSION)
     fail(
       file,
       'version',
       `must be 1 or ${PLAN_VERSION} (this SDK's plan versions), got ${String(p.version)}`,
     );
-  return parsePlanV2(p, file);
+  return checkPlanRatio(parsePlanV2(p, file), file);
+}
+
+/**
+ * A unit-scope plan's `ratio` (the requested ratio, what `prune --plan` reports) must be the one its
+ * kept lists were selected at: each pool of groups (local ranking: each group; global-per-kind: the
+ * groups of a kind; global-pool: all of them; channel: the hidden group) keeps
+ * max(keptCount(its units, ratio), its groups) units, and the layer scope keeps
+ * keptCount(candidate layers, ratio) layers (selection.ts: floor(n (1 - r)), at least 1). Element
+ * scopes recompute or carry their masks per row and keepFirst plans say which layers they keep:
+ * neither is checked here. A mismatch is an error naming the file, 'ratio' and the first pool.
+ */
+function checkPlanRatio(plan: PruningPlan, file: string): PruningPlan {
+  const scope = parseScope(plan.scope);
+  if (isElementScope(scope) || plan.keepFirst !== undefined || plan.groups.length === 0) return plan;
+  const pools: number[][] =
+    scope.kind === 'layer' || plan.ranking === 'global-pool'
+      ? [plan.groups.map((_, i) => i)]
+      : plan.ranking === 'global-per-kind'
+        ? [...new Set(plan.groups.map((d) => d.group.kind))].map((k) =>
+            plan.groups.flatMap((d, i) => (d.group.kind === k ? [i] : [])),
+          )
+        : plan.groups.map((_, i) => [i]);
+  for (const pool of pools) {
+    const total = pool.reduce((n, i) => n + plan.groups[i]!.total, 0);
+    const kept = pool.reduce((n, i) => n + plan.groups[i]!.kept.length, 0);
+    const expected =
+      scope.kind === 'layer'
+        ? keptCount(total, plan.ratio)
+        : Math.max(keptCount(total, plan.ratio), pool.length);
+    if (kept !== expected) {
+      const where =
+        pool.length === 1
+          ? `groups[${pool[0]}] (${groupLabel(plan.groups[pool[0]!]!.group)})`
+          : `the ${pool.length} ${scope.kind === 'layer' ? 'layer' : (plan.ranking ?? 'local')} groups from groups[${pool[0]}]`;
+      fail(
+        file,
+        'ratio',
+        `is ${plan.ratio}, but the kept lists disagree: ${where} keep ${kept} of ${total} ${scope.kind === 'layer' ? 'layers' : 'units'} where ratio ${plan.ratio} keeps ${expected} (pruned fraction ${((total - kept) / total).toFixed(4)})`,
+      );
+    }
+  }
+  return plan;
 }
 
 function parsePlanV2(p: Json, file: string): PruningPlan {
@@ -356,20 +399,37 @@ export function parseMaskEntry(m: unknown, i: number, file: string, seen: Set<st
 
 // ----- applying ----------------------------------------------------------------------------------
 
+/** Where a plan came from, for the messages of applyPlan. */
+export interface ApplyPlanOptions {
+  /** The plan's file: every error names it (and the plan field that does not fit the model). */
+  readonly file?: string;
+}
+
+/**
+ * An error applying the plan: `file: field 'F': what` (field F) with a file, else `what` (field
+ * `bare`, the key these errors had before they named files).
+ */
+function misfit(file: string | undefined, field: string, what: string, bare = field): never {
+  throw file === undefined
+    ? new InputError(what, undefined, bare)
+    : new InputError(`${file}: field '${field}': ${what}`, file, field);
+}
+
 /** The plan's group decisions as cuts of this model; a group it lacks or sizes differently is an error. */
-function planCuts(model: PrunableModel, plan: PruningPlan): GroupCut[] {
+function planCuts(model: PrunableModel, plan: PruningPlan, file: string | undefined): GroupCut[] {
   const kinds = [...new Set(plan.groups.map((d) => d.group.kind))];
   const groups = kinds.length ? model.groups(kinds) : [];
-  return plan.groups.map((d) => {
+  return plan.groups.map((d, i) => {
     const g = groups.find((x) => isGroup(x, d.group));
     const label = groupLabel(d.group);
     if (!g)
-      throw new InputError(`${label}: the plan prunes a group this model does not have`, undefined, label);
+      misfit(file, `groups[${i}].group`, `${label}: the plan prunes a group this model does not have`, label);
     if (g.units !== d.total) {
-      throw new InputError(
+      misfit(
+        file,
+        `groups[${i}].total`,
         `${label}: the plan expects ${d.total} units but the model has ${g.units}` +
           (g.units < d.total ? ' (was the plan already applied?)' : ''),
-        undefined,
         label,
       );
     }
@@ -380,33 +440,56 @@ function planCuts(model: PrunableModel, plan: PruningPlan): GroupCut[] {
 /**
  * Applies a plan to the model it was made for: the model must have the plan's layers, groups,
  * matrix shapes and parameter count (so applying a plan twice, or to another model, is an error
- * naming the first mismatch). Unstructured plans written with salience recompute their masks.
+ * naming the first mismatch, and the plan file and field with `options.file`). A plan that prunes
+ * nothing (no groups and no masks) is an error too: applying it would give the model back
+ * unchanged, labelled pruned. (A ratio-0 plan lists its groups with every unit kept: it applies.)
+ * Unstructured plans written with salience recompute their masks.
  */
-export function applyPlan(model: PrunableModel, plan: PruningPlan): PrunableModel {
+export function applyPlan(
+  model: PrunableModel,
+  plan: PruningPlan,
+  options: ApplyPlanOptions = {},
+): PrunableModel {
+  const { file } = options;
+  if (plan.groups.length === 0 && plan.masks.length === 0) {
+    misfit(
+      file,
+      isElementScope(parseScope(plan.scope)) ? 'masks' : 'groups',
+      'the plan prunes nothing (no groups and no masks): applying it would copy the model unpruned',
+    );
+  }
   if (model.numLayers !== plan.model.numLayers) {
-    throw new InputError(
+    misfit(
+      file,
+      'model.numLayers',
       `the plan is for a model with ${plan.model.numLayers} layers; this model has ${model.numLayers}`,
-      undefined,
       'numLayers',
     );
   }
-  const cuts = planCuts(model, plan);
-  for (const m of plan.masks) {
+  const cuts = planCuts(model, plan, file);
+  plan.masks.forEach((m, i) => {
     const t = model.params.get(m.param);
     if (!t)
-      throw new InputError(`the plan masks '${m.param}', which this model does not have`, undefined, m.param);
-    if (t.shape.length !== m.shape.length || t.shape.some((d, i) => d !== m.shape[i])) {
-      throw new InputError(
+      misfit(
+        file,
+        `masks[${i}].param`,
+        `the plan masks '${m.param}', which this model does not have`,
+        m.param,
+      );
+    if (t.shape.length !== m.shape.length || t.shape.some((d, k) => d !== m.shape[k])) {
+      misfit(
+        file,
+        `masks[${i}].shape`,
         `'${m.param}': the plan expects shape [${m.shape.join(', ')}] but the model has [${t.shape.join(', ')}]`,
-        undefined,
         m.param,
       );
     }
-  }
+  });
   if (plan.model.params !== undefined && countParams(model.params) !== plan.model.params) {
-    throw new InputError(
+    misfit(
+      file,
+      'model.params',
       `the plan is for a model with ${plan.model.params} parameters; this model has ${countParams(model.params)}`,
-      undefined,
       'params',
     );
   }

@@ -10,6 +10,8 @@
 import {
   availableMemory,
   type Backend,
+  type ComputeDtype,
+  type ComputeMode,
   type ExecMode,
   getBackend,
   type HeadOutputs,
@@ -42,6 +44,11 @@ export interface StagedScoringOptions {
   readonly eosId?: number;
   /** Bytes the evaluation may use (default: what the system reports available). */
   readonly availableBytes?: number;
+  /**
+   * The dtype every pass computes in (default float32): float16 / bfloat16 are emulated exactly
+   * (core's ExecutorOptions.computeDtype), scoring and decoding alike.
+   */
+  readonly computeDtype?: ComputeDtype;
 }
 
 /** A ScoringModel with every optional method. */
@@ -51,7 +58,10 @@ export type StagedScoringModel = ScoringModel &
       ScoringModel,
       'tokenScores' | 'logitsAt' | 'dispose' | 'batchSize' | 'windowsPerCall' | 'startDecoding'
     >
-  >;
+  > & {
+    /** The compute dtype and whether it ran natively or emulated, once the model has run. */
+    readonly compute: ComputeMode | undefined;
+  };
 
 /** NLL of each next token and whether it is the argmax (1 in `miss` when it is not). */
 const scoreOutputs: HeadOutputs = (head, hidden, ids) => {
@@ -90,6 +100,7 @@ export function scoringModelFromStages(
 
   let executor: Promise<ModelExecutor> | undefined;
   let mode: ExecMode | undefined;
+  let compute: ComputeMode | undefined;
   const plans = new Map<number, Promise<CallPlan>>();
 
   /** The executor, created on first use; its mode is chosen for `rows` windows of `length`. */
@@ -106,8 +117,10 @@ export function scoringModelFromStages(
         length,
         upload: options.uploadWeights !== false,
         ...(options.availableBytes !== undefined ? { availableBytes: options.availableBytes } : {}),
+        ...(options.computeDtype !== undefined ? { computeDtype: options.computeDtype } : {}),
       });
       mode = ex.mode;
+      compute = ex.compute;
       return ex;
     })();
     // A failed creation (e.g. a MemoryLimitError) is not cached: the next call tries again.
@@ -248,6 +261,9 @@ export function scoringModelFromStages(
     batchSize: B,
     get exec() {
       return mode;
+    },
+    get compute() {
+      return compute;
     },
     tokenScores,
     async tokenNll(batch, signal) {

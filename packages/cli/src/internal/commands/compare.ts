@@ -38,6 +38,7 @@ import {
   backendInfo,
   type CommandContext,
   calibrationFromFlags,
+  computeInfo,
   loadPlugins,
   openModel,
   withBackend,
@@ -367,6 +368,7 @@ function reportHead(
       macs_counted: MACS_COUNTED,
       latency: latencySettings(flags),
       exec: flags.exec,
+      compute: computeInfo(backend, flags.computeDtype),
       tuning: c.tuning
         ? {
             data: flags.tuneData!,
@@ -429,6 +431,7 @@ function scoredOnce(
   const reuse = kind !== 'unstructured' && kind !== 'n:m';
   const base = {
     ...planOptionsFromFlags(run.flags, scope, { lenient: true, preset }),
+    computeDtype: run.flags.computeDtype,
     options: spec.options,
     calibration: criterion.requires.calibration ? calibration : undefined,
     backend: run.backend,

@@ -1,5 +1,5 @@
 import type { EvalCommandFlags } from '../../program.js';
-import { backendInfo, type CommandContext, openModel, withBackend } from '../context.js';
+import { backendInfo, type CommandContext, computeInfo, openModel, withBackend } from '../context.js';
 import { evaluate } from '../evaluate.js';
 import { namedFiles, requireInputFiles, taskFlags, textSourceOptions, UsageError } from '../flags.js';
 import { modelSummary } from './info.js';
@@ -23,7 +23,10 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       paper_average,
       paper_tasks,
       exec,
+      compute,
     } = await evaluate(run, loaded.model, loaded.tokenizer, texts, tasks);
+    const ran = computeInfo(run.backend, flags.computeDtype, compute);
+    if (ran.dtype !== 'float32') ctx.out(`compute ${ran.dtype} (${ran.precision})\n`);
     for (const [k, v] of Object.entries(ppl)) {
       ctx.out(`ppl ${k.padEnd(16)} ${v.toFixed(4)}  (nll ${nll[k]!.toFixed(5)}, ${tokens[k]} tokens)\n`);
     }
@@ -41,6 +44,7 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       model: modelSummary(loaded),
       backend: backendInfo(run.backend),
       exec,
+      compute: ran,
       zeroshot_protocol: flags.zeroshotProtocol,
       ppl_join: flags.pplJoin ?? null,
       field: flags.field ?? null,

@@ -1,6 +1,6 @@
 import { generate, scoringModelFromLlama } from '@moreau/eval';
 import type { GenerateFlags } from '../../program.js';
-import { type CommandContext, openModel, withBackend } from '../context.js';
+import { type CommandContext, computeInfo, openModel, withBackend } from '../context.js';
 
 /**
  * Streams generated text to stdout; an empty prompt starts from BOS alone. The model decodes with
@@ -20,6 +20,7 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
     const scorer = scoringModelFromLlama(model.params, model.config, backend, {
       batchSize: 1,
       exec: flags.exec,
+      computeDtype: flags.computeDtype,
     });
     const started = performance.now();
     out(flags.prompt);
@@ -48,7 +49,7 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
       out('\n');
       const secs = (performance.now() - started) / 1000;
       progress.note(
-        `generated ${tokens.length} tokens in ${secs.toFixed(2)} s (${(tokens.length / secs).toFixed(1)} tokens/s; exec ${scorer.exec})`,
+        `generated ${tokens.length} tokens in ${secs.toFixed(2)} s (${(tokens.length / secs).toFixed(1)} tokens/s; exec ${scorer.exec}; compute ${flags.computeDtype}${scorer.compute && scorer.compute.precision !== 'native' ? ` ${scorer.compute.precision}` : ''})`,
       );
       if (flags.json) {
         await ctx.outputs.writeJson(flags.json, {
@@ -58,6 +59,7 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
           prompt_ids: ids,
           generated_ids: all.slice(ids.length),
           exec: scorer.exec ?? null,
+          compute: computeInfo(backend, flags.computeDtype, scorer.compute),
           settings: {
             max_tokens: flags.maxTokens,
             temperature: flags.temperature,

@@ -2,6 +2,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
 import {
   applyPlan,
+  type ComputeMode,
   type CriterionDiagnostics,
   countParams,
   type DiagnosticValue,
@@ -22,6 +23,7 @@ import {
   backendInfo,
   type CommandContext,
   calibrationFromFlags,
+  computeInfo,
   loadPlugins,
   openModel,
   withBackend,
@@ -146,12 +148,15 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     let diagnostics: readonly CriterionDiagnostics[] = [];
     let warnings: readonly string[] = [];
     let exec: ExecMode | null = null;
+    // What ran: the scoring's mode when a criterion scored, else the evaluation's (same dtype).
+    let compute: ComputeMode | undefined;
     if (flags.plan) {
       plan = await readPlanFile(flags.plan);
-      pruned = applyPlan(loaded.model, plan);
+      pruned = applyPlan(loaded.model, plan, { file: flags.plan });
     } else if (!scoring) {
       ({ plan, model: pruned } = await prune(loaded.model, {
         ...planOptionsFromFlags(flags, scope),
+        computeDtype: flags.computeDtype,
         keepFirst: flags.keepFirst,
         signal: run.signal,
         onProgress: progress.update,
@@ -194,18 +199,19 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
         ratio,
         calibration,
         backend: run.backend,
+        computeDtype: flags.computeDtype,
         steps: flags.steps,
         includeScores: flags.planScores,
         settings,
         signal: run.signal,
         onProgress: progress.update,
       });
-      ({ plan, model: pruned, diagnostics, warnings } = result);
+      ({ plan, model: pruned, diagnostics, warnings, compute } = result);
       for (const w of warnings) progress.warn(w);
       if (criterion.requires.gradients) {
         exec = result.mode;
         progress.note(
-          `scored ${exec === 'whole' ? 'with the model as one graph' : 'layer by layer'} (exec ${exec})`,
+          `scored ${exec === 'whole' ? 'with the model as one graph' : 'layer by layer'} (exec ${exec}${compute && compute.computeDtype !== 'float32' ? `; compute ${compute.computeDtype} ${compute.precision}` : ''})`,
         );
       }
     }
@@ -251,6 +257,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       backend: backendInfo(run.backend),
       exec,
       ...(evals.exec ? { eval_exec: evals.exec } : {}),
+      compute: computeInfo(run.backend, flags.computeDtype, compute ?? evals.compute),
       scope: plan.scope,
       criterion: plan.criterion,
       ratio: plan.ratio,

@@ -342,6 +342,11 @@ function settingsLines(report: CompareReport): string[] {
       : []),
     ...(opts.length ? [`options: ${opts.join('; ')}`] : []),
     ...(s.perturbations ? [`robustness perturbations: ${s.perturbations.join(', ')}`] : []),
+    ...(s.compute && s.compute.dtype !== 'float32'
+      ? [
+          `compute: ${s.compute.dtype} (${s.compute.precision}) for scoring and evaluation${s.perturbations ? '; robustness against its float32 reference' : ''}`,
+        ]
+      : []),
     `MACs: one forward pass of ${s.macs_seq_len} tokens, counted as ${s.macs_counted}`,
     ...(s.latency
       ? [

@@ -139,6 +139,15 @@ export interface CompareReport {
     } | null;
     /** --exec as given: 'auto', 'whole' or 'streamed' (each run records the mode that ran). */
     readonly exec: 'auto' | 'whole' | 'streamed';
+    /**
+     * --compute-dtype of scoring and evaluation and how it ran: native (float32) or emulated (float16
+     * / bfloat16 rounded op by op on float32 engines). Robustness keeps its float32 reference and
+     * tuning runs in float32. Absent in reports written before the flag: they computed in float32.
+     */
+    readonly compute?: {
+      readonly dtype: 'float32' | 'float16' | 'bfloat16';
+      readonly precision: 'native' | 'emulated';
+    };
     /** LoRA recovery of every pruned model (compare --tune-data), or null. */
     readonly tuning?: {
       readonly data: string;
