@@ -57,6 +57,11 @@ function memory(): { rss: number; hwm: number } {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
 }
 
+/** The 1, 5 and 15-minute load averages. */
+function loadAverage(): number[] {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+}
+
 function log(line: string): void {
   const { rss, hwm } = memory();
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}  (rss ${MiB(rss)}, peak ${MiB(hwm)})`);
@@ -107,6 +112,7 @@ function randomModel(): LlamaModel {
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadAverage();
   log(`TinyLlama shape, ${DTYPE} weights, ${STEPS} steps of ${MICRO} x ${SEQ} tokens, ${args.mode}`);
   const t0 = performance.now();
   const model = randomModel();
@@ -187,7 +193,10 @@ async function main(): Promise<void> {
     tokens_per_second: (STEPS * MICRO * SEQ) / trainSeconds,
     loss_first: result.history[0]!.loss,
     loss_last: result.history.at(-1)!.loss,
-    load_average_1min: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
+    step_seconds: stepSeconds,
+    load_average_1min: loadAverage()[0],
+    load_average_start: loadStart,
+    load_average_end: loadAverage(),
     cores: (await import('node:os')).cpus().length,
     date: new Date().toISOString(),
   };

@@ -675,6 +675,7 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(r.stderr).toMatch(/ppl ts \(whole\): 3\/3 windows/);
     const j = json(out);
     expect(Object.keys(j).sort()).toEqual([
+      'adapter',
       'backend',
       'exec',
       'field',
@@ -688,7 +689,13 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
       'tokens',
       'zeroshot_protocol',
     ]);
-    expect(j).toMatchObject({ zeroshot_protocol: 'current', ppl_join: null, field: null, paper_tasks: 3 });
+    expect(j).toMatchObject({
+      zeroshot_protocol: 'current',
+      ppl_join: null,
+      field: null,
+      paper_tasks: 3,
+      adapter: null,
+    });
     expect(j.exec).toBe('whole');
     expect(j.backend).toEqual({ name: 'ort', device: 'cpu' });
     expect(j.model).toMatchObject({ params: 260032, format: 'llama2c' });

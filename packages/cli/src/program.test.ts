@@ -63,5 +63,15 @@ describe('the command-line contract', () => {
     });
     await program.parseAsync(['generate', 'tiny'], { from: 'user' });
     expect(seen.generate).toMatchObject({ prompt: '', maxTokens: 64, temperature: 0, topP: 1, seed: 1 });
+    expect(seen.generate!.adapter).toBeUndefined();
+    // --adapter DIR (eval, generate): a folder path, never a flag or stdout.
+    await program.parseAsync(['eval', 'P', '--adapter', 'A', '--ppl', 'x=y.txt'], { from: 'user' });
+    expect(seen.eval).toMatchObject({ adapter: 'A', ppl: ['x=y.txt'] });
+    await program.parseAsync(['generate', 'P', '--adapter', 'A'], { from: 'user' });
+    expect(seen.generate).toMatchObject({ adapter: 'A' });
+    program.commands.find((c) => c.name() === 'eval')!.configureOutput({ writeErr: () => {} });
+    await expect(program.parseAsync(['eval', 'P', '--adapter', '-'], { from: 'user' })).rejects.toThrow(
+      /--adapter needs a path; '-' \(stdout\) is only for --json/,
+    );
   });
 });

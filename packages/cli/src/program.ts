@@ -97,6 +97,19 @@ function computeDtypeOption(cmd: Command, what: string): Command {
   );
 }
 
+/** An unmerged LoRA adapter applied at inference: --adapter (eval, generate). */
+export interface AdapterFlags {
+  readonly adapter?: string;
+}
+
+function adapterOption(cmd: Command): Command {
+  return cmd.option(
+    '--adapter <dir>',
+    "a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors, e.g. tune's --adapter-out) applied unmerged on top of the model",
+    parsePath('--adapter'),
+  );
+}
+
 /** Where criterion state spills when it does not fit in memory (commands that score with a criterion). */
 export interface StateFlags {
   readonly stateDir?: string;
@@ -341,7 +354,8 @@ export type EvalCommandFlags = ModelFlags &
   EvalFlags &
   TaskFlags &
   ExecFlags &
-  ComputeFlags & { readonly json?: string };
+  ComputeFlags &
+  AdapterFlags & { readonly json?: string };
 /** --latency BxT: measure the forward latency of the dense and pruned models at batch x length. */
 export interface LatencyFlags {
   readonly latency?: [number, number];
@@ -422,7 +436,7 @@ export type ExportFlags = ModelFlags & {
   readonly overwrite: boolean;
   readonly json?: string;
 };
-export interface GenerateFlags extends ModelFlags, ExecFlags, ComputeFlags {
+export interface GenerateFlags extends ModelFlags, ExecFlags, ComputeFlags, AdapterFlags {
   readonly prompt: string;
   readonly maxTokens: number;
   readonly temperature: number;
@@ -477,14 +491,16 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--json <file>', 'also write the result as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: InfoFlags) => handlers.info(m, o));
 
-  computeDtypeOption(
-    execOption(
-      taskOptions(
-        evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
-        'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
+  adapterOption(
+    computeDtypeOption(
+      execOption(
+        taskOptions(
+          evalOptions(modelOptions(program.command('eval').description('perplexity and zero-shot accuracy'))),
+          'zero-shot task: boolq | piqa | hellaswag | winogrande | arc_easy | arc_challenge | openbookqa | lambada; repeatable',
+        ),
       ),
+      'evaluation',
     ),
-    'evaluation',
   )
     .option('--json <file>', 'write the results as JSON (- for stdout)', parseJsonTarget)
     .action((m, o: EvalCommandFlags) => handlers.eval(m, o));
@@ -707,7 +723,7 @@ export function buildProgram(handlers: Handlers, version: string): Command {
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 0)
     .option('--seed <n>', 'sampling seed', parseIntArg('--seed', 0), 1)
     .option('--json <file>', 'write the prompt, text and token ids as JSON (- for stdout)', parseJsonTarget);
-  computeDtypeOption(execOption(generate), 'generation').action((m, o: GenerateFlags) =>
+  adapterOption(computeDtypeOption(execOption(generate), 'generation')).action((m, o: GenerateFlags) =>
     handlers.generate(m, o),
   );
 

@@ -6,7 +6,7 @@
  * README keeps them small enough to run as they are.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,12 @@ afterAll(() => rmSync(TMP, { recursive: true, force: true }));
 const clone = path.join(TMP, 'clone');
 mkdirSync(clone);
 symlinkSync(path.join(repoRoot, 'node_modules'), path.join(clone, 'node_modules'));
+// The repository files the README's commands read (a fresh clone has them; copies, so no command
+// can change the repository).
+for (const file of ['packages/models/assets/tiny/heldout.txt']) {
+  mkdirSync(path.dirname(path.join(clone, file)), { recursive: true });
+  copyFileSync(path.join(repoRoot, file), path.join(clone, file));
+}
 if (hasShared) symlinkSync(path.resolve(SHARED), path.join(TMP, 'shared'));
 
 describe.skipIf(!hasDist)('the README, as written (built binary)', () => {

@@ -3,7 +3,8 @@
  * `moreau tune` on part of the tiny model's held-out Brown documents (the other part is the
  * perplexity text): perplexity falls, the merged model reloads with the logits of the pruned model
  * plus the adapter, Ctrl-C saves a checkpoint and --resume ends with the uninterrupted run's
- * adapter bit for bit, `moreau eval --adapter` scores the unmerged adapter like the merged model.
+ * adapter bit for bit, `moreau eval --adapter` scores the unmerged adapter like the merged model
+ * (perplexity and zero-shot) and `moreau generate --adapter` decodes like it.
  * Short runs (a few steps of 8 windows of 128 tokens); tools/tune-tiny.ts does the 200-step run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -13,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type HostTensor, ModelExecutor, type Tensor, tensor } from '@moreau/core';
 import { type LlamaModel, loadLoraAdapter, loadModel, readSafetensors } from '@moreau/models';
+import { sharedPath } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -185,6 +187,109 @@ describe.skipIf(!hasDist)('moreau tune (built binary, tiny model)', () => {
     expect(moved).toBeGreaterThan(1e-2);
     // Only the float16 rounding of the merged weights separates them.
     expect(maxAbsDiff(merged, unmerged)).toBeLessThan(moved / 20);
+  });
+
+  it('eval --adapter scores the unmerged adapter as the merged model (ppl and zero-shot), not as the base', async () => {
+    // Zero-shot on the shared task files when they are there (perplexity always).
+    const lambada = sharedPath('data/zeroshot/lambada_openai.jsonl');
+    const arc = sharedPath('data/zeroshot/arc_easy.jsonl');
+    const haveTasks = existsSync(lambada) && existsSync(arc);
+    if (!haveTasks) console.warn(`eval --adapter: zero-shot part skipped (${lambada}, ${arc} missing)`);
+    const tasks = haveTasks ? ['--task', `lambada=${lambada}`, '--task', `arc_easy=${arc}`] : [];
+    const evalJson = async (name: string, model: readonly string[]) => {
+      const r = await moreau([
+        'eval',
+        ...model,
+        '--ppl',
+        'heldout=eval.txt',
+        ...tasks,
+        '--limit',
+        '20',
+        '--json',
+        `${name}.json`,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      return { r, j: JSON.parse(readFileSync(tmp(`${name}.json`), 'utf8')) };
+    };
+    const P = await evalJson('eval-P', ['P']);
+    const T = await evalJson('eval-T', ['T']);
+    const PA = await evalJson('eval-PA', ['P', '--adapter', 'A']);
+    expect(PA.r.stderr).toMatch(/adapter A \(LoRA r 8, alpha 16 on q_proj, .*\), unmerged/);
+    expect(PA.j.adapter).toEqual({
+      dir: 'A',
+      base_model: 'P',
+      r: 8,
+      lora_alpha: 16,
+      target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'down_proj', 'up_proj'],
+    });
+    expect(P.j.adapter).toBeNull();
+    expect(PA.j.model).toEqual(P.j.model); // the base model's summary; the adapter is its own entry
+    // T's weights are P's (float16) + (alpha / r) B A rounded to float16: each merged weight is
+    // off by at most half an ulp, 2^-11 ~ 4.9e-4 relative, with independent signs, so the mean
+    // NLL (log perplexity) of T and of P + the unmerged adapter agree far closer than 2^-11
+    // relative would allow even if all roundings added up. Tolerance: 1e-3 nats (perplexity
+    // within 0.1 %), while the adapter itself must move the NLL by more than 10x that.
+    // Measured: |T - P+A| ~ 2e-5 nats; |P - P+A| ~ 5e-2 (heldout), ~1e-2 (lambada).
+    const TOL = 1e-3;
+    const nll = (e: typeof P) => e.j.nll.heldout as number;
+    expect(Math.abs(nll(PA) - nll(T))).toBeLessThan(TOL);
+    expect(Math.abs(nll(PA) - nll(P))).toBeGreaterThan(10 * TOL);
+    expect(PA.j.ppl.heldout).toBeCloseTo(Math.exp(nll(PA)), 6);
+    if (haveTasks) {
+      // lambada's perplexity of the target words: the same comparison in log space.
+      const lam = (e: typeof P) => Math.log(e.j.tasks.lambada.ppl as number);
+      expect(Math.abs(lam(PA) - lam(T))).toBeLessThan(TOL);
+      expect(Math.abs(lam(PA) - lam(P))).toBeGreaterThan(5 * TOL);
+      // Multiple choice: an item flips only when two choices tie within the rounding.
+      expect(PA.j.tasks.arc_easy.n).toBe(20);
+      expect(Math.abs(PA.j.tasks.arc_easy.acc - T.j.tasks.arc_easy.acc)).toBeLessThanOrEqual(1 / 20);
+    }
+  }, 120_000);
+
+  it('generate --adapter decodes greedily as the merged model', async () => {
+    const gen = async (name: string, model: readonly string[], exec = 'auto') => {
+      const r = await moreau([
+        'generate',
+        ...model,
+        '--prompt',
+        'The dog',
+        '--max-tokens',
+        '24',
+        '--exec',
+        exec,
+        '--json',
+        `${name}.json`,
+        '-q',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(readFileSync(tmp(`${name}.json`), 'utf8'));
+    };
+    const P = await gen('gen-P', ['P']);
+    const T = await gen('gen-T', ['T']);
+    const PA = await gen('gen-PA', ['P', '--adapter', 'A']);
+    const PAs = await gen('gen-PAs', ['P', '--adapter', 'A'], 'streamed');
+    expect(PA.adapter).toMatchObject({ dir: 'A', r: 8 });
+    expect(PA.generated_ids).toEqual(T.generated_ids);
+    expect(PAs.generated_ids).toEqual(T.generated_ids);
+    expect(PA.generated_ids).not.toEqual(P.generated_ids);
+  }, 120_000);
+
+  it('eval / generate --adapter refuse a folder that does not fit, naming it and the tensor', async () => {
+    // The adapter of the pruned P on the unpruned tiny model: the shapes differ.
+    const misfit = await moreau(['eval', 'tiny', '--adapter', 'A', '--ppl', 'heldout=eval.txt']);
+    expect(misfit.code).toBe(1);
+    expect(misfit.stderr).toMatch(
+      /--adapter 'A' does not fit the model: LoRA adapter of model\.layers\.\d+\.\w+\.\w+_proj\.weight: expected .*lora_A\.weight \[8, \d+\] and .*lora_B\.weight \[\d+, 8\], got \[/,
+    );
+    const missing = await moreau(['generate', 'P', '--adapter', 'nope']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/--adapter: folder 'nope' not found/);
+    const file = await moreau(['eval', 'P', '--adapter', 'eval.txt', '--ppl', 'heldout=eval.txt']);
+    expect(file.code).toBe(1);
+    expect(file.stderr).toMatch(/--adapter: 'eval\.txt' is a file/);
+    const notPeft = await moreau(['eval', 'P', '--adapter', 'P', '--ppl', 'heldout=eval.txt']);
+    expect(notPeft.code).toBe(1);
+    expect(notPeft.stderr).toMatch(/adapter_config\.json: cannot read the adapter config/);
   });
 
   it('Ctrl-C saves a checkpoint; --resume ends with the uninterrupted adapter, bit for bit', async () => {

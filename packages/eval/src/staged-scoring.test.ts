@@ -3,16 +3,21 @@
  * zero-shot scores (with LAMBADA's greedy flags) and logits (rel 1e-5) on a pruned GQA model with
  * uneven layer sizes stored in float16; batches follow the work, not --batch-size; generation
  * with a cache per layer equals full recomputation and stays seeded; a run that cannot fit is
- * refused with the numbers.
+ * refused with the numbers; scoringModelFromLlama(model) applies the LoRA adapters a model
+ * carries (unmerged), scoring as the merged model.
  */
 import {
   type Backend,
   castHost,
   cutModel,
+  findLoraTargets,
   type Graph,
+  initLora,
   MemoryLimitError,
+  mergeLora,
   ReferenceBackend,
   Rng,
+  tensor,
 } from '@moreau/core';
 import { type LlamaConfig, LlamaModel, randomInit } from '@moreau/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,7 +25,11 @@ import { callRows, MAX_CHUNK, planCalls } from './internal/batching.js';
 import { generate } from './internal/generate.js';
 import { perplexity } from './internal/perplexity.js';
 import type { ScoringModel } from './internal/scoring-model.js';
-import { type StagedScoringOptions, scoringModelFromStages } from './internal/staged-scoring.js';
+import {
+  type StagedScoringOptions,
+  scoringModelFromLlama,
+  scoringModelFromStages,
+} from './internal/staged-scoring.js';
 import type { ZeroShotTask } from './internal/tasks.js';
 import { evaluateTask } from './internal/zeroshot.js';
 import { charTokenizer } from './testing/toy.js';
@@ -223,5 +232,57 @@ describe('generation with a cache per layer', () => {
     expect(r.reason).toBe('context');
     expect(r.tokens).toHaveLength(config.maxPositionEmbeddings - 3 + 1);
     m.dispose();
+  });
+});
+
+describe('scoringModelFromLlama with LoRA adapters (withLora)', () => {
+  // The pruned model in float32 (so the merged weights are not rounded) with adapters on three
+  // projections, B random (fresh adapters have B = 0 and change nothing).
+  const base = model.withParams(
+    new Map([...model.params].map(([k, t]) => [k, castHost(t, 'float32')])),
+  ) as LlamaModel;
+  const lora = { r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] };
+  const rng = new Rng(9);
+  const params = new Map(
+    [...initLora(findLoraTargets(base.params, lora.targets), lora.r, 5)].map(([n, t]) =>
+      n.endsWith('lora_B.weight')
+        ? [
+            n,
+            tensor(
+              Float32Array.from(t.data, () => rng.normal() * 0.3),
+              t.shape,
+              'float32',
+            ),
+          ]
+        : [n, t],
+    ),
+  );
+  const adapters = { config: lora, params };
+  const adapted = base.withLora(adapters);
+  const merged = new LlamaModel(base.config, mergeLora(base.params, adapters));
+  const stream = Array.from({ length: 120 }, () => rng.int(config.vocabSize));
+
+  it('scores and decodes as the merged model, whole and streamed; the params form is the base', async () => {
+    const opts = (exec: 'whole' | 'streamed') => ({ exec, batchSize: 3 });
+    const ref = scoringModelFromLlama(merged, backend, opts('whole'));
+    const want = await perplexity(ref, stream, { seqLen: 16 });
+    const greedy = await generate(ref, [0, 3], { maxNewTokens: 20, stopTokens: [] });
+    for (const exec of ['whole', 'streamed'] as const) {
+      const m = scoringModelFromLlama(adapted, backend, opts(exec));
+      const got = await perplexity(m, stream, { seqLen: 16 });
+      expect(m.exec).toBe(exec);
+      expect(rel(got.nll, want.nll)).toBeLessThan(1e-5);
+      expect(await generate(m, [0, 3], { maxNewTokens: 20, stopTokens: [] })).toEqual(greedy);
+      m.dispose();
+    }
+    // The adapters matter, and (params, config) scores the base model (adapter tensors ignored).
+    const plain = scoringModelFromLlama(adapted.params, base.config, backend, opts('whole'));
+    const alone = scoringModelFromLlama(base, backend, opts('whole'));
+    const baseNll = (await perplexity(alone, stream, { seqLen: 16 })).nll;
+    expect(rel((await perplexity(plain, stream, { seqLen: 16 })).nll, baseNll)).toBeLessThan(1e-6);
+    expect(rel(baseNll, want.nll)).toBeGreaterThan(1e-3);
+    alone.dispose();
+    plain.dispose();
+    ref.dispose();
   });
 });

@@ -25,7 +25,13 @@ import {
 } from '@moreau/core';
 import '@moreau/criteria';
 import { readText, readTextFile, type TextSourceOptions } from '@moreau/eval';
-import { type LoadedModel, loadModel } from '@moreau/models';
+import {
+  type LlamaModel,
+  type LoadedLoraAdapter,
+  type LoadedModel,
+  loadLoraAdapter,
+  loadModel,
+} from '@moreau/models';
 import type { CalibFlags, ModelFlags } from '../program.js';
 import { during, PluginExit, pluginOfCriterion } from './activity.js';
 import {
@@ -104,6 +110,43 @@ export function computeInfo(
 
 export async function openModel(source: string, flags: ModelFlags): Promise<LoadedModel> {
   return loadModel(source, flags.tokenizer ? { tokenizer: flags.tokenizer } : {});
+}
+
+/** What a result JSON records of --adapter. */
+export interface AdapterSummary {
+  readonly dir: string;
+  readonly base_model: string | null;
+  readonly r: number;
+  readonly lora_alpha: number;
+  readonly target_modules: readonly string[];
+}
+
+/**
+ * The model with the PEFT LoRA folder of --adapter attached unmerged (applied in every graph,
+ * decoding included). It must fit the model: its targets are projections the model has, and
+ * every adapted weight has its A [r, in] and B [out, r]; a misfit is an error naming the folder
+ * and the tensor.
+ */
+export async function attachAdapter(
+  model: LlamaModel,
+  dir: string,
+): Promise<{ model: LlamaModel; adapter: LoadedLoraAdapter; summary: AdapterSummary }> {
+  const adapter = await loadLoraAdapter(dir); // its FormatErrors name the file
+  let adapted: LlamaModel;
+  try {
+    adapted = model.withLora(adapter);
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e;
+    throw new InputError(`--adapter '${dir}' does not fit the model: ${e.message}`, dir, '--adapter', {
+      cause: e,
+    });
+  }
+  const { r, alpha, targets } = adapter.config;
+  return {
+    model: adapted,
+    adapter,
+    summary: { dir, base_model: adapter.baseModel, r, lora_alpha: alpha, target_modules: targets },
+  };
 }
 
 /**

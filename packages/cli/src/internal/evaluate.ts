@@ -77,7 +77,8 @@ export async function evaluate(
   };
   if (texts.length === 0 && tasks.length === 0) return withPaper();
   if (texts.length) checkWindowLength('--seq-len', flags.seqLen, model.config.maxPositionEmbeddings);
-  const scorer = scoringModelFromLlama(model.params, model.config, backend, {
+  // The model itself, not its params: LoRA adapters it carries (eval --adapter) run unmerged.
+  const scorer = scoringModelFromLlama(model, backend, {
     ...(flags.batchSize !== undefined ? { batchSize: flags.batchSize } : {}),
     ...(flags.exec !== undefined ? { exec: flags.exec } : {}),
     ...(flags.computeDtype !== undefined ? { computeDtype: flags.computeDtype } : {}),

@@ -503,6 +503,18 @@ export function requireInputFiles(
   }
 }
 
+/** --adapter: an existing folder, checked before the model loads (its files when it loads). */
+export function requireAdapterDir(dir: string | undefined): void {
+  if (dir === undefined) return;
+  if (!existsSync(dir)) throw new InputError(`--adapter: folder '${dir}' not found`, dir, '--adapter');
+  if (!statSync(dir).isDirectory())
+    throw new InputError(
+      `--adapter: '${dir}' is a file; give the PEFT folder that holds adapter_config.json and adapter_model.safetensors`,
+      dir,
+      '--adapter',
+    );
+}
+
 /** --ranking, or --global (its older spelling); both at once must agree. */
 export function rankingFlag(flags: CalibFlags): Ranking | undefined {
   if (flags.global && flags.ranking !== undefined && flags.ranking !== 'global-per-kind')

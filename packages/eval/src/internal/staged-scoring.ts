@@ -309,18 +309,57 @@ export type LlamaScoringModel = StagedScoringModel;
 
 type Params = ReadonlyMap<string, HostTensor> | Readonly<Record<string, HostTensor>>;
 
+/** A LlamaModel (by shape, not instanceof: another copy of @moreau/models may have made it). */
+function isLlamaModel(x: unknown): x is LlamaModel {
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    !(x instanceof Map) &&
+    typeof (x as LlamaModel).stages === 'function' &&
+    (x as LlamaModel).params instanceof Map &&
+    typeof (x as LlamaModel).config === 'object'
+  );
+}
+
 /**
- * A ScoringModel for a LLaMA (parameters by HF name and its config) on a backend: see
- * scoringModelFromStages. Context length: config.maxPositionEmbeddings unless maxLength says.
+ * A ScoringModel for a LLaMA on a backend: see scoringModelFromStages. Either a `LlamaModel` (its
+ * LoRA adapters, when `withLora` attached some, are applied unmerged in every graph, decoding
+ * included) or its parameters by HF name and its config. Context length:
+ * config.maxPositionEmbeddings unless maxLength says.
  */
+export function scoringModelFromLlama(
+  model: LlamaModel,
+  backend?: Backend | string,
+  options?: LlamaScoringOptions,
+): LlamaScoringModel;
 export function scoringModelFromLlama(
   params: Params,
   config: LlamaConfig,
   backend?: Backend | string,
-  options: LlamaScoringOptions = {},
+  options?: LlamaScoringOptions,
+): LlamaScoringModel;
+export function scoringModelFromLlama(
+  ...args:
+    | [LlamaModel, (Backend | string)?, LlamaScoringOptions?]
+    | [Params, LlamaConfig, (Backend | string)?, LlamaScoringOptions?]
 ): LlamaScoringModel {
-  const map = params instanceof Map ? params : new Map(Object.entries(params as Record<string, HostTensor>));
-  return scoringModelFromStages(new LlamaModel(config, map), {
+  let model: LlamaModel;
+  let backend: Backend | string | undefined;
+  let options: LlamaScoringOptions;
+  if (isLlamaModel(args[0])) {
+    model = args[0];
+    backend = args[1] as Backend | string | undefined;
+    options = (args[2] as LlamaScoringOptions | undefined) ?? {};
+  } else {
+    const [params, config] = args as [Params, LlamaConfig];
+    const map =
+      params instanceof Map ? params : new Map(Object.entries(params as Record<string, HostTensor>));
+    model = new LlamaModel(config, map);
+    backend = args[2] as Backend | string | undefined;
+    options = (args[3] as LlamaScoringOptions | undefined) ?? {};
+  }
+  const { config } = model;
+  return scoringModelFromStages(model, {
     ...options,
     ...(backend !== undefined ? { backend } : {}),
     vocabSize: config.vocabSize,

@@ -1,7 +1,21 @@
 import type { EvalCommandFlags } from '../../program.js';
-import { backendInfo, type CommandContext, computeInfo, openModel, withBackend } from '../context.js';
+import {
+  attachAdapter,
+  backendInfo,
+  type CommandContext,
+  computeInfo,
+  openModel,
+  withBackend,
+} from '../context.js';
 import { evaluate } from '../evaluate.js';
-import { namedFiles, requireInputFiles, taskFlags, textSourceOptions, UsageError } from '../flags.js';
+import {
+  namedFiles,
+  requireAdapterDir,
+  requireInputFiles,
+  taskFlags,
+  textSourceOptions,
+  UsageError,
+} from '../flags.js';
 import { modelSummary } from './info.js';
 
 export async function evalCommand(source: string, ctx: CommandContext<EvalCommandFlags>) {
@@ -12,8 +26,16 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
   if (texts.length === 0 && tasks.length === 0)
     throw new UsageError('eval needs at least one --ppl NAME=FILE or --task NAME=FILE');
   requireInputFiles(flags, { '--ppl': texts, '--task': tasks });
+  requireAdapterDir(flags.adapter);
   await ctx.outputs.checkFile('--json', flags.json);
   const loaded = await openModel(source, flags);
+  const adapted = flags.adapter ? await attachAdapter(loaded.model, flags.adapter) : undefined;
+  if (adapted) {
+    const { r, lora_alpha, target_modules } = adapted.summary;
+    ctx.progress.note(
+      `adapter ${flags.adapter} (LoRA r ${r}, alpha ${lora_alpha} on ${target_modules.join(', ')}), unmerged`,
+    );
+  }
   await withBackend(ctx, async (run) => {
     const {
       ppl,
@@ -24,7 +46,7 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       paper_tasks,
       exec,
       compute,
-    } = await evaluate(run, loaded.model, loaded.tokenizer, texts, tasks);
+    } = await evaluate(run, adapted?.model ?? loaded.model, loaded.tokenizer, texts, tasks);
     const ran = computeInfo(run.backend, flags.computeDtype, compute);
     if (ran.dtype !== 'float32') ctx.out(`compute ${ran.dtype} (${ran.precision})\n`);
     for (const [k, v] of Object.entries(ppl)) {
@@ -42,6 +64,7 @@ export async function evalCommand(source: string, ctx: CommandContext<EvalComman
       );
     const result = {
       model: modelSummary(loaded),
+      adapter: adapted?.summary ?? null,
       backend: backendInfo(run.backend),
       exec,
       compute: ran,

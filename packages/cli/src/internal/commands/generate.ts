@@ -1,15 +1,21 @@
 import { generate, scoringModelFromLlama } from '@moreau/eval';
 import type { GenerateFlags } from '../../program.js';
-import { type CommandContext, computeInfo, openModel, withBackend } from '../context.js';
+import { attachAdapter, type CommandContext, computeInfo, openModel, withBackend } from '../context.js';
+import { requireAdapterDir } from '../flags.js';
 
 /**
  * Streams generated text to stdout; an empty prompt starts from BOS alone. The model decodes with
- * a cache per layer; a line on stderr says how it ran and how fast.
+ * a cache per layer (with --adapter, the LoRA update is applied in every step); a line on stderr
+ * says how it ran and how fast.
  */
 export async function generateCommand(source: string, ctx: CommandContext<GenerateFlags>) {
   const { flags, out, progress } = ctx;
+  requireAdapterDir(flags.adapter);
   await ctx.outputs.checkFile('--json', flags.json);
-  const { model, tokenizer: tok } = await openModel(source, ctx.flags);
+  const loaded = await openModel(source, ctx.flags);
+  const tok = loaded.tokenizer;
+  const adapted = flags.adapter ? await attachAdapter(loaded.model, flags.adapter) : undefined;
+  const model = adapted?.model ?? loaded.model;
   await withBackend(ctx, async ({ backend, signal }) => {
     const ids = flags.prompt
       ? tok.encode(flags.prompt, { bos: true })
@@ -17,7 +23,7 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
         ? [tok.bosId]
         : [];
     if (ids.length === 0) ids.push(0);
-    const scorer = scoringModelFromLlama(model.params, model.config, backend, {
+    const scorer = scoringModelFromLlama(model, backend, {
       batchSize: 1,
       exec: flags.exec,
       computeDtype: flags.computeDtype,
@@ -54,6 +60,7 @@ export async function generateCommand(source: string, ctx: CommandContext<Genera
       if (flags.json) {
         await ctx.outputs.writeJson(flags.json, {
           model: source,
+          adapter: adapted?.summary ?? null,
           prompt: flags.prompt,
           text: final,
           prompt_ids: ids,
