@@ -628,7 +628,9 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     const streamed = await moreau(['generate', ...model, '--max-tokens', '200', '--exec', 'streamed']);
     expect(streamed.code, streamed.stderr).toBe(0);
     expect(streamed.stdout.replace(/\n$/, '')).toBe(text);
-    expect(streamed.stderr).toMatch(/generated 200 tokens in [\d.]+ s \([\d.]+ tokens\/s; exec streamed; compute float32\)/);
+    expect(streamed.stderr).toMatch(
+      /generated 200 tokens in [\d.]+ s \([\d.]+ tokens\/s; exec streamed; compute float32\)/,
+    );
     // Sampling is seeded: the same seed gives the same text, another seed another text.
     const sample = (seed: string) =>
       moreau(['generate', ...model, '--max-tokens', '32', '--temperature', '1', '--seed', seed, '-q']);
