@@ -1,6 +1,6 @@
 /**
  * The tables of docs/robustness.md from the study's --json documents (tools/robustness-study.sh):
- * for one analysis, IoU / Spearman / perplexity per criterion (columns: the variants, the
+ * for one analysis, IoU of pruned units / IoU of kept units / Spearman / perplexity per criterion (columns: the variants, the
  * criterion's own seed-to-seed variation first); for a sweep, per setting and criterion the
  * reference perplexity, Moreau-GS's flipped-row fraction and the IoU of each variant.
  *
@@ -43,15 +43,18 @@ const title = (p: string) =>
 
 const f = (x: number, d = 3) => x.toFixed(d);
 
-function cell(s: RobustnessStat | undefined, what: 'iou' | 'spearman' | 'ppl'): string {
+function cell(s: RobustnessStat | undefined, what: 'iou' | 'iou_kept' | 'spearman' | 'ppl'): string {
   if (!s) return '';
   if (isNotApplicable(s)) return s.reason.startsWith('deterministic') ? 'det.' : 'n/a';
   if (isFamilyStat(s)) {
     if (what === 'iou') return `${f(s.iou_mean)} ± ${f(s.iou_sd)}`;
+    if (what === 'iou_kept')
+      return s.iou_kept_mean === undefined ? '' : `${f(s.iou_kept_mean)} ± ${f(s.iou_kept_sd ?? 0)}`;
     if (what === 'spearman') return f(s.spearman_mean);
     return `${f(s.ppl_mean, 2)} ± ${f(s.ppl_sd, 2)}`;
   }
   if (what === 'ppl') return isPairStat(s) ? '' : f(s.ppl, 2);
+  if (what === 'iou_kept') return s.iou_kept === undefined ? '' : f(s.iou_kept);
   return f(s[what]);
 }
 
@@ -66,7 +69,7 @@ function single(doc: Doc & RobustnessReport): string {
   for (const row of Object.values(doc.results))
     for (const p of Object.keys(row)) if (!variants.includes(p)) variants.push(p);
   const out: string[] = [];
-  for (const what of ['iou', 'spearman', 'ppl'] as const) {
+  for (const what of ['iou', 'iou_kept', 'spearman', 'ppl'] as const) {
     const cols = what === 'ppl' ? variants.filter((p) => !p.includes(' vs ')) : variants;
     const header = ['criterion', ...(what === 'ppl' ? ['reference'] : []), ...cols.map(title)];
     const rows = Object.entries(doc.results).map(([c, row]) => [
@@ -74,7 +77,13 @@ function single(doc: Doc & RobustnessReport): string {
       ...(what === 'ppl' ? [f(doc.baseline[c]!.ppl, 2)] : []),
       ...cols.map((p) => cell(row[p], what)),
     ]);
-    out.push(`${{ iou: 'IoU', spearman: 'Spearman', ppl: 'Perplexity' }[what]}\n\n${table(header, rows)}`);
+    const name = {
+      iou: 'IoU of pruned units',
+      iou_kept: 'IoU of kept units',
+      spearman: 'Spearman',
+      ppl: 'Perplexity',
+    };
+    out.push(`${name[what]}\n\n${table(header, rows)}`);
   }
   return out.join('\n\n');
 }
