@@ -174,6 +174,7 @@ if (values.task === 'fb') {
   });
   out.seconds = [(performance.now() - t) / 1000];
   out.iterations = iterations;
+  out.exec = result.mode; // whole | streamed: which executor mode the default 'auto' picked
   out.phaseSeconds = phases;
   // A digest of every kept index: equal digests = the same pruning decisions.
   let h = 0x811c9dc5;

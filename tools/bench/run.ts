@@ -608,8 +608,8 @@ function summarize(res: Record<string, unknown>): string {
 
   lines.push('## moreau-gs scoring end to end (4 x 128 tokens per iteration) and peak memory', '');
   lines.push(
-    '| model | side | iterations | wall s | vs PyTorch (time ratio) | peak RSS | fp32 model | peak / model | load (1 min) |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| model | side | exec | iterations | wall s | vs PyTorch (time ratio) | peak RSS | fp32 model | peak / model | load (1 min) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const [name, c] of Object.entries(caseRec)) {
     const mo = c.moreau as Record<string, Measured> | undefined;
@@ -621,7 +621,7 @@ function summarize(res: Record<string, unknown>): string {
       const model = (r.modelBytes as number) ?? Number.NaN;
       const peak = (r.peakRssBytes as number) ?? Number.NaN;
       lines.push(
-        `| ${name} | ${side} | ${mo.iterations} | ${r.ok ? f(s, 1) : `failed: ${String(r.error).slice(0, 120)}`} | ${side === 'torch' ? '1.00' : f(s / torchS)} | ${r.ok ? gb(peak) : '—'} | ${Number.isFinite(model) ? gb(model) : '—'} | ${r.ok ? f(peak / model, 2) : '—'} | ${loadOf(r)} |`,
+        `| ${name} | ${side} | ${(r.exec as string | undefined) ?? '—'} | ${mo.iterations} | ${r.ok ? f(s, 1) : `failed: ${String(r.error).slice(0, 120)}`} | ${side === 'torch' ? '1.00' : f(s / torchS)} | ${r.ok ? gb(peak) : '—'} | ${Number.isFinite(model) ? gb(model) : '—'} | ${r.ok ? f(peak / model, 2) : '—'} | ${loadOf(r)} |`,
       );
     }
   }

@@ -855,6 +855,45 @@ describe.skipIf(noModel)('moreau on stories260K (built binary)', () => {
     expect(r4.code, r4.stderr).toBe(0);
   }, 180_000);
 
+  it('prune with --plan-out and no --out writes only the plan (and the --json result)', async () => {
+    const dir = tmp('plan-only');
+    mkdirSync(dir, { recursive: true });
+    const r = await moreau([
+      'prune',
+      ...model,
+      '--criterion',
+      'taylor',
+      '--ratio',
+      '0.2',
+      ...smallCalib,
+      '--plan-out',
+      path.join(dir, 'plan.json'),
+      '--json',
+      path.join(dir, 'prune.json'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/plan written to .*plan\.json \(no --out: no model saved\)/);
+    expect(r.stderr).not.toMatch(/saving/);
+    expect(readdirSync(dir).sort()).toEqual(['plan.json', 'prune.json']);
+    expect(json(path.join(dir, 'prune.json')).out).toBeNull();
+    expect(json(path.join(dir, 'plan.json')).criterion).toMatchObject({ name: 'taylor' });
+    expectUsage(
+      await moreau([
+        'prune',
+        ...model,
+        '--criterion',
+        'taylor',
+        '--ratio',
+        '0.2',
+        '--plan-out',
+        tmp('p.json'),
+        '--overwrite',
+      ]),
+      'prune',
+      /--overwrite applies to --out, which is not given/,
+    );
+  }, 120_000);
+
   it('prune with the defaults (moreau: 10 iterations, 4 windows x 128 tokens), layer ranges, global ranking', async () => {
     const r = await moreau([
       'prune',

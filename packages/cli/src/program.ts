@@ -373,7 +373,8 @@ export interface PruneFlags
   readonly scope: string;
   readonly keepFirst?: number;
   readonly planScores: boolean;
-  readonly out: string;
+  /** Undefined with --plan-out: only the plan is written. */
+  readonly out?: string;
   readonly overwrite: boolean;
   readonly force: boolean;
   readonly steps: number;
@@ -523,7 +524,11 @@ export function buildProgram(handlers: Handlers, version: string): Command {
       "layer scope, LLM-Pruner's rule: keep layers 0..N-1 and remove the rest (no criterion, no ratio)",
       parseIntArg('--keep-first'),
     )
-    .requiredOption('--out <dir>', 'output HF directory (written atomically)', parsePath('--out'))
+    .option(
+      '--out <dir>',
+      'output HF directory (written atomically); required unless --plan-out is given (then only the plan is written)',
+      parsePath('--out'),
+    )
     .option(
       '--overwrite',
       'replace --out if it already exists and holds an earlier output of moreau prune',

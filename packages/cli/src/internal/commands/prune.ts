@@ -101,6 +101,16 @@ function outDirPolicy(flags: PruneFlags, source: string) {
 export async function pruneCommand(source: string, ctx: CommandContext<PruneFlags>) {
   const started = performance.now();
   const { flags, progress } = ctx;
+  // Without --out only the plan is written (--plan-out): a 7B model's scores need no pruned copy.
+  const out = flags.out;
+  if (out === undefined && flags.planOut === undefined)
+    throw new UsageError(
+      "required option '--out <dir>' not specified (or --plan-out <file> to write only the plan)",
+    );
+  if (out === undefined && (flags.overwrite || flags.force || flags.dtype))
+    throw new UsageError(
+      `${flags.overwrite ? '--overwrite' : flags.force ? '--force' : '--dtype'} applies to --out, which is not given`,
+    );
   dtypeFlag(flags.dtype);
   const texts = namedFiles('--eval-ppl', flags.evalPpl);
   for (const [, file] of texts) textSourceOptions(flags, file);
@@ -120,7 +130,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
   if (flags.force && !flags.overwrite) throw new UsageError('--force only applies with --overwrite');
   const replace = outDirPolicy(flags, source);
   // Every destination is checked before any work: a read-only --plan-out fails now, not after --out.
-  await ctx.outputs.checkDir('--out', flags.out, { replace });
+  if (out !== undefined) await ctx.outputs.checkDir('--out', out, { replace });
   await ctx.outputs.checkFile('--plan-out', flags.planOut);
   await ctx.outputs.checkFile('--save-calib', flags.saveCalib);
   await ctx.outputs.checkFile('--json', flags.json);
@@ -218,25 +228,27 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     // Unstructured and N:M models are dense files with zeros: sparsity.json says where.
     const sparsity = plan.masks.length ? sparsityFile(plan, pruned.params) : undefined;
     const model = pruned as LlamaModel;
-    progress.note(`saving ${flags.out}`);
     // Staged: --out, --plan-out and --json are put in place together once everything succeeded.
     // (outDirPolicy was checked before the work started.)
-    await saveHfDirectory(
-      flags.out,
-      {
-        config: model.config,
-        tensors: new Map(model.params),
-        format: 'hf',
-        sourceDtype: loaded.sourceDtype,
-      },
-      {
-        dtype: flags.dtype as FloatDType | undefined,
-        tokenizerFiles: loaded.tokenizer.toFiles(),
-        ...(sparsity ? { extraFiles: { 'sparsity.json': `${JSON.stringify(sparsity, null, 2)}\n` } } : {}),
-        overwrite: true,
-        transaction: ctx.outputs.tx,
-      },
-    );
+    if (out !== undefined) {
+      progress.note(`saving ${out}`);
+      await saveHfDirectory(
+        out,
+        {
+          config: model.config,
+          tensors: new Map(model.params),
+          format: 'hf',
+          sourceDtype: loaded.sourceDtype,
+        },
+        {
+          dtype: flags.dtype as FloatDType | undefined,
+          tokenizerFiles: loaded.tokenizer.toFiles(),
+          ...(sparsity ? { extraFiles: { 'sparsity.json': `${JSON.stringify(sparsity, null, 2)}\n` } } : {}),
+          overwrite: true,
+          transaction: ctx.outputs.tx,
+        },
+      );
+    }
     if (flags.planOut) {
       const chunks = planToJSONChunks(plan);
       await ctx.outputs.file('--plan-out', flags.planOut, async (fh) => {
@@ -265,7 +277,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
       params_after: paramsAfter,
       nonzero_after: nonzeroAfter,
       params_left: nonzeroAfter / paramsBefore,
-      out: flags.out,
+      out: out ?? null,
       settings,
       // Without the mask bitsets (--plan-out has them): a 7B model's would not fit in one string.
       plan: { ...JSON.parse(planToJSON({ ...plan, masks: [] })), masks: plan.masks.map((m) => m.param) },
@@ -294,7 +306,7 @@ export async function pruneCommand(source: string, ctx: CommandContext<PruneFlag
     };
     const g = (x: number) => `${(x / 1e9).toFixed(x < 1e8 ? 4 : 2)} G`;
     ctx.out(
-      `pruned ${source} at scope ${plan.scope} with ${plan.criterion?.name ?? `keep-first ${plan.keepFirst}`} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${nonzeroAfter.toLocaleString('en-US')} ${sparsity ? 'non-zero ' : ''}parameters (${(100 * result.params_left).toFixed(2)}%)\nsaved to ${flags.out}${sparsity ? ' (with sparsity.json)' : ''}\n` +
+      `pruned ${source} at scope ${plan.scope} with ${plan.criterion?.name ?? `keep-first ${plan.keepFirst}`} at ratio ${plan.ratio}: ${paramsBefore.toLocaleString('en-US')} -> ${nonzeroAfter.toLocaleString('en-US')} ${sparsity ? 'non-zero ' : ''}parameters (${(100 * result.params_left).toFixed(2)}%)\n${out !== undefined ? `saved to ${out}${sparsity ? ' (with sparsity.json)' : ''}` : `plan written to ${flags.planOut} (no --out: no model saved)`}\n` +
         `MACs per ${T} tokens: ${g(macsDense.total)} -> ${g(macsPruned.total)} (${(100 * result.macs.left).toFixed(2)}%)\n` +
         (result.latency
           ? `latency ${result.latency.batch}x${result.latency.seq_len}: ${(1000 * result.latency.dense.seconds).toFixed(2)} ms -> ${(1000 * result.latency.pruned.seconds).toFixed(2)} ms (x${result.latency.speedup.toFixed(2)})\n`
