@@ -636,3 +636,33 @@ describe('shrinkRows (Moreau-GS group soft-thresholding)', () => {
     expect([d[2]! + 0, d[3]! + 0]).toEqual([0, 0]);
   });
 });
+
+describe('layer-streamed scoring', () => {
+  // The noise of a layer is drawn from counters, not stored: the streamed backward recomputes each
+  // layer at the same perturbed point its forward used, so the scores equal the whole graph's.
+  for (const criterion of ['taylor', 'moreau', 'moreau-gs'] as const) {
+    it(`${criterion}: streamed scores equal whole-graph ones (noise, every parameter perturbed, tied embeddings)`, async () => {
+      const options =
+        criterion === 'taylor' ? {} : { iterations: 3, noiseStd: 0.05, perturb: 'all', lr: 0.02 };
+      const run = (mode: 'whole' | 'streamed') =>
+        prune(model, {
+          criterion,
+          options,
+          ratio: 0.25,
+          calibration: calibration(3),
+          backend,
+          mode,
+          seed: 4,
+        });
+      const [whole, streamed] = [await run('whole'), await run('streamed')];
+      expect(streamed.plan.groups).toEqual(whole.plan.groups);
+      for (const [group, s] of whole.scores) {
+        const t = streamed.scores.get(group)!;
+        for (let i = 0; i < s.length; i++) {
+          const v = s[i]!;
+          expect(Math.abs(t[i]! - v), `${group}[${i}]`).toBeLessThanOrEqual(1e-5 * Math.abs(v) + 1e-9);
+        }
+      }
+    });
+  }
+});
