@@ -3,16 +3,12 @@
  * folder needed): the compute and seed perturbations in the table and the JSON, and a --sweep with
  * its report. Runs are kept small (2 windows of 32 calibration tokens, moreau with 1-2 iterations).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BIN, hasDist, moreau } from './e2e-helpers.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(repoRoot, 'packages/cli/dist/moreau.js');
-const hasDist = existsSync(BIN);
 if (!hasDist)
   console.warn(`moreau robustness e2e tests skipped: ${BIN} is missing (run \`npm run build\` first)`);
 
@@ -20,28 +16,6 @@ const TMP = mkdtempSync(path.join(tmpdir(), 'moreau-robustness-e2e-'));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));
 const tmp = (name: string) => path.join(TMP, name);
 const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
-
-function moreau(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.MOREAU_DEBUG;
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: repoRoot,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const small = ['--calib-samples', '2', '--calib-seq-len', '32', '--limit', '2', '-q'];
 

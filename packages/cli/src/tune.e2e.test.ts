@@ -7,50 +7,25 @@
  * (perplexity and zero-shot) and `moreau generate --adapter` decodes like it.
  * Short runs (a few steps of 8 windows of 128 tokens); tools/tune-tiny.ts does the 200-step run.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type HostTensor, ModelExecutor, type Tensor, tensor } from '@moreau/core';
 import { type LlamaModel, loadLoraAdapter, loadModel, readSafetensors } from '@moreau/models';
 import { sharedPath } from '@moreau/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, hasDist, type Run, repoRoot, moreau as run } from './e2e-helpers.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(repoRoot, 'packages/cli/dist/moreau.js');
-const hasDist = existsSync(BIN);
 if (!hasDist) console.warn(`moreau tune e2e tests skipped: ${BIN} is missing (run \`npm run build\` first)`);
 
 const TMP = mkdtempSync(path.join(tmpdir(), 'moreau-tune-e2e-'));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));
 const tmp = (name: string) => path.join(TMP, name);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function moreau(
-  args: readonly string[],
-  onStderr?: (all: string, child: ChildProcess) => void,
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: TMP, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      onStderr?.(stderr, child);
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** The built binary, run in TMP. */
+const moreau = (args: readonly string[], onStderr?: (all: string, child: ChildProcess) => void) =>
+  run(args, { cwd: TMP, ...(onStderr ? { onStderr } : {}) });
 
 // The tiny model's 25 held-out documents: 20 to tune on, 5 to measure perplexity on.
 const heldout = readFileSync(path.join(repoRoot, 'packages/models/assets/tiny/heldout.txt'), 'utf8').split(
