@@ -7,6 +7,14 @@ import type { ComputeMode } from '../precision.js';
 
 /** Index of the first NaN or infinite value, or -1. */
 function firstNonFinite(values: ArrayLike<number>): number {
+  // Every gradient is checked, so the common case is one branch-free pass: v - v is 0 for a finite
+  // v and NaN otherwise. Only a NaN sum pays for the search of the index.
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    sum += v - v;
+  }
+  if (sum === 0) return -1;
   for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
   return -1;
 }
