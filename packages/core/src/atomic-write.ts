@@ -767,15 +767,11 @@ export async function recoverOutputs(journal: {
   for (const d of [...(journal.directories ?? [])].reverse()) await h.fs.rmdir(d).catch(() => {});
 }
 
-/** Writes one file atomically (a transaction of one output). */
-export async function writeFileAtomic(
-  file: string,
-  content: FileContent,
-  options: FileOutputOptions = {},
-): Promise<void> {
+/** Runs one staged output as its own transaction: committed, or aborted and rethrown. */
+async function singleOutput(stage: (tx: OutputTransaction) => Promise<void>): Promise<void> {
   const tx = new OutputTransaction();
   try {
-    await tx.file(file, content, options);
+    await stage(tx);
     await tx.commit();
   } catch (e) {
     await tx.abort();
@@ -784,19 +780,20 @@ export async function writeFileAtomic(
   await tx.finish();
 }
 
+/** Writes one file atomically (a transaction of one output). */
+export function writeFileAtomic(
+  file: string,
+  content: FileContent,
+  options: FileOutputOptions = {},
+): Promise<void> {
+  return singleOutput((tx) => tx.file(file, content, options));
+}
+
 /** Writes one directory atomically (a transaction of one output). */
-export async function writeDirAtomic(
+export function writeDirAtomic(
   dir: string,
   fill: (tmp: string) => Promise<void>,
   options: DirOutputOptions = {},
 ): Promise<void> {
-  const tx = new OutputTransaction();
-  try {
-    await tx.dir(dir, fill, options);
-    await tx.commit();
-  } catch (e) {
-    await tx.abort();
-    throw e;
-  }
-  await tx.finish();
+  return singleOutput((tx) => tx.dir(dir, fill, options));
 }
