@@ -208,11 +208,13 @@ export function float32ToFloat16(src: Float32Array): Uint16Array {
 let f16Table: Uint32Array | undefined;
 
 /** Exact, by table lookup on the bits (so NaN payloads survive); fast enough for whole checkpoints. */
-export function float16ToFloat32(src: Uint16Array): Float32Array {
+export function float16ToFloat32(
+  src: Uint16Array,
+  out: Float32Array = new Float32Array(src.length),
+): Float32Array {
   f16Table ??= Uint32Array.from({ length: 65536 }, (_, h) => float16BitsToFloat32Bits(h));
   const table = f16Table;
-  const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < src.length; i++) bits[i] = table[src[i]!]!;
   return out;
 }
@@ -228,9 +230,11 @@ export function float32ToBfloat16(src: Float32Array): Uint16Array {
   return out;
 }
 
-export function bfloat16ToFloat32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
+export function bfloat16ToFloat32(
+  src: Uint16Array,
+  out: Float32Array = new Float32Array(src.length),
+): Float32Array {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < src.length; i++) bits[i] = src[i]! << 16;
   return out;
 }
@@ -260,17 +264,24 @@ export function castHost(t: HostTensor, dtype: DType): HostTensor {
   return { dtype, shape: [...t.shape], data };
 }
 
-/** The tensor's values as float32 (a copy unless it already is float32). */
-export function toFloat32Data(t: HostTensor): Float32Array {
+/**
+ * The tensor's values as float32: written into `out` when given (it must have the tensor's length),
+ * else a copy unless the tensor already is float32.
+ */
+export function toFloat32Data(t: HostTensor, out?: Float32Array): Float32Array {
   switch (t.dtype) {
     case 'float32':
-      return t.data as Float32Array;
+      if (!out) return t.data as Float32Array;
+      out.set(t.data as Float32Array);
+      return out;
     case 'float16':
-      return float16ToFloat32(t.data as Uint16Array);
+      return float16ToFloat32(t.data as Uint16Array, out);
     case 'bfloat16':
-      return bfloat16ToFloat32(t.data as Uint16Array);
+      return bfloat16ToFloat32(t.data as Uint16Array, out);
     default:
-      return Float32Array.from(t.data as Int32Array | Uint8Array);
+      if (!out) return Float32Array.from(t.data as Int32Array | Uint8Array);
+      out.set(t.data as Int32Array | Uint8Array);
+      return out;
   }
 }
 

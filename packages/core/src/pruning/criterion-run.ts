@@ -81,9 +81,9 @@ class WeightCopies implements ReadonlyMap<string, Float32Array> {
   }
 }
 
-/** A float32 copy the caller may modify without touching the model. */
-export function float32Copy(t: HostTensor): Float32Array {
-  const f = toFloat32Data(t);
+/** A float32 copy the caller may modify without touching the model (written into `out` when given). */
+export function float32Copy(t: HostTensor, out?: Float32Array): Float32Array {
+  const f = toFloat32Data(t, out);
   return f === t.data ? f.slice() : f;
 }
 
@@ -124,8 +124,7 @@ export async function runCriterion(
     run.compute ?? { computeDtype: 'float32', precision: 'native' },
   );
   const salience = (name: string, values: Float32Array | Float64Array) => {
-    checkNumbers(criterion.name, `salience for '${name}'`, values);
-    guard.check(`the salience of '${name}'`, values);
+    checkNumbers(criterion.name, `salience for '${name}'`, values); // finite, or an error naming it
     onSalience(name, values);
   };
   const needExecutor = (what: 'gradients' | 'forward') => {
@@ -184,10 +183,15 @@ export async function runCriterion(
   const ctx: CriterionContext = {
     params,
     weights: new WeightCopies(members, model.params),
-    weight: (name) => {
+    weight: (name, out) => {
       const t = model.params.get(name);
       if (!t) throw new InputError(`criterion '${criterion.name}' asked for an unknown parameter '${name}'`);
-      return float32Copy(t);
+      if (out && out.length !== sizeOf(t.shape)) {
+        throw new InputError(
+          `criterion '${criterion.name}': weight('${name}', out) needs ${sizeOf(t.shape)} values in out, got ${out.length}`,
+        );
+      }
+      return float32Copy(t, out);
     },
     shapes,
     groups,

@@ -61,7 +61,9 @@ export interface GradientRequest {
   /**
    * The evaluation point: float32 values for (some of) the named parameters; the ones it leaves
    * out keep the model's weights. Called per stage of the model, and in layer-streamed runs twice
-   * per stage (forward, then the backward recompute): both calls must return the same values.
+   * per stage (forward, then the backward recompute): both calls must return the same values. The
+   * engine is done with one call's arrays before it makes the next call, so a criterion may reuse
+   * them then (and save allocating a stage's weights each time).
    */
   readonly point?: (
     names: readonly string[],
@@ -91,8 +93,11 @@ export interface CriterionContext {
    * never handed out), so read each parameter once and keep what you need.
    */
   readonly weights: ReadonlyMap<string, Float32Array>;
-  /** A fresh float32 copy of any parameter's weights. */
-  weight(name: string): Float32Array;
+  /**
+   * A float32 copy of any parameter's weights: a fresh array, or written into `out` (of the
+   * parameter's length) when given, so a criterion that reads weights every step can reuse buffers.
+   */
+  weight(name: string, out?: Float32Array): Float32Array;
   readonly shapes: ReadonlyMap<string, readonly number[]>;
   /**
    * The groups being scored: the scope's groups in the pruned layers (block: attention and MLP;

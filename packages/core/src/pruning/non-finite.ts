@@ -6,7 +6,7 @@ import { InputError } from '../errors.js';
 import type { ComputeMode } from '../precision.js';
 
 /** Index of the first NaN or infinite value, or -1. */
-function firstNonFinite(values: ArrayLike<number>): number {
+export function firstNonFinite(values: ArrayLike<number>): number {
   // Every gradient is checked, so the common case is one branch-free pass: v - v is 0 for a finite
   // v and NaN otherwise. Only a NaN sum pays for the search of the index.
   let sum = 0;

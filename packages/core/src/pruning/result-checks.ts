@@ -5,6 +5,7 @@
  */
 import { InputError } from '../errors.js';
 import type { PrunableGroup } from './groups.js';
+import { firstNonFinite } from './non-finite.js';
 
 /** `values` must be a Float32Array / Float64Array / array of finite numbers. */
 export function checkNumbers(criterion: string, what: string, values: unknown): void {
@@ -19,7 +20,11 @@ export function checkNumbers(criterion: string, what: string, values: unknown): 
     );
   }
   const a = values as ArrayLike<unknown>;
-  for (let i = 0; i < a.length; i++) {
+  // Typed arrays hold only numbers: one fast scan says whether (and where) one is NaN or infinite
+  // (every member parameter's salience passes here).
+  const first = Array.isArray(values) ? 0 : firstNonFinite(values as Float32Array | Float64Array);
+  if (first < 0) return;
+  for (let i = first; i < a.length; i++) {
     const v = a[i];
     if (typeof v !== 'number' || !Number.isFinite(v)) {
       throw new InputError(
