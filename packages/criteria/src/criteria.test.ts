@@ -26,7 +26,7 @@ import { LlamaModel, llamaLoss, randomInit } from '@moreau/models';
 import { smallConfig } from '@moreau/test-utils';
 import { describe, expect, it } from 'vitest';
 import { blockInfluence, builtinCriteria, magnitude, moreau, moreauGs, random, taylor } from './index.js';
-import { paramKind, type ShrinkCounts, shrinkRows } from './moreau.js';
+import { paramKind, proximalStep, type ShrinkCounts } from './moreau.js';
 
 const config = smallConfig({
   vocabSize: 32,
@@ -410,7 +410,22 @@ async function moreauByHand(o: {
         const kinds = o.counts?.[t] ?? new Map<string, ShrinkCounts>();
         const kind = m.split('.').at(-2)!;
         if (!kinds.has(kind)) kinds.set(kind, { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 });
-        shrinkRows(d, model.params.get(m)!.shape, o.soft, o.lr, kinds.get(kind));
+        // The released code's group soft-threshold, row by row along the first axis.
+        const c = kinds.get(kind)!;
+        const shape = model.params.get(m)!.shape;
+        const rowLen = shape.length >= 2 ? d.length / shape[0]! : 1;
+        for (let r = 0; r < d.length; r += rowLen) {
+          const row = d.subarray(r, r + rowLen);
+          const rms = Math.sqrt(row.reduce((acc, v) => acc + v * v, 0) / rowLen);
+          const scale = rms > o.soft * o.lr ? 1 - o.soft / rms : 0;
+          row.forEach((v, i) => {
+            row[i] = v * scale;
+          });
+          c.rows++;
+          if (scale === 0) c.zeroed++;
+          else if (scale < 0) c.flipped++;
+          else c.shrunk++;
+        }
       }
       if (t >= o.iterations - o.averageLast) {
         const a = avg.get(m)!;
@@ -585,7 +600,11 @@ describe('moreau-gs diagnostics: what the soft threshold did to each row', () =>
   });
 });
 
-describe('shrinkRows (Moreau-GS group soft-thresholding)', () => {
+describe('proximalStep (the delta update; Moreau-GS group soft-thresholding)', () => {
+  // With a zero gradient the step leaves delta as it is: what remains is the soft-threshold.
+  const shrinkRows = (d: Float32Array, shape: number[], soft: number, lr: number, counts?: ShrinkCounts) =>
+    proximalStep(d, new Float32Array(d.length), shape, { lr, soft }, undefined, counts);
+
   it('counts the rows it zeroed, shrank and flipped', () => {
     // rms: row 0 = 3.54 > soft 1 (shrunk); row 1 = 0.707 in (soft*lr, soft) (flipped);
     // row 2 = 0.01 <= soft*lr (zeroed); row 3 = 1 = soft (coefficient 0: zeroed).
@@ -594,6 +613,17 @@ describe('shrinkRows (Moreau-GS group soft-thresholding)', () => {
     const acc = { rows: 1, zeroed: 1, shrunk: 0, flipped: 0 };
     expect(shrinkRows(Float32Array.from([2, 0]), [2], 0.5, 1, acc)).toBe(acc);
     expect(acc).toEqual({ rows: 3, zeroed: 2, shrunk: 1, flipped: 0 });
+  });
+
+  it('steps delta by -lr g (exact: -lr (g + delta / lambda)) and adds delta / count into the average', () => {
+    const d = Float32Array.from([1, -2]);
+    const sum = Float32Array.from([1, 1]);
+    proximalStep(d, Float32Array.from([10, 4]), [2], { lr: 0.1 }, { sum, count: 2 });
+    expect([...d]).toEqual([1 - 0.1 * 10, -2 - 0.1 * 4].map(Math.fround));
+    expect([...sum]).toEqual([1 + d[0]! / 2, 1 + d[1]! / 2].map(Math.fround));
+    const e = Float32Array.from([1, -2]);
+    proximalStep(e, Float32Array.from([10, 4]), [2], { lr: 0.1, lambda: 0.5 });
+    expect([...e]).toEqual([1 - 0.1 * (10 + 1 / 0.5), -2 - 0.1 * (4 - 2 / 0.5)].map(Math.fround));
   });
 
   it('scales each row by 1 - soft / rms(row) when rms(row) > soft * lr, else zeroes it', () => {

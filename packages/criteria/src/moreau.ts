@@ -68,32 +68,72 @@ export interface ShrinkCounts {
   flipped: number;
 }
 
+/** How one proximal step updates delta (see proximalStep). */
+export interface ProximalStep {
+  readonly lr: number;
+  /** Given: the exact proximal step delta -= lr * (g + delta / lambda); absent: delta -= lr * g. */
+  readonly lambda?: number;
+  /** Given (Moreau-GS): each row of delta is then soft-thresholded with this threshold. */
+  readonly soft?: number;
+}
+
 /**
- * Group soft-thresholding of delta, row by row (first axis; 1-D parameters elementwise), as the
+ * One proximal step on delta, in place, in float32: delta -= lr * g (or the exact step), then for
+ * Moreau-GS the group soft-threshold row by row (first axis; 1-D parameters elementwise), as the
  * released code does it: n = sqrt(mean(row^2)); row *= (1 - soft / n) if n > soft * lr, else
  * row = 0. The threshold compares with soft * lr but the coefficient uses soft, so rows with
  * soft * lr < n < soft get a negative coefficient: they flip sign. That rule is kept on purpose
  * (it is what the reference computes); the returned counts (added into `counts` when given) say
- * how many rows each case took.
+ * how many rows each case took. With `average`, the new delta / average.count is added into
+ * average.sum. One pass per row for the step and one for the threshold and average: this runs
+ * over every parameter of the model at every iteration.
  */
-export function shrinkRows(
+export function proximalStep(
   delta: Float32Array,
+  grad: Float32Array,
   shape: readonly number[],
-  soft: number,
-  lr: number,
+  step: ProximalStep,
+  average?: { readonly sum: Float32Array; readonly count: number },
   counts: ShrinkCounts = { rows: 0, zeroed: 0, shrunk: 0, flipped: 0 },
 ): ShrinkCounts {
-  const rowLen = shape.length >= 2 ? delta.length / shape[0]! : 1;
+  const { lr, lambda, soft } = step;
+  const f32 = Math.fround;
+  const rowLen = soft === undefined ? delta.length : shape.length >= 2 ? delta.length / shape[0]! : 1;
   for (let start = 0; start < delta.length; start += rowLen) {
+    const end = start + rowLen;
     let sq = 0;
-    for (let i = start; i < start + rowLen; i++) sq += delta[i]! * delta[i]!;
-    const n = Math.sqrt(sq / rowLen);
-    const scale = n > soft * lr ? 1 - soft / n : 0;
-    for (let i = start; i < start + rowLen; i++) delta[i]! *= scale;
-    counts.rows++;
-    if (scale === 0) counts.zeroed++;
-    else if (scale < 0) counts.flipped++;
-    else counts.shrunk++;
+    if (lambda === undefined) {
+      for (let i = start; i < end; i++) {
+        const v = f32(delta[i]! - lr * grad[i]!);
+        delta[i] = v;
+        sq += v * v;
+      }
+    } else {
+      for (let i = start; i < end; i++) {
+        const v = f32(delta[i]! - lr * (grad[i]! + delta[i]! / lambda));
+        delta[i] = v;
+        sq += v * v;
+      }
+    }
+    let scale = 1;
+    if (soft !== undefined) {
+      const n = Math.sqrt(sq / rowLen);
+      scale = n > soft * lr ? 1 - soft / n : 0;
+      counts.rows++;
+      if (scale === 0) counts.zeroed++;
+      else if (scale < 0) counts.flipped++;
+      else counts.shrunk++;
+    }
+    if (average) {
+      const { sum, count } = average;
+      for (let i = start; i < end; i++) {
+        const v = f32(delta[i]! * scale);
+        delta[i] = v;
+        sum[i] = sum[i]! + v / count;
+      }
+    } else if (scale !== 1) {
+      for (let i = start; i < end; i++) delta[i] = delta[i]! * scale;
+    }
   }
   return counts;
 }
@@ -197,6 +237,7 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       // The perturbed parameters: every parameter as in the released code, or the group members.
       const perturbed = ctx.params.filter((p) => o.perturb === 'all' || p.member);
       const index = new Map(ctx.params.map((p, i) => [p.name, i]));
+      const sizes = new Map(ctx.params.map((p) => [p.name, p.shape.reduce((a, d) => a * d, 1)]));
       const isPerturbed = new Set(perturbed.map((p) => p.name));
       const bytes = perturbed.reduce((s, p) => s + 4 * p.shape.reduce((a, d) => a * d, 1), 0);
       // delta and its running average, float32 per parameter (on disk when they do not fit).
@@ -205,12 +246,19 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       // regenerates exactly the same values when it recomputes a layer.
       const noiseSeed = ctx.rng.nextUint32();
       let t = 0;
-      // Evaluation point w + noise_t + delta_t of the perturbed parameters among `names`.
+      // Evaluation point w + noise_t + delta_t of the perturbed parameters among `names`. The
+      // engine is done with one call's arrays when it makes the next, so they are reused (a stage's
+      // weights are not allocated afresh twice per iteration); unused spares are dropped.
+      let lent: Float32Array[] = [];
       const point = async (names: readonly string[]) => {
+        const spare = lent;
+        lent = [];
         const out = new Map<string, Float32Array>();
         for (const n of names) {
           if (!isPerturbed.has(n) || out.has(n)) continue;
-          const x = ctx.weight(n);
+          const length = sizes.get(n)!;
+          const i = spare.findIndex((b) => b.length === length);
+          const x = ctx.weight(n, i >= 0 ? spare.splice(i, 1)[0] : new Float32Array(length));
           const d = await state.get(`delta:${n}`, x.length);
           if (noiseStd > 0) {
             // x + (noiseStd |x|) z + delta in float32, z the stream of (seed, iteration, parameter)
@@ -218,6 +266,7 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
           } else {
             for (let i = 0; i < x.length; i++) x[i] = x[i]! + 0 + d[i]!;
           }
+          lent.push(x);
           out.set(n, x);
         }
         return out;
@@ -234,20 +283,19 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       };
       // Each parameter's step depends only on its own gradient and delta, so gradients are
       // consumed as they arrive (a layer at a time in streamed runs).
+      const proximal: ProximalStep = { lr, ...(exact ? { lambda } : {}), ...(gs ? { soft } : {}) };
       const step = async (grads: Map<string, Float32Array>) => {
         for (const [p, g] of grads) {
           if (!isPerturbed.has(p)) continue;
           const d = await state.get(`delta:${p}`, g.length);
-          if (exact) for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * (g[i]! + d[i]! / lambda);
-          else for (let i = 0; i < d.length; i++) d[i] = d[i]! - lr * g[i]!;
+          const averaging = t >= iterations - averageLast;
+          const sum = averaging ? await state.get(`avg:${p}`, d.length) : undefined;
+          const shape = ctx.params[index.get(p)!]!.shape;
+          const average = sum ? { sum, count: averageLast } : undefined;
+          proximalStep(d, g, shape, proximal, average, gs ? countsFor(p) : undefined);
           grads.delete(p); // let the engine's gradient buffer go as soon as it is used
-          if (gs) shrinkRows(d, ctx.params[index.get(p)!]!.shape, soft, lr, countsFor(p));
           await state.set(`delta:${p}`, d);
-          if (t >= iterations - averageLast) {
-            const a = await state.get(`avg:${p}`, d.length);
-            for (let i = 0; i < d.length; i++) a[i]! += d[i]! / averageLast;
-            await state.set(`avg:${p}`, a);
-          }
+          if (sum) await state.set(`avg:${p}`, sum);
         }
       };
       try {
