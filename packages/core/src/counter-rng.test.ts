@@ -186,6 +186,33 @@ describe('counter normals: the WebAssembly kernel equals the JS reference bit fo
     expect(firstDiff(intoDelta, want)).toBe(-1);
   });
 
+  it('large perturbInto calls shared with helper threads give the same bits, whoever computes a chunk', async () => {
+    const helpers = await kernel.helpersReady();
+    // Past one staged slice (64 chunks), with an odd start so chunks begin mid-pair.
+    const n = 150 * CHUNK + 21;
+    const w = new Float32Array(n).map((_, i) => Math.sin(i) * 0.1);
+    const d = new Float32Array(n).map((_, i) => Math.cos(i) * 1e-3);
+    const key = key4(3, 1, 4);
+    const start = 2 ** 32 + 7;
+    let byHelpers = 0;
+    for (const delta of [d, undefined]) {
+      const want = new Float32Array(n);
+      perturbRef(want, w, delta, 0.05, key, start);
+      // The helpers take chunks only when they get the processor in time: try a few calls.
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const got = new Float64Array(n);
+        kernel.perturb(got, Float64Array.from(w), delta, 0.05, key, start);
+        expect(firstDiff(want, got), `delta ${!!delta}`).toBe(-1);
+        const inPlace = w.slice();
+        kernel.perturb(inPlace, inPlace, delta, 0.05, key, start);
+        expect(firstDiff(want, inPlace), `in place, delta ${!!delta}`).toBe(-1);
+        byHelpers += kernel.lastHelperChunks;
+        if (helpers === 0 || kernel.lastHelperChunks > 0) break;
+      }
+    }
+    if (helpers > 0) expect(byHelpers).toBeGreaterThan(0);
+  });
+
   it('rejects bad starts and mismatched lengths', () => {
     const key = counterKey(1, 2, 3);
     expect(() => fillCounterNormals(key, -1, new Float32Array(2))).toThrow(RangeError);
