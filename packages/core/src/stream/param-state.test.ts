@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -63,4 +63,17 @@ describe('ParamState: criterion state in memory or spilled to disk', () => {
     rmSync(path.join(root, 'gone'), { recursive: true, force: true });
     await expect(s.set('k', new Float32Array(4))).rejects.toThrow(/cannot write criterion state to '.*gone/);
   });
+
+  // /dev/full answers every write with ENOSPC, as a full disk does: the state file is made a link to it.
+  it.skipIf(!existsSync('/dev/full'))(
+    'a full disk stops the run with a message naming the folder',
+    async () => {
+      const s = await ParamState.create(1e3, 1e9, { dir: path.join(root, 'full'), spill: true });
+      symlinkSync('/dev/full', path.join(s.dir!, `${encodeURIComponent('delta:w')}.f32`));
+      await expect(s.set('delta:w', new Float32Array(1024))).rejects.toThrow(
+        /^the state folder '.*full\/moreau-state-\w+' is full \(writing .* for delta:w\); free space or pass --state-dir on a larger disk$/,
+      );
+      await s.dispose();
+    },
+  );
 });
