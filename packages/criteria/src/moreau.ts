@@ -239,7 +239,7 @@ function makeMoreau(name: 'moreau' | 'moreau-gs'): Criterion {
       const index = new Map(ctx.params.map((p, i) => [p.name, i]));
       const sizes = new Map(ctx.params.map((p) => [p.name, p.shape.reduce((a, d) => a * d, 1)]));
       const isPerturbed = new Set(perturbed.map((p) => p.name));
-      const bytes = perturbed.reduce((s, p) => s + 4 * p.shape.reduce((a, d) => a * d, 1), 0);
+      const bytes = perturbed.reduce((s, p) => s + 4 * sizes.get(p.name)!, 0);
       // delta and its running average, float32 per parameter (on disk when they do not fit).
       const state = await ctx.state(2 * bytes);
       // Noise is a pure function of (seed, iteration, parameter, element): a streamed run
