@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InputError, MoreauError } from '../errors.js';
+import { MoreauError } from '../errors.js';
 import {
   type Criterion,
   getCriterion,
@@ -7,6 +7,7 @@ import {
   registerCriterion,
   resolveOptions,
 } from './criterion.js';
+import { inputErrorOf } from './test-fixtures.js';
 
 const withOptions: Criterion = {
   name: 'test-options',
@@ -22,16 +23,6 @@ const withOptions: Criterion = {
   defaultReduction: 'sum',
   score: async () => ({ unitScores: [] }),
 };
-
-function inputError(f: () => unknown): InputError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(InputError);
-    return e as InputError;
-  }
-  throw new Error('expected an InputError');
-}
 
 describe('resolveOptions', () => {
   it('fills in defaults in the documented order', () => {
@@ -66,7 +57,7 @@ describe('resolveOptions', () => {
     'an unknown key (%s) is an error naming it and listing the valid ones',
     (key) => {
       const raw = JSON.parse(`{"${key}": 1}`);
-      const e = inputError(() => resolveOptions(withOptions, raw));
+      const e = inputErrorOf(() => resolveOptions(withOptions, raw));
       expect(e.message).toBe(
         `criterion 'test-options' has no option '${key}'; valid options: iterations, lr, fresh, proximal`,
       );
@@ -76,7 +67,7 @@ describe('resolveOptions', () => {
 
   it('a criterion without options says so', () => {
     const none = { ...withOptions, name: 'no-options', options: {} };
-    expect(inputError(() => resolveOptions(none, { p: 2 })).message).toBe(
+    expect(inputErrorOf(() => resolveOptions(none, { p: 2 })).message).toBe(
       "criterion 'no-options' has no option 'p'; valid options: (none)",
     );
     expect(resolveOptions(none)).toEqual({});
@@ -97,7 +88,7 @@ describe('resolveOptions', () => {
     [{ fresh: 'yes' }, 'fresh', 'expected true or false, got "yes"'],
     [{ proximal: 'approx' }, 'proximal', 'expected one of reference | exact, got "approx"'],
   ])('%j is rejected naming the option', (raw, field, message) => {
-    const e = inputError(() => resolveOptions(withOptions, raw));
+    const e = inputErrorOf(() => resolveOptions(withOptions, raw));
     expect(e.message).toContain(message);
     expect(e.field).toBe(field);
   });
@@ -135,7 +126,7 @@ describe('the criterion registry', () => {
 
   it('an unknown name lists the available criteria', () => {
     registerCriterion({ ...withOptions, name: 'test-listed' });
-    const e = inputError(() => getCriterion('nope'));
+    const e = inputErrorOf(() => getCriterion('nope'));
     expect(e.message).toMatch(/^unknown criterion 'nope'; available: .*test-listed/);
     expect(e.field).toBe('criterion');
   });

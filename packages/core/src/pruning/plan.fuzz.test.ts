@@ -11,10 +11,9 @@
  *   'groups[i].total'.
  */
 import { describe, expect, it } from 'vitest';
-import { InputError } from '../errors.js';
 import { applyPlan, parsePlan, planToJSON } from './plan.js';
 import { prune } from './prune.js';
-import { fixedCriterion, type ToyLayer, toyModel } from './test-fixtures.js';
+import { fixedCriterion, inputErrorOf, type ToyLayer, toyModel } from './test-fixtures.js';
 
 const FILE = 'fuzz/plan.json';
 const CASES = 60;
@@ -59,17 +58,6 @@ async function generated(seed: number) {
   return { r, layers, scope, ratio, model, plan, text: planToJSON(plan) };
 }
 
-/** The InputError `f` throws (fails the test when it throws none or another kind). */
-function errorOf(f: () => unknown): InputError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(InputError);
-    return e as InputError;
-  }
-  throw new Error('expected an InputError');
-}
-
 describe('plan fuzz suite', () => {
   it(`${CASES} generated plans read back and apply; a kept list off the ratio is an error naming the file and 'ratio'`, async () => {
     let mutated = 0;
@@ -93,7 +81,7 @@ describe('plan fuzz suite', () => {
       if (missing.length && (!canDrop || r.next() < 0.5))
         d.kept = [...d.kept, missing[0]!].sort((a, b) => a - b);
       else d.kept = d.kept.slice(1);
-      const e = errorOf(() => parsePlan(JSON.stringify(j), FILE));
+      const e = inputErrorOf(() => parsePlan(JSON.stringify(j), FILE));
       expect(e.message).toMatch(/^fuzz\/plan\.json: field 'ratio' is [\d.]+, but the kept lists disagree: /);
       expect(e.message.length).toBeLessThan(400);
       expect(e.field).toBe('ratio');
@@ -108,7 +96,7 @@ describe('plan fuzz suite', () => {
       const j = JSON.parse(text);
       j.groups = [];
       const empty = parsePlan(JSON.stringify(j), FILE);
-      const e = errorOf(() => applyPlan(model, empty, { file: FILE }));
+      const e = inputErrorOf(() => applyPlan(model, empty, { file: FILE }));
       expect(e.message).toBe(
         "fuzz/plan.json: field 'groups': the plan prunes nothing (no groups and no masks): applying it would copy the model unpruned",
       );
@@ -134,7 +122,7 @@ describe('plan fuzz suite', () => {
       }),
       FILE,
     );
-    expect(errorOf(() => applyPlan(model, unstructured, { file: FILE })).message).toMatch(
+    expect(inputErrorOf(() => applyPlan(model, unstructured, { file: FILE })).message).toMatch(
       /^fuzz\/plan\.json: field 'masks': the plan prunes nothing/,
     );
   });
@@ -145,7 +133,7 @@ describe('plan fuzz suite', () => {
       // One layer more (or fewer): the layer count differs.
       const deeper = r.next() < 0.5 || layers.length === 1;
       const other = toyModel(deeper ? [...layers, { heads: 2, mlp: 4 }] : layers.slice(1), seed);
-      const e = errorOf(() => applyPlan(other, plan, { file: FILE }));
+      const e = inputErrorOf(() => applyPlan(other, plan, { file: FILE }));
       expect(e.message).toMatch(
         /^fuzz\/plan\.json: field 'model\.numLayers': the plan is for a model with \d+ layers; this model has \d+$/,
       );
@@ -157,7 +145,7 @@ describe('plan fuzz suite', () => {
       const resized = layers.map((x, k) =>
         k === l ? (r.next() < 0.5 ? { ...x, heads: x.heads + 1 } : { ...x, mlp: x.mlp + 1 }) : x,
       );
-      const f = errorOf(() => applyPlan(toyModel(resized, seed), plan, { file: FILE }));
+      const f = inputErrorOf(() => applyPlan(toyModel(resized, seed), plan, { file: FILE }));
       expect(f.message).toMatch(
         /^fuzz\/plan\.json: field 'groups\[\d+\]\.(total|group)': layer \d+ (attention|mlp): /,
       );

@@ -9,7 +9,9 @@
  * Besides the block groups it describes a hidden group (the D residual channels: embedding columns,
  * norms, q / up columns, o / down rows) and one group per whole layer.
  */
+import { expect } from 'vitest';
 import type { HostTensor } from '../dtype.js';
+import { InputError } from '../errors.js';
 import * as ops from '../ops.js';
 import { Rng } from '../rng.js';
 import type { StagedModel } from '../stream/staged-model.js';
@@ -216,4 +218,15 @@ export function fixedCriterion(
       return { unitScores: ctx.groups.map((g) => Float64Array.from(scores(g, call))) };
     },
   };
+}
+
+/** The InputError `f` throws (fails the test when it throws none or another kind). */
+export function inputErrorOf(f: () => unknown): InputError {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError);
+    return e as InputError;
+  }
+  throw new Error('expected an InputError');
 }
